@@ -1,0 +1,31 @@
+"""ALTI token-contribution attributions for TransformerLens models.
+
+`alti(model, "The cat sat on the mat").rollout[0, -1]` is how much each input token contributes to
+each token's representation after the last layer (Ferrando et al. 2022).
+"""
+
+from ._version import __version__
+from .api import alti
+from .contributions import MEASURES
+from .errors import (
+    AltiLensError,
+    InputError,
+    NonFiniteActivationError,
+    ReconstructionError,
+    UnsupportedModelError,
+    WeightProcessingWarning,
+)
+from .results import AltiResult
+
+__all__ = [
+    "MEASURES",
+    "AltiLensError",
+    "AltiResult",
+    "InputError",
+    "NonFiniteActivationError",
+    "ReconstructionError",
+    "UnsupportedModelError",
+    "WeightProcessingWarning",
+    "__version__",
+    "alti",
+]

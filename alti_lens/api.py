@@ -1,0 +1,154 @@
+"""Entry points: orchestrate reading the model, decomposing each layer, measuring and rolling out.
+
+Layers are processed while the model runs (the read-out hands over each layer as soon as it
+completes): the decomposition, the exactness check, the contribution matrix and the rollout step of
+layer `l` are done before layer `l + 1` runs, so only one layer's attention is ever held.
+"""
+
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import inputs as _inputs
+from . import readout
+from ._version import __version__
+from .contributions import layer_contributions
+from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
+from .errors import ReconstructionError, WeightProcessingWarning
+from .results import AltiResult
+
+
+def alti(
+    model: Any,
+    inputs: str | list[str] | Tensor,
+    *,
+    attention_mask: Tensor | None = None,
+    measure: str = "l1",
+    chunk_size: int | None = None,
+    check: bool = True,
+    dtype: torch.dtype | None = None,
+) -> AltiResult:
+    """ALTI contributions of every layer, and their rollout, for a decoder-only or encoder model.
+
+    Args:
+        model: a TransformerLens `TransformerBridge`, or (TransformerLens 3.x) a
+            `HookedTransformer` or `HookedEncoder`. It is left as it was: no hooks remain and its
+            training flags are restored, also when an error is raised.
+        inputs: a string, a list of strings (tokenized with the model's tokenizer, padded on the
+            right), or an int tensor `[batch, pos]` of token ids.
+        attention_mask: `[batch, pos]`, 1 = real token, 0 = padding; only with token tensors.
+        measure: `"l1"` (ALTI), `"l2"`, `"norm"` (Kobayashi), `"attention"` (head mean), or
+            `"attention_rollout"` (Abnar & Zuidema's `0.5·A + 0.5·I`).
+        chunk_size: query rows decomposed at once (None: chosen from the cache/free memory).
+        check: verify on every layer that the decomposition reproduces the model's output
+            (spec §2.5) and raise `ReconstructionError` if not. With `False` the check is
+            skipped and `reconstruction_error` is NaN.
+        dtype: decomposition dtype (None: float32, or float64 for float64 models).
+
+    Returns:
+        An `AltiResult` with `contributions` and `rollout` of shape `[batch, layer, pos, pos]`.
+    """
+    measure = _inputs.check_measure(measure)
+    chunk_size = _inputs.check_chunk_size(chunk_size)
+    info = readout.describe(model)
+    tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
+    dtype = _inputs.compute_dtype(info.dtype, dtype)
+    _warn_weight_processing(model, info)
+
+    batch, n = tokens.shape
+    contributions = torch.zeros(batch, info.n_layers, n, n, dtype=dtype)
+    rollout = torch.zeros_like(contributions)
+    errors = torch.full((batch, info.n_layers), float("nan"), dtype=dtype)
+    kinds: list[str] = ["?"] * info.n_layers
+    positions = [row.nonzero().flatten().to(info.device) for row in mask]
+    previous: list[Tensor | None] = [None] * batch  # R^{l-1} of each sequence, on the model device
+
+    def on_block(layer: int, block: BlockTensors) -> None:
+        kinds[layer] = block.kind.value
+        for b, keep in enumerate(positions):
+            terms = decompose_block(block, b, keep, dtype)
+            if check:
+                errors[b, layer] = _check_exact(terms, block, layer, b, info, dtype)
+            C = layer_contributions(terms, measure, chunk_size)
+            before = previous[b]
+            R = C if before is None else C @ before
+            previous[b] = R
+            where = keep.cpu()
+            contributions[b, layer, where[:, None], where] = C.cpu()
+            rollout[b, layer, where[:, None], where] = R.cpu()
+
+    readout.read_blocks(model, info, tokens, mask, on_block)
+    rtol, atol = _inputs.tolerance([info.dtype, dtype])
+    metadata = {
+        "model_name": info.name,
+        "architecture": info.architecture,
+        "backend": info.backend,
+        "transformer_lens_version": info.tl_version,
+        "alti_lens_version": __version__,
+        "measure": measure,
+        "dtype": str(dtype).removeprefix("torch."),
+        "model_dtype": str(info.dtype).removeprefix("torch."),
+        "device": str(info.device),
+        "block_kinds": kinds,
+        "weight_processing": dict(info.weight_processing),
+        "check": check,
+        "tolerance": {"rtol": rtol, "atol": atol},
+        "chunk_size": chunk_size,
+    }
+    return AltiResult(
+        contributions=contributions,
+        rollout=rollout,
+        tokens=tokens,
+        str_tokens=readout.str_tokens(model, tokens),
+        attention_mask=mask,
+        reconstruction_error=errors,
+        metadata=metadata,
+    )
+
+
+def _check_exact(
+    terms: AttentionTerms,
+    block: BlockTensors,
+    layer: int,
+    index: int,
+    info: readout.ModelInfo,
+    dtype: torch.dtype,
+) -> float:
+    """Spec §2.5: `max|Σ_j T_i(x_j) + bias_i − y_i| ≤ atol + rtol · max|y|`, else raise."""
+    y = terms.output
+    error = float((reconstruct(terms) - y).abs().max())
+    dtypes = [info.dtype, dtype] + ([block.precision] if block.precision is not None else [])
+    rtol, atol = _inputs.tolerance(dtypes)
+    scale = float(y.abs().max())
+    limit = atol + rtol * scale
+    if not error <= limit:  # also catches NaN
+        raise ReconstructionError(
+            f"exactness check failed at layer {layer} (sequence {index}, {block.kind.value} block "
+            f"of {info.architecture}): the decomposition misses the model's own output by "
+            f"max|Δ| = {error:.3g}, above the tolerance {limit:.3g} "
+            f"(atol {atol:g} + rtol {rtol:g} · max|y| {scale:.3g}). Likely cause: a block layout alti_lens does not support, or "
+            "weights or hooks changed in a way the hook points do not show (e.g. a hook that edits "
+            "activations, or weights processed after loading). The contributions would be wrong, "
+            "so none are returned; check=False skips this check at your own risk.",
+            layer=layer,
+            error=error,
+            tolerance=limit,
+        )
+    return error
+
+
+def _warn_weight_processing(model: Any, info: readout.ModelInfo) -> None:
+    wp = info.weight_processing
+    changed = [k for k in ("center_writing_weights", "fold_value_biases") if wp.get(k)]
+    if changed and readout.first_time(model):
+        warnings.warn(
+            f"the model's weights were processed by TransformerLens ({', '.join(changed)}): the "
+            "decomposition is still exact, but centring and value-bias folding change ALTI's "
+            "numbers (spec §6). For the model's own contributions load it unprocessed: "
+            "TransformerBridge.boot_transformers(...) without enable_compatibility_mode(), or "
+            "HookedTransformer.from_pretrained_no_processing(...).",
+            WeightProcessingWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,113 @@
+"""The contribution measure of one layer (spec §3).
+
+ALTI (`"l1"`) scores source `j` of row `i` by its proximity to the output:
+
+    d_ij = ||y_i − T_i(x_j)||_1,   c_ij = max(0, ||y_i||_1 − d_ij),   C_ij = c_ij / Σ_k c_ik
+
+`"l2"` is the same with the L2 norm, `"norm"` is Kobayashi's `||T_i(x_j)||_2`, `"attention"` the
+head-mean attention (no residual), and `"attention_rollout"` Abnar & Zuidema's `0.5·Ā + 0.5·I`.
+
+`T` is `n × n × d_model` per layer. It is formed for a chunk of query rows at a time (heads summed
+inside one batched matrix product, so the per-head `[H, n, n, d]` tensor never exists) and reduced
+to distances at once; peak memory is set by the chunk, not by `n²·d`. Sources with zero attention
+in every head (causal or padding masks, sliding windows) are exact zeros, and key columns outside a
+chunk's attended range are never formed.
+"""
+
+import warnings
+from typing import Literal, get_args
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from .decompose import AttentionTerms
+
+Measure = Literal["l1", "l2", "norm", "attention", "attention_rollout"]
+MEASURES: tuple[str, ...] = get_args(Measure)
+VECTOR_MEASURES = ("l1", "l2", "norm")  # those that need the per-source vectors T_i(x_j)
+
+# Elements of one chunk of T (K × I × d_model). Small enough to stay in a CPU's cache hierarchy:
+# measured on a 2-core CPU at 512 tokens (GPT-2 small shape), 16 rows (~6 M elements) ran 1.5×
+# faster than 256 rows.
+_CPU_CHUNK_ELEMENTS = 6_000_000
+_GPU_MEMORY_FRACTION = 0.25
+
+
+def auto_chunk_size(n_keys: int, d_model: int, device: torch.device, dtype: torch.dtype) -> int:
+    """Query rows per chunk: bounded by cache size on a CPU and by free memory on a GPU."""
+    per_row = max(1, n_keys * d_model)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = int(free * _GPU_MEMORY_FRACTION) // (2 * dtype.itemsize)
+    else:
+        budget = _CPU_CHUNK_ELEMENTS
+    return max(1, budget // per_row)
+
+
+def source_scores(
+    terms: AttentionTerms, measure: str, chunk_size: int | None = None
+) -> Float[Tensor, "query_pos key_pos"]:
+    """Unnormalised scores `c_ij` of every source of every row (exact zeros where unattended)."""
+    pattern = terms.pattern
+    n_queries, n_keys = pattern.shape[1:]
+    if measure == "attention":
+        return pattern.mean(dim=0)
+    if measure == "attention_rollout":
+        eye = torch.eye(n_queries, n_keys, dtype=pattern.dtype, device=pattern.device)
+        return 0.5 * pattern.mean(dim=0) + 0.5 * eye
+    if measure not in VECTOR_MEASURES:
+        raise ValueError(f"unknown measure {measure!r}")
+
+    y = terms.output
+    p = 1 if measure == "l1" else 2
+    y_norm = torch.linalg.vector_norm(y, ord=p, dim=-1)
+    rows = chunk_size or auto_chunk_size(n_keys, y.shape[-1], y.device, y.dtype)
+    scores = torch.zeros(n_queries, n_keys, dtype=y.dtype, device=y.device)
+    for start in range(0, n_queries, rows):
+        stop = min(n_queries, start + rows)
+        chunk = pattern[:, start:stop]
+        idx = torch.arange(stop - start, device=y.device)
+        # Sources that any head attends to, plus each row's own position (the residual term).
+        support: Bool[Tensor, "row key_pos"] = (chunk != 0).any(dim=0)
+        support[idx, idx + start] = True
+        cols = support.any(dim=0).nonzero()
+        k0, k1 = int(cols[0]), int(cols[-1]) + 1
+        chunk = chunk[:, :, k0:k1]
+        if terms.row_scale is not None:
+            chunk = chunk * terms.row_scale[start:stop, None]
+        # T[j, i] = Σ_h A^h_ij values[j, h]: one (rows × H) @ (H × d_model) product per source j.
+        T = torch.bmm(chunk.permute(2, 1, 0), terms.values[k0:k1])
+        T[idx + start - k0, idx] += terms.residual[start:stop]
+        if measure == "norm":
+            dist = torch.linalg.vector_norm(T, ord=2, dim=-1)
+            block = dist.T
+        else:
+            dist = torch.linalg.vector_norm(T.sub_(y[start:stop]), ord=p, dim=-1)
+            block = (y_norm[start:stop, None] - dist.T).clamp_min_(0)
+        scores[start:stop, k0:k1] = block * support[:, k0:k1]
+    return scores
+
+
+def normalise(scores: Float[Tensor, "query_pos key_pos"]) -> Float[Tensor, "query_pos key_pos"]:
+    """Row-normalise; a row whose scores are all 0 puts its mass on its own position (and warns)."""
+    totals = scores.sum(dim=-1, keepdim=True)
+    empty = totals.squeeze(-1) == 0
+    if bool(empty.any()):
+        rows = empty.nonzero().flatten().tolist()
+        warnings.warn(
+            f"rows {rows} have no source closer to the output than the output's own norm; "
+            "their contribution is put on their own position (spec §3)",
+            stacklevel=3,
+        )
+        scores = scores.clone()
+        scores[rows, rows] = 1.0
+        totals = scores.sum(dim=-1, keepdim=True)
+    return scores / totals
+
+
+def layer_contributions(
+    terms: AttentionTerms, measure: str, chunk_size: int | None = None
+) -> Float[Tensor, "query_pos key_pos"]:
+    """The row-normalised contribution matrix `C` of one layer and one sequence."""
+    return normalise(source_scores(terms, measure, chunk_size))

@@ -1,0 +1,152 @@
+"""Per-source decomposition of one attention sub-block: `y_i = Σ_j T_i(x_j) + bias_i` (spec §2).
+
+With `a_i(j) = Σ_h A^h_ij · v^h_j W_O^h` (Kobayashi's per-source vectors; `v` carries the value bias
+and the pre-norm's affine, so those are attributed in proportion to attention):
+
+- pre-norm, attention-only (§2.1): `T_i(x_j) = a_i(j) + δ_ij x_j`,        bias `b_O`
+- parallel attention + MLP (§2.3): as pre-norm, with the virtual `y_i = x_i + attn_out_i`
+- post-norm (§2.2):                `T_i(x_j) = L_i(a_i(j) + δ_ij x_j)`,  bias `L_i(b_O) + β`
+- sandwich norm (§2.3):            `T_i(x_j) = P_i(a_i(j)) + δ_ij x_j`,  bias `P_i(b_O) + β`
+
+where `L_i`/`P_i` are the norm linearised at row `i`: `γ ⊙ centre(u) / s_i` (LayerNorm) or
+`γ ⊙ u / s_i` (RMSNorm), with the real scale `s_i` read from the model. Because the norm is linear
+once `s_i` is frozen, every block kind reduces to one form, `AttentionTerms`:
+
+    T_i(x_j) = row_scale_i · Σ_h A^h_ij · values[j, h] + δ_ij · residual_j
+
+with `values[j, h] = γ ⊙ centre(v^h_j W_O^h)` (affine parts as applicable) and `row_scale_i = 1/s_i`
+(1 without a norm). This module is pure: it knows no model classes, only tensors.
+"""
+
+import enum
+from dataclasses import dataclass
+
+import einops
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+
+class BlockKind(str, enum.Enum):
+    """How the attention sub-block's output is formed (spec §2)."""
+
+    PRE_NORM = "pre_norm"
+    POST_NORM = "post_norm"
+    PARALLEL = "parallel"
+    SANDWICH = "sandwich"
+    ATTN_ONLY = "attn_only"
+
+
+@dataclass(frozen=True)
+class NormTensors:
+    """A norm applied to the attention output (post-norm or sandwich), frozen at its real scale."""
+
+    weight: Float[Tensor, " d_model"] | None  # effective γ (Gemma's `1 + w` already applied)
+    bias: Float[Tensor, " d_model"] | None  # β, never attributed
+    scale: Float[Tensor, "batch pos"]  # the real s_i of every row
+    centred: bool  # LayerNorm (True) or RMSNorm (False)
+
+
+@dataclass(frozen=True)
+class BlockTensors:
+    """What one layer's attention sub-block did in a forward pass, as plain tensors."""
+
+    kind: BlockKind
+    pattern: Float[Tensor, "batch head_index query_pos key_pos"]
+    v: Float[Tensor, "batch key_pos kv_head d_head"]
+    W_O: Float[Tensor, "head_index d_head d_model"]
+    b_O: Float[Tensor, " d_model"] | None
+    resid_pre: Float[Tensor, "batch pos d_model"]
+    output: Float[Tensor, "batch pos d_model"]  # the model's real y (spec §2.5)
+    norm: NormTensors | None = None
+    # Set when the model computed part of this block in a narrower dtype than its weights (Hugging
+    # Face RMSNorms run in float32 even in float64 models): the exactness check cannot be tighter.
+    precision: torch.dtype | None = None
+
+
+@dataclass(frozen=True)
+class AttentionTerms:
+    """One sequence's sub-block in the common form `T_i(x_j) = r_i Σ_h A^h_ij V[j,h] + δ_ij R_j`."""
+
+    pattern: Float[Tensor, "head_index query_pos key_pos"]
+    row_scale: Float[Tensor, " query_pos"] | None
+    values: Float[Tensor, "key_pos head_index d_model"]
+    residual: Float[Tensor, "pos d_model"]
+    bias: Float[Tensor, "pos d_model"]
+    output: Float[Tensor, "pos d_model"]
+
+
+def _centre(u: Float[Tensor, "*rest d_model"]) -> Float[Tensor, "*rest d_model"]:
+    return u - u.mean(dim=-1, keepdim=True)
+
+
+def _affine(
+    u: Float[Tensor, "*rest d_model"], weight: Float[Tensor, " d_model"] | None, centred: bool
+) -> Float[Tensor, "*rest d_model"]:
+    """The linear part of the norm without the 1/s_i row scale: `γ ⊙ centre(u)` or `γ ⊙ u`."""
+    if centred:
+        u = _centre(u)
+    return u if weight is None else u * weight
+
+
+def decompose_block(
+    block: BlockTensors,
+    index: int,
+    positions: Int[Tensor, " pos"],
+    dtype: torch.dtype,
+) -> AttentionTerms:
+    """Bring sequence `index` of `block`, restricted to its real `positions`, into common form."""
+    keep = positions
+    pattern = block.pattern[index][:, keep][:, :, keep].to(dtype)
+    v = block.v[index, keep].to(dtype)
+    x = block.resid_pre[index, keep].to(dtype)
+    y = block.output[index, keep].to(dtype)
+    W_O = block.W_O.to(dtype)
+    n_heads, n_kv = W_O.shape[0], v.shape[1]
+    if n_heads % n_kv:
+        raise ValueError(f"{n_heads} query heads cannot share {n_kv} key/value heads evenly")
+    # Grouped-query attention: query head h reads kv head h // (H / H_kv) (TL's repeat_interleave).
+    v = v.repeat_interleave(n_heads // n_kv, dim=1)
+    # Per-head source vectors v^h_j W_O^h: n·H·d_head·d multiply-adds, never [H, n, n, d].
+    values = einops.einsum(
+        v, W_O, "key_pos head d_head, head d_head d_model -> key_pos head d_model"
+    )
+    b_O = torch.zeros_like(y[0]) if block.b_O is None else block.b_O.to(dtype)
+
+    if block.kind in (BlockKind.PRE_NORM, BlockKind.PARALLEL, BlockKind.ATTN_ONLY):
+        bias = einops.repeat(b_O, "d_model -> pos d_model", pos=y.shape[0])
+        return AttentionTerms(pattern, None, values, x, bias, y)
+
+    norm = block.norm
+    if norm is None:
+        raise ValueError(f"a {block.kind.value} block needs its norm's tensors")
+    weight = None if norm.weight is None else norm.weight.to(dtype)
+    inv_scale = 1.0 / norm.scale[index, keep].to(dtype)
+    bias = einops.einsum(
+        inv_scale, _affine(b_O, weight, norm.centred), "pos, d_model -> pos d_model"
+    )
+    if norm.bias is not None:
+        bias = bias + norm.bias.to(dtype)
+    values = _affine(values, weight, norm.centred)
+    if block.kind is BlockKind.POST_NORM:
+        # The residual x_i passes through the same norm as the attention output.
+        residual = _affine(x, weight, norm.centred) * inv_scale[:, None]
+    elif block.kind is BlockKind.SANDWICH:
+        residual = x
+    else:  # pragma: no cover - exhaustive over BlockKind
+        raise ValueError(f"unknown block kind {block.kind}")
+    return AttentionTerms(pattern, inv_scale, values, residual, bias, y)
+
+
+def reconstruct(terms: AttentionTerms) -> Float[Tensor, "pos d_model"]:
+    """`Σ_j T_i(x_j) + bias_i`: the sum of the decomposition, to compare with the real output.
+
+    Summing over sources before forming `T` turns the n×n×d sum into one matrix product per head.
+    """
+    pattern = terms.pattern
+    if terms.row_scale is not None:
+        pattern = pattern * terms.row_scale[None, :, None]
+    attn = einops.einsum(
+        pattern, terms.values, "head query_pos key_pos, key_pos head d_model -> query_pos d_model"
+    )
+    return attn + terms.residual + terms.bias

@@ -1,0 +1,40 @@
+"""The one error hierarchy of `alti_lens`.
+
+Every message says what was expected, what came, and how to fix it. The classes also derive from the
+built-in exception a Python user would try first (`ValueError`, `TypeError`), so both
+`except AltiLensError` and `except ValueError` work.
+"""
+
+
+class AltiLensError(Exception):
+    """Base class of every error raised by `alti_lens`."""
+
+
+class InputError(AltiLensError, ValueError):
+    """The inputs, mask or options passed to an entry point are not valid."""
+
+
+class UnsupportedModelError(AltiLensError, TypeError):
+    """The model (or one of its blocks) is not one `alti_lens` can decompose."""
+
+
+class ReconstructionError(AltiLensError):
+    """The exactness check failed: the decomposition does not reproduce the model's own output.
+
+    This signals a model, block kind or weight layout that `alti_lens` does not support; the
+    contributions it would return would be wrong.
+    """
+
+    def __init__(self, message: str, *, layer: int, error: float, tolerance: float) -> None:
+        super().__init__(message)
+        self.layer = layer
+        self.error = error
+        self.tolerance = tolerance
+
+
+class NonFiniteActivationError(AltiLensError, FloatingPointError):
+    """The model produced NaN or infinite activations, so no decomposition is meaningful."""
+
+
+class WeightProcessingWarning(UserWarning):
+    """The weights were centred or had value biases folded, which changes ALTI's numbers."""

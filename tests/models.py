@@ -1,0 +1,172 @@
+"""Small offline test models, one per block kind, built from configs (no hub access).
+
+Every builder returns a model in eval mode with random weights whose biases and norm affines are
+perturbed away from their initial values (zero biases and unit norm weights would hide bugs in how
+they are attributed). Bridge models carry a tiny word-level tokenizer so that string inputs work.
+"""
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+VOCAB_WORDS = [
+    "<bos>", "<pad>", "<unk>",
+    "the", "a", "cat", "dog", "sat", "on", "mat", "and", "ran", "to", "big", "red",
+    "house", "it", "was", "very", "small", "green", "tree", "under", "over", "blue",
+]  # fmt: skip
+D_VOCAB = 64  # larger than the word list: random token tensors use ids up to D_VOCAB
+N_CTX = 32
+
+
+def word_tokenizer(*, bos: bool = True) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer over VOCAB_WORDS, built locally."""
+    vocab = {w: i for i, w in enumerate(VOCAB_WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if bos:  # like GPT-2/Llama tokenizers as TransformerLens configures them: BOS is added
+        tok.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>" if bos else None,
+        eos_token="<bos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="right",
+    )
+
+
+def _perturb(module: torch.nn.Module, seed: int) -> None:
+    """Move every parameter away from its init so biases and norm weights matter."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.1)
+
+
+def _bridge_from_hf(hf_model: torch.nn.Module, architecture: str, seed: int, dtype: torch.dtype):
+    from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
+    from transformer_lens.utilities.attn_implementation import force_eager_attention
+
+    hf_model = hf_model.to(dtype).eval()
+    _perturb(hf_model, seed)
+    force_eager_attention(hf_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = build_bridge_from_module(hf_model, architecture, hf_config=hf_model.config)
+    bridge.tokenizer = word_tokenizer()
+    return bridge.eval()
+
+
+def bridge_gpt2(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Pre-LN LayerNorm, learned positions, biases everywhere (GPT-2)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(n_layer=3, n_embd=32, n_head=4, vocab_size=D_VOCAB, n_positions=N_CTX)
+    return _bridge_from_hf(GPT2LMHeadModel(cfg), "GPT2LMHeadModel", seed, dtype)
+
+
+def bridge_opt(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Pre-LN LayerNorm with separate q/k/v/o projections (OPT)."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = OPTConfig(
+        hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=D_VOCAB, max_position_embeddings=N_CTX, word_embed_proj_dim=32,
+    )  # fmt: skip
+    return _bridge_from_hf(OPTForCausalLM(cfg), "OPTForCausalLM", seed, dtype)
+
+
+def bridge_llama(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """RMSNorm, rotary, grouped-query attention (4 query heads on 2 kv heads), no biases (Llama)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=D_VOCAB, max_position_embeddings=N_CTX,
+    )  # fmt: skip
+    return _bridge_from_hf(LlamaForCausalLM(cfg), "LlamaForCausalLM", seed, dtype)
+
+
+def bridge_neox(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Parallel attention + MLP, partial rotary, LayerNorm (GPT-NeoX / Pythia)."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = GPTNeoXConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=D_VOCAB, max_position_embeddings=N_CTX,
+    )  # fmt: skip
+    return _bridge_from_hf(GPTNeoXForCausalLM(cfg), "GPTNeoXForCausalLM", seed, dtype)
+
+
+def bridge_gptj(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Parallel attention + MLP with one shared norm, no attention biases (GPT-J)."""
+    from transformers import GPTJConfig, GPTJForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = GPTJConfig(
+        n_embd=32, n_layer=2, n_head=4, vocab_size=D_VOCAB, n_positions=N_CTX, rotary_dim=4
+    )
+    return _bridge_from_hf(GPTJForCausalLM(cfg), "GPTJForCausalLM", seed, dtype)
+
+
+def bridge_gemma2(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Sandwich RMSNorms with a weight offset, GQA, soft-capping (Gemma-2)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Gemma2Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, vocab_size=D_VOCAB, max_position_embeddings=N_CTX,
+    )  # fmt: skip
+    return _bridge_from_hf(Gemma2ForCausalLM(cfg), "Gemma2ForCausalLM", seed, dtype)
+
+
+def bridge_bert(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Post-LN bidirectional encoder (BERT)."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=D_VOCAB, max_position_embeddings=N_CTX,
+    )  # fmt: skip
+    return _bridge_from_hf(BertForMaskedLM(cfg), "BertForMaskedLM", seed, dtype)
+
+
+def bridge_attn_only(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """A TL-native attention-only model (no MLPs), LayerNorm, built with boot_native."""
+    from transformer_lens import TransformerBridge, TransformerBridgeConfig
+
+    torch.manual_seed(seed)
+    cfg = TransformerBridgeConfig(
+        d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=N_CTX, d_vocab=D_VOCAB,
+        attn_only=True, normalization_type="LN", act_fn="gelu", seed=seed, dtype=dtype,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = TransformerBridge.boot_native(cfg)
+    bridge = bridge.to(dtype)
+    _perturb(bridge, seed)
+    bridge.tokenizer = word_tokenizer()
+    return bridge.eval()
+
+
+BRIDGE_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
+    "gpt2-preLN": bridge_gpt2,
+    "opt-preLN": bridge_opt,
+    "llama-RMS-rotary-GQA": bridge_llama,
+    "neox-parallel": bridge_neox,
+    "gptj-parallel": bridge_gptj,
+    "gemma2-sandwich": bridge_gemma2,
+    "bert-postLN": bridge_bert,
+    "native-attn-only": bridge_attn_only,
+}
