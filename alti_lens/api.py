@@ -128,7 +128,8 @@ def _check_exact(
             f"exactness check failed at layer {layer} (sequence {index}, {block.kind.value} block "
             f"of {info.architecture}): the decomposition misses the model's own output by "
             f"max|Δ| = {error:.3g}, above the tolerance {limit:.3g} "
-            f"(atol {atol:g} + rtol {rtol:g} · max|y| {scale:.3g}). Likely cause: a block layout alti_lens does not support, or "
+            f"(atol {atol:g} + rtol {rtol:g} · max|y| {scale:.3g}). "
+            "Likely cause: a block layout alti_lens does not support, or "
             "weights or hooks changed in a way the hook points do not show (e.g. a hook that edits "
             "activations, or weights processed after loading). The contributions would be wrong, "
             "so none are returned; check=False skips this check at your own risk.",
