@@ -6,7 +6,7 @@ layer `l` are done before layer `l + 1` runs, so only one layer's attention is e
 """
 
 import warnings
-from typing import Any
+from typing import Any, no_type_check
 
 import torch
 from torch import Tensor
@@ -20,6 +20,9 @@ from .errors import ReconstructionError, WeightProcessingWarning
 from .results import AltiResult
 
 
+# The public entry point validates its arguments itself, with errors that say how to fix them; the
+# test suite's runtime type checker would pre-empt those messages with generic ones.
+@no_type_check
 def alti(
     model: Any,
     inputs: str | list[str] | Tensor,

@@ -68,6 +68,11 @@ def prepare(
                 "attention_mask was given with text inputs; text is padded by alti_lens itself. "
                 "Fix: drop attention_mask, or pass token ids with their mask."
             )
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise InputError(f"inputs[{i}] is a {type(text).__name__}; expected a string.")
+            if not text.strip():
+                raise InputError(f"inputs[{i}] is an empty string; expected text to explain.")
         tokens, mask = readout.tokenize(model, list(inputs))
     elif isinstance(inputs, Tensor):
         tokens = _check_tokens(inputs, info)
@@ -101,7 +106,14 @@ def _check_tokens(tokens: Tensor, info: readout.ModelInfo) -> Tensor:
         )
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
         raise InputError(f"token tensor of shape {tuple(tokens.shape)} is empty; expected tokens.")
-    return tokens.detach().to("cpu", torch.long)
+    tokens = tokens.detach().to("cpu", torch.long)
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or (info.d_vocab > 0 and high >= info.d_vocab):
+        raise InputError(
+            f"token ids range over [{low}, {high}], outside the model's vocabulary "
+            f"[0, {info.d_vocab - 1}]. Fix: tokenize with this model's tokenizer (model.to_tokens)."
+        )
+    return tokens
 
 
 def _check_mask(mask: object, tokens: Tensor) -> Tensor:

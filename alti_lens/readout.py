@@ -74,6 +74,7 @@ class ModelInfo:
     n_heads: int
     d_model: int
     n_ctx: int
+    d_vocab: int
     dtype: torch.dtype
     device: torch.device
     causal: bool
@@ -126,6 +127,7 @@ def describe(model: Any) -> ModelInfo:
         n_heads=int(cfg.n_heads),
         d_model=int(cfg.d_model),
         n_ctx=int(cfg.n_ctx),
+        d_vocab=int(getattr(cfg, "d_vocab", -1)),
         dtype=param.dtype,
         device=param.device,
         causal=getattr(cfg, "attention_dir", "causal") == "causal",
@@ -204,11 +206,7 @@ def tokenize(model: Any, texts: list[str]) -> tuple[Tensor, Tensor]:
             "[batch, pos], or give the model a tokenizer."
         )
     rows: list[Tensor] = []
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InputError(f"inputs[{i}] is a {type(text).__name__}; expected a string.")
-        if not text.strip():
-            raise InputError(f"inputs[{i}] is an empty string; expected text to explain.")
+    for text in texts:
         out = model.to_tokens(text, truncate=False)
         ids = out[0] if isinstance(out, tuple) else out  # HookedEncoder returns (ids, types, mask)
         rows.append(ids[0].cpu())

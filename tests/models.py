@@ -170,3 +170,23 @@ BRIDGE_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
     "bert-postLN": bridge_bert,
     "native-attn-only": bridge_attn_only,
 }
+
+
+def bridge_mamba(seed: int = 0):
+    """A state-space model (no attention): alti must refuse it."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = MambaConfig(hidden_size=32, num_hidden_layers=2, vocab_size=D_VOCAB, state_size=4)
+    return _bridge_from_hf(MambaForCausalLM(cfg), "MambaForCausalLM", seed, torch.float32)
+
+
+def bridge_t5(seed: int = 0):
+    """An encoder-decoder (T5): alti must point to alti_plus."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    cfg = T5Config(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, vocab_size=D_VOCAB)
+    return _bridge_from_hf(
+        T5ForConditionalGeneration(cfg), "T5ForConditionalGeneration", seed, torch.float32
+    )

@@ -1,0 +1,38 @@
+"""Shared fixtures: offline models of every block kind, built once per session."""
+
+import functools
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import models  # noqa: E402
+
+
+@functools.cache
+def bridge(name: str, dtype: torch.dtype = torch.float32):
+    """A cached model: building costs 0.1–1 s and tests never modify the models they share.
+
+    One plain forward pass first: the bridge registers its own internal hooks lazily on its first
+    run, which would otherwise look like hooks left behind by `alti`.
+    """
+    model = models.BRIDGE_BUILDERS[name](dtype=dtype)
+    with torch.no_grad():
+        model(torch.tensor([[0, 3, 4]]))
+    return model
+
+
+@pytest.fixture(params=list(models.BRIDGE_BUILDERS), ids=list(models.BRIDGE_BUILDERS))
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    """Every PyTorch hook on the model's modules (TransformerLens and plain ones)."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
