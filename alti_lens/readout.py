@@ -18,7 +18,6 @@ HookedTransformer names as aliases); what differs is recorded here:
 """
 
 import importlib.metadata
-import sys
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,17 +44,15 @@ def tl_version() -> str:
 
 
 def backend_of(model: object) -> str:
-    """Name of the TransformerLens class `model` is, or raise `UnsupportedModelError`."""
-    tl = sys.modules.get("transformer_lens")
-    if tl is not None:
-        for name in (BRIDGE, HOOKED_TRANSFORMER, HOOKED_ENCODER, HOOKED_ENCODER_DECODER):
-            # 4.x removed the Hooked* classes: accessing them raises, hence the guarded getattr.
-            try:
-                cls = getattr(tl, name)
-            except (AttributeError, ImportError):
-                continue
-            if isinstance(cls, type) and isinstance(model, cls):
-                return name
+    """Name of the TransformerLens class `model` is, or raise `UnsupportedModelError`.
+
+    Matched on the class hierarchy by name and package, which imports nothing and holds across
+    TransformerLens versions (3.x exports the bridge from `model_bridge` only, 4.x at top level).
+    """
+    names = (BRIDGE, HOOKED_TRANSFORMER, HOOKED_ENCODER, HOOKED_ENCODER_DECODER)
+    for cls in type(model).__mro__:
+        if cls.__name__ in names and cls.__module__.startswith("transformer_lens."):
+            return cls.__name__
     raise UnsupportedModelError(
         f"expected a TransformerLens model (TransformerBridge, or with TransformerLens 3.x "
         f"HookedTransformer / HookedEncoder), got {type(model).__module__}.{type(model).__name__}. "
@@ -77,7 +74,6 @@ class ModelInfo:
     d_vocab: int
     dtype: torch.dtype
     device: torch.device
-    causal: bool
     weight_processing: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -130,7 +126,6 @@ def describe(model: Any) -> ModelInfo:
         d_vocab=int(getattr(cfg, "d_vocab", -1)),
         dtype=param.dtype,
         device=param.device,
-        causal=getattr(cfg, "attention_dir", "causal") == "causal",
         weight_processing=weight_processing(model, backend),
     )
 
@@ -287,8 +282,12 @@ def _norm_tensors(
     ln = _norm_module(block, kind)
     if backend == BRIDGE:
         weight = getattr(ln, "weight", None)
-        if weight is not None and getattr(ln, "uses_weight_offset", False):
-            weight = 1.0 + weight  # Gemma stores γ − 1
+        # Gemma stores γ − 1. 4.x says so on the norm, 3.x only in the config.
+        offset = getattr(ln, "uses_weight_offset", None)
+        if offset is None:
+            offset = getattr(model.cfg, "rmsnorm_uses_offset", False)
+        if weight is not None and offset:
+            weight = 1.0 + weight
         bias = getattr(ln, "bias", None) if not getattr(ln, "uses_rms_norm", False) else None
         centred = not getattr(ln, "uses_rms_norm", False)
     else:

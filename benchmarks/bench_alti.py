@@ -21,9 +21,9 @@ import warnings
 
 def build(n_ctx: int, layers: int, d_model: int, heads: int):
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
     from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
     from transformer_lens.utilities.attn_implementation import force_eager_attention
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
     cfg = GPT2Config(n_layer=layers, n_embd=d_model, n_head=heads, n_positions=n_ctx)
@@ -64,7 +64,14 @@ def child(args: argparse.Namespace) -> None:
 def measure(args: argparse.Namespace, length: int, mode: str) -> dict:
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--length", str(length)]
     cmd += ["--repeats", str(1 if length >= 2048 else args.repeats), "--threads", str(args.threads)]
-    cmd += ["--layers", str(args.layers), "--d-model", str(args.d_model), "--heads", str(args.heads)]
+    cmd += [
+        "--layers",
+        str(args.layers),
+        "--d-model",
+        str(args.d_model),
+        "--heads",
+        str(args.heads),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -92,16 +99,16 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}; median of {args.repeats} "
         "(1 at 2,048 tokens)"
     )
-    header = "| tokens | forward (s) | alti (s) | ratio | forward peak (MB) | alti peak (MB) | extra (MB) |"
-    print(header)
+    columns = ["tokens", "forward (s)", "alti (s)", "ratio", "forward peak (MB)", "alti peak (MB)"]
+    print("| " + " | ".join([*columns, "extra (MB)"]) + " |")
     print("|" + "---|" * 7)
     for length in args.lengths:
         fwd = measure(args, length, "forward")
         alt = measure(args, length, "alti")
         print(
             f"| {length} | {fwd['seconds']:.3f} | {alt['seconds']:.3f} | "
-            f"{alt['seconds'] / fwd['seconds']:.2f}× | {fwd['peak_mb']:.0f} | {alt['peak_mb']:.0f} | "
-            f"{alt['peak_mb'] - fwd['peak_mb']:.0f} |",
+            f"{alt['seconds'] / fwd['seconds']:.2f}× | {fwd['peak_mb']:.0f} | "
+            f"{alt['peak_mb']:.0f} | {alt['peak_mb'] - fwd['peak_mb']:.0f} |",
             flush=True,
         )
 

@@ -50,11 +50,17 @@ def _perturb(module: torch.nn.Module, seed: int) -> None:
 
 def _bridge_from_hf(hf_model: torch.nn.Module, architecture: str, seed: int, dtype: torch.dtype):
     from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
-    from transformer_lens.utilities.attn_implementation import force_eager_attention
 
     hf_model = hf_model.to(dtype).eval()
     _perturb(hf_model, seed)
-    force_eager_attention(hf_model)
+    # Without eager attention `hook_pattern` does not fire. TransformerLens 4 has a helper; with
+    # 3.x (whose bridge these tests also run on) ask transformers directly.
+    try:
+        from transformer_lens.utilities.attn_implementation import force_eager_attention
+
+        force_eager_attention(hf_model)
+    except ImportError:
+        hf_model.set_attn_implementation("eager")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bridge = build_bridge_from_module(hf_model, architecture, hf_config=hf_model.config)
@@ -144,7 +150,8 @@ def bridge_bert(dtype: torch.dtype = torch.float32, seed: int = 0):
 
 def bridge_attn_only(dtype: torch.dtype = torch.float32, seed: int = 0):
     """A TL-native attention-only model (no MLPs), LayerNorm, built with boot_native."""
-    from transformer_lens import TransformerBridge, TransformerBridgeConfig
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
 
     torch.manual_seed(seed)
     cfg = TransformerBridgeConfig(

@@ -66,7 +66,10 @@ def _f64(t: Tensor | None) -> Tensor | None:
 def norm_gamma(ln) -> Tensor:
     """The effective `γ` of a bridge norm: Gemma-style norms store `weight = γ − 1`."""
     weight = _f64(ln.weight)
-    if getattr(ln, "uses_weight_offset", False):
+    offset = getattr(ln, "uses_weight_offset", None)  # TransformerLens 4.x
+    if offset is None:  # 3.x records it in the config only
+        offset = ln.config.rmsnorm_uses_offset
+    if offset:
         return 1.0 + weight
     return weight
 
@@ -94,7 +97,8 @@ def read_layers(model, tokens_1d: Tensor, cache=None) -> list[LayerTerms]:
     if cache is None:
         cache = run_cache(model, tokens_1d)
     kind = block_kind(model)
-    causal = model.cfg.attention_dir == "causal"
+    # Known per architecture, not read from the config: the 3.x bridge's BERT config says "causal".
+    causal = kind != "post_norm"
     layers = []
     for layer in range(model.cfg.n_layers):
         block = model.blocks[layer]

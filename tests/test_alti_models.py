@@ -72,7 +72,9 @@ def test_batch_equals_single_runs(kind: str) -> None:
         torch.testing.assert_close(
             batch.contributions[b, :, :n, :n], single.contributions[0], rtol=0, atol=atol
         )
-        torch.testing.assert_close(batch.rollout[b, :, :n, :n], single.rollout[0], rtol=0, atol=atol)
+        torch.testing.assert_close(
+            batch.rollout[b, :, :n, :n], single.rollout[0], rtol=0, atol=atol
+        )
 
 
 def test_token_tensor_with_mask_equals_text(kind: str) -> None:

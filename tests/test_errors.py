@@ -52,7 +52,10 @@ def test_encoder_decoder_points_to_alti_plus() -> None:
         (torch.zeros(1, 2, 3, dtype=torch.long), r"shape \(1, 2, 3\); expected \[batch, pos\]"),
         (torch.tensor([[0, 1, 999]]), r"\[0, 999\], outside the model's vocabulary \[0, 63\]"),
         (torch.tensor([[-1, 1]]), r"outside the model's vocabulary"),
-        (torch.zeros(1, N_CTX + 1, dtype=torch.long), rf"{N_CTX + 1} positions.*context of {N_CTX}"),
+        (
+            torch.zeros(1, N_CTX + 1, dtype=torch.long),
+            rf"{N_CTX + 1} positions.*context of {N_CTX}",
+        ),
         ("the " * N_CTX, rf"longer than the model's context of {N_CTX}"),
         (3.5, r"inputs must be a string, a list of strings or an int tensor"),
     ],
@@ -107,7 +110,7 @@ def test_no_tokenizer_message() -> None:
 
     model = bridge_gpt2()
     model.tokenizer = None
-    with pytest.raises(InputError, match="model has no tokenizer. Fix: pass token ids"):
+    with pytest.raises(InputError, match=r"model has no tokenizer\. Fix: pass token ids"):
         alti(model, "the cat")
 
 

@@ -67,9 +67,8 @@ def test_decomposition_reproduces_the_hf_modules() -> None:
 
 def test_alti_on_minilm_float64() -> None:
     result = alti(model(), SENTENCE)
-    assert result.str_tokens[0] == [
-        "[CLS]", "the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", ".", "[SEP]",
-    ]  # fmt: skip
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "."]
+    assert result.str_tokens[0] == ["[CLS]", *words, "[SEP]"]
     assert result.metadata["block_kinds"] == ["post_norm"] * 6
     assert float(result.reconstruction_error.max()) <= 1e-12
     # Reference values (recorded with alti_lens 0.1.0, float64): the [CLS] row of the last rollout
@@ -85,7 +84,9 @@ def test_alti_on_minilm_float64() -> None:
         dtype=torch.float64,
     )  # fmt: skip
     torch.testing.assert_close(result.rollout[0, -1, 0], cls_row, rtol=0, atol=1e-6)
-    torch.testing.assert_close(result.contributions[0, 0].diagonal(), self_layer0, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        result.contributions[0, 0].diagonal(), self_layer0, rtol=0, atol=1e-6
+    )
 
 
 def test_alti_on_minilm_float32_batch() -> None:
