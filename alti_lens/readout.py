@@ -146,13 +146,13 @@ def weight_processing(model: Any, backend: str) -> dict[str, bool]:
     all zero while some `b_O` is not. Random-initialised models satisfy neither.
     """
     blocks = model.blocks
-    W_O = torch.stack([b.attn.W_O.detach().float() for b in blocks])
-    centred = bool((W_O.mean(dim=-1).abs() <= 1e-6 * W_O.abs().amax().clamp_min(1e-30)).all())
+    # Each test stops at the first layer that settles it (layer 0 for unprocessed models), so a
+    # large model's weights are not all read on every call.
+    centred = all(_writes_centred(b.attn.W_O.detach()) for b in blocks)
     b_V = [_value_bias(b.attn) for b in blocks]
-    b_O = [b.attn.b_O for b in blocks]
-    has_biases = all(x is not None for x in b_V) and any(x is not None for x in b_O)
-    folded_v = has_biases and all(x is not None and not bool(x.detach().any()) for x in b_V)
-    folded_v = folded_v and any(x is not None and bool(x.detach().any()) for x in b_O)
+    folded_v = all(x is not None and not bool(x.detach().any()) for x in b_V) and any(
+        b.attn.b_O is not None and bool(b.attn.b_O.detach().any()) for b in blocks
+    )
     if backend == BRIDGE:
         processed = bool(getattr(model, "_weights_processed", False))
         fold_ln = processed or bool(getattr(model.cfg, "layer_norm_folding", False))
@@ -163,6 +163,12 @@ def weight_processing(model: Any, backend: str) -> dict[str, bool]:
         "center_writing_weights": centred,
         "fold_value_biases": folded_v,
     }
+
+
+def _writes_centred(W_O: Tensor) -> bool:
+    """`W_O` rows have zero mean over `d_model` (TransformerLens' `center_writing_weights`)."""
+    W_O = W_O.float()
+    return bool(W_O.mean(dim=-1).abs().amax() <= 1e-6 * W_O.abs().amax().clamp_min(1e-30))
 
 
 def _value_bias(attn: Any) -> Tensor | None:
@@ -263,7 +269,7 @@ def _plan(model: Any, backend: str, layer: int) -> _LayerPlan:
         attn_only = getattr(cfg, "attn_only", False)
         return _LayerPlan(layer, names, BlockKind.ATTN_ONLY if attn_only else BlockKind.PARALLEL)
     names["resid_mid"] = _hook(layer, "hook_resid_mid")
-    if backend == HOOKED_TRANSFORMER:
+    if backend == HOOKED_TRANSFORMER or _hook(layer, "ln1.hook_scale") not in available:
         return _LayerPlan(layer, names, BlockKind.PRE_NORM)
     # A bridge block: BERT-style blocks apply `ln1` to `x + attn` (post-norm) and the bridge then
     # reports the norm's output as `hook_attn_out`; pre-norm blocks apply `ln1` before attention.
@@ -353,7 +359,9 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
     """Raise on NaN/inf at real (unpadded) positions; `real` is `[batch, pos]` bool."""
-    if name.endswith("hook_pattern"):
+    if bool(real.all()):
+        values = tensor  # no padding: check everything without copying
+    elif name.endswith("hook_pattern"):
         values = tensor.transpose(1, 2)[real]  # [rows, head, key]
     elif tensor.shape[:2] == real.shape:
         values = tensor[real]

@@ -171,3 +171,35 @@ def test_weight_processing_is_detected_recorded_and_warned_once() -> None:
     # Still exact on processed weights, but the numbers move (spec §6).
     assert float(processed.reconstruction_error.max()) <= 1e-9
     assert float((processed.rollout - raw.rollout).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("name", ["gpt2-preLN", "gemma2-sandwich", "bert-postLN"])
+def test_half_precision_models_are_upcast(name: str, dtype: torch.dtype) -> None:
+    import models
+
+    result = alti(models.BRIDGE_BUILDERS[name](dtype=dtype), TEXTS)
+    reference = alti(bridge(name), TEXTS)
+    assert result.contributions.dtype == torch.float32
+    assert result.metadata["model_dtype"] == str(dtype).removeprefix("torch.")
+    assert result.metadata["tolerance"]["rtol"] == 1e-2
+    torch.testing.assert_close(result.rollout, reference.rollout, rtol=0, atol=2e-2)
+
+
+def test_boot_from_a_local_checkpoint_directory(tmp_path) -> None:
+    """The users' path: `TransformerBridge.boot_transformers(dir)` of a saved HF model, offline."""
+    from models import D_VOCAB, N_CTX, word_tokenizer
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=D_VOCAB, n_positions=N_CTX)
+    GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
+    word_tokenizer().save_pretrained(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = TransformerBridge.boot_transformers(str(tmp_path))
+    result = alti(model, TEXTS[:2])
+    assert result.str_tokens[1][:3] == ["<bos>", "a", "big"]
+    assert result.metadata["block_kinds"] == ["pre_norm", "pre_norm"]
+    assert float(result.reconstruction_error.max()) <= 1e-5
