@@ -78,9 +78,13 @@ def alti(
             before = previous[b]
             R = C if before is None else C @ before
             previous[b] = R
-            where = keep.cpu()
-            contributions[b, layer, where[:, None], where] = C.cpu()
-            rollout[b, layer, where[:, None], where] = R.cpu()
+            if len(keep) == n:
+                contributions[b, layer] = C.cpu()
+                rollout[b, layer] = R.cpu()
+            else:  # scatter the real positions back into the padded matrices
+                where = keep.cpu()
+                contributions[b, layer, where[:, None], where] = C.cpu()
+                rollout[b, layer, where[:, None], where] = R.cpu()
 
     readout.read_blocks(model, info, tokens, mask, on_block)
     rtol, atol = _inputs.tolerance([info.dtype, dtype])
