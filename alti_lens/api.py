@@ -18,6 +18,7 @@ from .contributions import layer_contributions
 from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
 from .errors import ReconstructionError, WeightProcessingWarning
 from .results import AltiResult
+from .rollout import rollout_step
 
 
 # The public entry point validates its arguments itself, with errors that say how to fix them; the
@@ -75,9 +76,7 @@ def alti(
             if check:
                 errors[b, layer] = _check_exact(terms, block, layer, b, info, dtype)
             C = layer_contributions(terms, measure, chunk_size)
-            before = previous[b]
-            R = C if before is None else C @ before
-            previous[b] = R
+            R = previous[b] = rollout_step(C, previous[b])
             if len(keep) == n:
                 contributions[b, layer] = C.cpu()
                 rollout[b, layer] = R.cpu()

@@ -375,7 +375,7 @@ def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
         )
 
 
-def forward_kwargs(backend: str, mask: Tensor | None) -> dict[str, Tensor]:
+def _forward_kwargs(backend: str, mask: Tensor | None) -> dict[str, Tensor]:
     if mask is None:
         return {}
     key = "one_zero_attention_mask" if backend == HOOKED_ENCODER else "attention_mask"
@@ -429,7 +429,7 @@ def read_blocks(
             tokens.to(info.device),
             fwd_hooks=fwd_hooks,
             return_type=None,
-            **forward_kwargs(info.backend, padded),
+            **_forward_kwargs(info.backend, padded),
         )
     missing = [p.layer for p in plans if p.layer not in done]
     if missing:

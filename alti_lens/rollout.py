@@ -10,14 +10,21 @@ from jaxtyping import Float
 from torch import Tensor
 
 
+def rollout_step(
+    contributions: Float[Tensor, "*batch query_pos key_pos"],
+    previous: Float[Tensor, "*batch key_pos pos"] | None,
+) -> Float[Tensor, "*batch query_pos pos"]:
+    """`R^l = C^l · R^{l−1}`, with `R^1 = C^1` (`previous` is None at the first layer)."""
+    return contributions if previous is None else contributions @ previous
+
+
 def rollout(
     contributions: Float[Tensor, "*batch layer query_pos key_pos"],
 ) -> Float[Tensor, "*batch layer query_pos key_pos"]:
     """All partial products `R^l = C^l ··· C^1`."""
     out = torch.empty_like(contributions)
-    current = contributions[..., 0, :, :]
-    out[..., 0, :, :] = current
-    for layer in range(1, contributions.shape[-3]):
-        current = contributions[..., layer, :, :] @ current
+    current = None
+    for layer in range(contributions.shape[-3]):
+        current = rollout_step(contributions[..., layer, :, :], current)
         out[..., layer, :, :] = current
     return out
