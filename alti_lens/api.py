@@ -5,7 +5,6 @@ completes): the decomposition, the exactness check, the contribution matrix and 
 layer `l` are done before layer `l + 1` runs, so only one layer's attention is ever held.
 """
 
-import warnings
 from typing import Any, no_type_check
 
 import torch
@@ -13,10 +12,9 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import readout
+from ._measure import measure_block, warn_weight_processing
 from ._version import __version__
-from .contributions import layer_contributions
-from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
-from .errors import ReconstructionError, WeightProcessingWarning
+from .decompose import BlockTensors
 from .results import AltiResult
 from .rollout import rollout_step
 
@@ -59,7 +57,7 @@ def alti(
     info = readout.describe(model)
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
     dtype = _inputs.compute_dtype(info.dtype, dtype)
-    _warn_weight_processing(model, info)
+    warn_weight_processing(model, info)
 
     batch, n = tokens.shape
     contributions = torch.zeros(batch, info.n_layers, n, n, dtype=dtype)
@@ -72,10 +70,9 @@ def alti(
     def on_block(layer: int, block: BlockTensors) -> None:
         kinds[layer] = block.kind.value
         for b, keep in enumerate(positions):
-            terms = decompose_block(block, b, keep, dtype)
-            if check:
-                errors[b, layer] = _check_exact(terms, block, layer, b, info, dtype)
-            C = layer_contributions(terms, measure, chunk_size)
+            C, errors[b, layer] = measure_block(
+                block, b, keep, keep, info, dtype, measure, chunk_size, check, layer
+            )
             R = previous[b] = rollout_step(C, previous[b])
             if len(keep) == n:
                 contributions[b, layer] = C.cpu()
@@ -112,50 +109,3 @@ def alti(
         reconstruction_error=errors,
         metadata=metadata,
     )
-
-
-def _check_exact(
-    terms: AttentionTerms,
-    block: BlockTensors,
-    layer: int,
-    index: int,
-    info: readout.ModelInfo,
-    dtype: torch.dtype,
-) -> float:
-    """Spec §2.5: `max|Σ_j T_i(x_j) + bias_i − y_i| ≤ atol + rtol · max|y|`, else raise."""
-    y = terms.output
-    error = float((reconstruct(terms) - y).abs().max())
-    dtypes = [info.dtype, dtype] + ([block.precision] if block.precision is not None else [])
-    rtol, atol = _inputs.tolerance(dtypes)
-    scale = float(y.abs().max())
-    limit = atol + rtol * scale
-    if not error <= limit:  # also catches NaN
-        raise ReconstructionError(
-            f"exactness check failed at layer {layer} (sequence {index}, {block.kind.value} block "
-            f"of {info.architecture}): the decomposition misses the model's own output by "
-            f"max|Δ| = {error:.3g}, above the tolerance {limit:.3g} "
-            f"(atol {atol:g} + rtol {rtol:g} · max|y| {scale:.3g}). "
-            "Likely cause: a block layout alti_lens does not support, or "
-            "weights or hooks changed in a way the hook points do not show (e.g. a hook that edits "
-            "activations, or weights processed after loading). The contributions would be wrong, "
-            "so none are returned; check=False skips this check at your own risk.",
-            layer=layer,
-            error=error,
-            tolerance=limit,
-        )
-    return error
-
-
-def _warn_weight_processing(model: Any, info: readout.ModelInfo) -> None:
-    wp = info.weight_processing
-    changed = [k for k in ("center_writing_weights", "fold_value_biases") if wp.get(k)]
-    if changed and readout.first_time(model):
-        warnings.warn(
-            f"the model's weights were processed by TransformerLens ({', '.join(changed)}): the "
-            "decomposition is still exact, but centring and value-bias folding change ALTI's "
-            "numbers (spec §6). For the model's own contributions load it unprocessed: "
-            "TransformerBridge.boot_transformers(...) without enable_compatibility_mode(), or "
-            "HookedTransformer.from_pretrained_no_processing(...).",
-            WeightProcessingWarning,
-            stacklevel=3,
-        )

@@ -49,50 +49,71 @@ def auto_chunk_size(n_keys: int, d_model: int, device: torch.device, dtype: torc
 
 def source_scores(
     terms: AttentionTerms, measure: str, chunk_size: int | None = None
-) -> Float[Tensor, "query_pos key_pos"]:
-    """Unnormalised scores `c_ij` of every source of every row (exact zeros where unattended)."""
+) -> Float[Tensor, "query_pos source"]:
+    """Unnormalised scores `c_ij` of every source of every row (exact zeros where unattended).
+
+    Sources are the key positions, plus the residual as a last column when
+    `terms.residual_column` (cross-attention, spec §2.4).
+    """
     pattern = terms.pattern
     n_queries, n_keys = pattern.shape[1:]
-    if measure == "attention":
-        return pattern.mean(dim=0)
-    if measure == "attention_rollout":
-        eye = torch.eye(n_queries, n_keys, dtype=pattern.dtype, device=pattern.device)
-        return 0.5 * pattern.mean(dim=0) + 0.5 * eye
+    if measure in ("attention", "attention_rollout"):
+        mean = pattern.mean(dim=0)
+        # The residual's own column: the identity of self-attention, the extra column of cross.
+        if terms.residual_column:
+            eye = torch.zeros(n_queries, n_keys + 1, dtype=mean.dtype, device=mean.device)
+            eye[:, -1] = 1.0
+            mean = torch.cat([mean, torch.zeros_like(mean[:, :1])], dim=1)
+        else:
+            eye = torch.eye(n_queries, n_keys, dtype=mean.dtype, device=mean.device)
+        return mean if measure == "attention" else 0.5 * mean + 0.5 * eye
     if measure not in VECTOR_MEASURES:
         raise ValueError(f"unknown measure {measure!r}")
 
     y = terms.output
     p = 1 if measure == "l1" else 2
     y_norm = torch.linalg.vector_norm(y, ord=p, dim=-1)
+
+    def score(vectors: Float[Tensor, "*any d_model"]) -> Float[Tensor, "*any"]:
+        """`||y_i||_p − ||y_i − v||_p` clipped at 0 (l1, l2), or `||v||_2` (norm); in place."""
+        if measure == "norm":
+            return torch.linalg.vector_norm(vectors, ord=2, dim=-1)
+        dist = torch.linalg.vector_norm(vectors.sub_(y[start:stop]), ord=p, dim=-1)
+        return (y_norm[start:stop] - dist).clamp_min_(0)
+
     rows = chunk_size or auto_chunk_size(n_keys, y.shape[-1], y.device, y.dtype)
-    scores = torch.zeros(n_queries, n_keys, dtype=y.dtype, device=y.device)
+    extra = 1 if terms.residual_column else 0
+    scores = torch.zeros(n_queries, n_keys + extra, dtype=y.dtype, device=y.device)
     for start in range(0, n_queries, rows):
         stop = min(n_queries, start + rows)
         chunk = pattern[:, start:stop]
         idx = torch.arange(stop - start, device=y.device)
-        # Sources that any head attends to, plus each row's own position (the residual term).
+        # Sources that any head attends to, plus (self-attention) each row's own position.
         support: Bool[Tensor, "row key_pos"] = (chunk != 0).any(dim=0)
-        support[idx, idx + start] = True
+        if terms.residual_column:
+            scores[start:stop, -1] = score(terms.residual[start:stop].clone())
+        else:
+            support[idx, idx + start] = True
         cols = support.any(dim=0).nonzero()
+        if len(cols) == 0:
+            continue
         k0, k1 = int(cols[0]), int(cols[-1]) + 1
         chunk = chunk[:, :, k0:k1]
         if terms.row_scale is not None:
             chunk = chunk * terms.row_scale[start:stop, None]
         # T[j, i] = Σ_h A^h_ij values[j, h]: one (rows × H) @ (H × d_model) product per source j.
         T = torch.bmm(chunk.permute(2, 1, 0), terms.values[k0:k1])
-        T[idx + start - k0, idx] += terms.residual[start:stop]
-        if measure == "norm":
-            dist = torch.linalg.vector_norm(T, ord=2, dim=-1)
-            block = dist.T
-        else:
-            dist = torch.linalg.vector_norm(T.sub_(y[start:stop]), ord=p, dim=-1)
-            block = (y_norm[start:stop, None] - dist.T).clamp_min_(0)
-        scores[start:stop, k0:k1] = block * support[:, k0:k1]
+        if not terms.residual_column:
+            T[idx + start - k0, idx] += terms.residual[start:stop]
+        scores[start:stop, k0:k1] = score(T).T * support[:, k0:k1]
     return scores
 
 
-def normalise(scores: Float[Tensor, "query_pos key_pos"]) -> Float[Tensor, "query_pos key_pos"]:
-    """Row-normalise; a row whose scores are all 0 puts its mass on its own position (and warns)."""
+def normalise(
+    scores: Float[Tensor, "query_pos source"], residual_column: bool = False
+) -> Float[Tensor, "query_pos source"]:
+    """Row-normalise; a row whose scores are all 0 puts its mass on its own position, or on the
+    residual column in cross-attention (and warns)."""
     totals = scores.sum(dim=-1, keepdim=True)
     empty = totals.squeeze(-1) == 0
     if bool(empty.any()):
@@ -103,13 +124,13 @@ def normalise(scores: Float[Tensor, "query_pos key_pos"]) -> Float[Tensor, "quer
             stacklevel=3,
         )
         scores = scores.clone()
-        scores[rows, rows] = 1.0
+        scores[rows, [-1] * len(rows) if residual_column else rows] = 1.0
         totals = scores.sum(dim=-1, keepdim=True)
     return scores / totals
 
 
 def layer_contributions(
     terms: AttentionTerms, measure: str, chunk_size: int | None = None
-) -> Float[Tensor, "query_pos key_pos"]:
+) -> Float[Tensor, "query_pos source"]:
     """The row-normalised contribution matrix `C` of one layer and one sequence."""
-    return normalise(source_scores(terms, measure, chunk_size))
+    return normalise(source_scores(terms, measure, chunk_size), terms.residual_column)

@@ -59,6 +59,9 @@ class BlockTensors:
     resid_pre: Float[Tensor, "batch pos d_model"]
     output: Float[Tensor, "batch pos d_model"]  # the model's real y (spec §2.5)
     norm: NormTensors | None = None
+    # Cross-attention (ALTI+, spec §2.4): keys and values come from the encoder output, and
+    # `resid_pre` (the decoder residual entering the sub-block) is one extra source, not a diagonal.
+    cross: bool = False
     # Set when the model computed part of this block in a narrower dtype than its weights (Hugging
     # Face RMSNorms run in float32 even in float64 models): the exactness check cannot be tighter.
     precision: torch.dtype | None = None
@@ -71,9 +74,12 @@ class AttentionTerms:
     pattern: Float[Tensor, "head_index query_pos key_pos"]
     row_scale: Float[Tensor, " query_pos"] | None
     values: Float[Tensor, "key_pos head_index d_model"]
-    residual: Float[Tensor, "pos d_model"]
-    bias: Float[Tensor, "pos d_model"]
-    output: Float[Tensor, "pos d_model"]
+    residual: Float[Tensor, "query_pos d_model"]
+    bias: Float[Tensor, "query_pos d_model"]
+    output: Float[Tensor, "query_pos d_model"]
+    # False: the residual is source `j = i` (self-attention). True: it is one extra source after the
+    # key columns (cross-attention), so a row has `key_pos + 1` sources.
+    residual_column: bool = False
 
 
 def _centre(u: Float[Tensor, "*rest d_model"]) -> Float[Tensor, "*rest d_model"]:
@@ -89,20 +95,30 @@ def _affine(
     return u if weight is None else u * weight
 
 
+def _select(positions: Int[Tensor, " pos"], n: int) -> Int[Tensor, " pos"] | slice:
+    # Unpadded sequences take every position: slicing avoids copying the pattern.
+    return slice(None) if len(positions) == n else positions
+
+
 def decompose_block(
     block: BlockTensors,
     index: int,
-    positions: Int[Tensor, " pos"],
+    positions: Int[Tensor, " query_pos"],
     dtype: torch.dtype,
+    key_positions: Int[Tensor, " key_pos"] | None = None,
 ) -> AttentionTerms:
-    """Bring sequence `index` of `block`, restricted to its real `positions`, into common form."""
-    n = block.pattern.shape[-1]
-    # Unpadded sequences take every position: slicing avoids copying the pattern twice.
-    keep = slice(None) if len(positions) == n else positions
-    pattern = block.pattern[index][:, keep][:, :, keep].to(dtype)
-    v = block.v[index, keep].to(dtype)
-    x = block.resid_pre[index, keep].to(dtype)
-    y = block.output[index, keep].to(dtype)
+    """Bring sequence `index` of `block`, restricted to its real positions, into common form.
+
+    `positions` are the real query positions; `key_positions` the real key positions when they
+    differ (cross-attention: source positions), else the same.
+    """
+    rows = _select(positions, block.pattern.shape[-2])
+    keys = rows if key_positions is None else _select(key_positions, block.pattern.shape[-1])
+    pattern = block.pattern[index][:, rows][:, :, keys].to(dtype)
+    v = block.v[index, keys].to(dtype)
+    x = block.resid_pre[index, rows].to(dtype)
+    y = block.output[index, rows].to(dtype)
+    cross = block.cross
     W_O = block.W_O.to(dtype)
     n_heads, n_kv = W_O.shape[0], v.shape[1]
     if n_heads % n_kv:
@@ -117,13 +133,13 @@ def decompose_block(
 
     if block.kind in (BlockKind.PRE_NORM, BlockKind.PARALLEL, BlockKind.ATTN_ONLY):
         bias = einops.repeat(b_O, "d_model -> pos d_model", pos=y.shape[0])
-        return AttentionTerms(pattern, None, values, x, bias, y)
+        return AttentionTerms(pattern, None, values, x, bias, y, cross)
 
     norm = block.norm
     if norm is None:
         raise ValueError(f"a {block.kind.value} block needs its norm's tensors")
     weight = None if norm.weight is None else norm.weight.to(dtype)
-    inv_scale = 1.0 / norm.scale[index, keep].to(dtype)
+    inv_scale = 1.0 / norm.scale[index, rows].to(dtype)
     bias = einops.einsum(
         inv_scale, _affine(b_O, weight, norm.centred), "pos, d_model -> pos d_model"
     )
@@ -137,7 +153,7 @@ def decompose_block(
         residual = x
     else:  # pragma: no cover - exhaustive over BlockKind
         raise ValueError(f"unknown block kind {block.kind}")
-    return AttentionTerms(pattern, inv_scale, values, residual, bias, y)
+    return AttentionTerms(pattern, inv_scale, values, residual, bias, y, cross)
 
 
 def reconstruct(terms: AttentionTerms) -> Float[Tensor, "pos d_model"]:

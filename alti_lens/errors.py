@@ -25,9 +25,12 @@ class ReconstructionError(AltiLensError):
     contributions it would return would be wrong.
     """
 
-    def __init__(self, message: str, *, layer: int, error: float, tolerance: float) -> None:
+    def __init__(
+        self, message: str, *, layer: int, error: float, tolerance: float, part: str = ""
+    ) -> None:
         super().__init__(message)
         self.layer = layer
+        self.part = part  # "" for a single stack; "encoder", "decoder cross-attention", ...
         self.error = error
         self.tolerance = tolerance
 

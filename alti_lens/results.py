@@ -6,7 +6,8 @@ All tensors live on the CPU, detached, in the computation dtype (float32, or flo
 from dataclasses import dataclass, field
 from typing import Any
 
-from jaxtyping import Float, Int
+import torch
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 
@@ -40,3 +41,101 @@ class AltiResult:
             f"measure={self.metadata.get('measure')!r}, model={self.metadata.get('model_name')!r}, "
             f"max_reconstruction_error={float(self.reconstruction_error.max()):.2e})"
         )
+
+
+@dataclass(frozen=True, repr=False)
+class AltiPlusResult:
+    """ALTI+ for an encoder-decoder model (spec §2.4, §4): source and target-prefix contributions.
+
+    Decoder row `t` is the prediction made at decoder input position `t` (teacher forcing: the
+    decoder input is the target shifted right, starting with the decoder start token).
+    `rollout[b, l, t]` has the `S` source columns first, then the `T` target-prefix columns, and
+    every real row sums to 1; `source_contribution[b, t]` is the sum of its source columns after the
+    last decoder layer. Padded positions are exact zeros everywhere.
+    """
+
+    encoder_contributions: Float[Tensor, "batch enc_layer src_pos src_pos"]
+    encoder_rollout: Float[Tensor, "batch enc_layer src_pos src_pos"]
+    decoder_contributions: Float[Tensor, "batch dec_layer tgt_pos tgt_pos"]
+    cross_contributions: Float[Tensor, "batch dec_layer tgt_pos src_plus_one"]
+    rollout: Float[Tensor, "batch dec_layer tgt_pos src_tgt"]
+    source_contribution: Float[Tensor, "batch tgt_pos"]
+    source_tokens: Int[Tensor, "batch src_pos"]
+    target_tokens: Int[Tensor, "batch tgt_pos"]  # the decoder input
+    source_str_tokens: list[list[str]]
+    target_str_tokens: list[list[str]]
+    source_attention_mask: Int[Tensor, "batch src_pos"]
+    target_attention_mask: Int[Tensor, "batch tgt_pos"]
+    # Every sub-block's exactness-check error; names in metadata["sub_blocks"].
+    reconstruction_error: Float[Tensor, "batch sub_block"]
+    # The token each decoder row predicts, where known (text targets; -1 where unknown).
+    target_labels: Int[Tensor, "batch tgt_pos"] | None = None
+    # Source positions holding special tokens (EOS, language tags, ...), for the statistics.
+    source_special_mask: Bool[Tensor, "batch src_pos"] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.rollout.shape[0]
+
+    def __repr__(self) -> str:
+        batch, layers, tgt, _ = self.rollout.shape
+        src = self.source_tokens.shape[1]
+        return (
+            f"AltiPlusResult(batch={batch}, enc_layers={self.encoder_contributions.shape[1]}, "
+            f"dec_layers={layers}, src_pos={src}, tgt_pos={tgt}, "
+            f"measure={self.metadata.get('measure')!r}, model={self.metadata.get('model_name')!r}, "
+            f"max_reconstruction_error={float(self.reconstruction_error.max()):.2e})"
+        )
+
+    def source_contribution_without(
+        self, excluded: Bool[Tensor, "batch src_pos"]
+    ) -> Float[Tensor, "batch tgt_pos"]:
+        """Source contribution per step, leaving out the `excluded` source columns."""
+        n_source = self.source_tokens.shape[1]
+        keep = (~excluded.bool()).to(self.rollout.dtype)
+        return (self.rollout[:, -1, :, :n_source] * keep[:, None, :]).sum(-1)
+
+    def sentence_statistics(
+        self, thresholds: tuple[float, ...] = (0.3, 0.4, 0.5)
+    ) -> dict[str, Tensor]:
+        """Sentence-level statistics of the source contribution, one value per sequence.
+
+        As used for hallucination detection (Dale et al. 2022; stopes): the mean over decoder
+        steps (`mean`; `mean_skip_first` without the first step), the minimum, and the share of
+        steps whose source contribution is above each threshold — each also `_no_special`, with
+        the source columns of special tokens (EOS, language tags) left out.
+        """
+        mask = self.target_attention_mask.bool()
+        variants = {"": self.source_contribution}
+        if self.source_special_mask is not None:
+            variants["_no_special"] = self.source_contribution_without(self.source_special_mask)
+        stats: dict[str, Tensor] = {}
+        first = mask.clone()
+        first[:, 0] = False
+        for suffix, sc in variants.items():
+            stats[f"mean{suffix}"] = _masked_mean(sc, mask)
+            stats[f"mean_skip_first{suffix}"] = _masked_mean(sc, first)
+            stats[f"min{suffix}"] = sc.masked_fill(~mask, float("inf")).amin(-1)
+            for t in thresholds:
+                stats[f"share_above_{t:g}{suffix}"] = _masked_mean((sc > t).to(sc.dtype), mask)
+        return stats
+
+    def sentence_statistics_frame(self, thresholds: tuple[float, ...] = (0.3, 0.4, 0.5)) -> Any:
+        """`sentence_statistics` as a pandas DataFrame, one row per sequence (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "sentence_statistics_frame() needs pandas: pip install pandas "
+                "(sentence_statistics() returns the same numbers as tensors)."
+            ) from err
+        stats = self.sentence_statistics(thresholds)
+        return pd.DataFrame({k: v.tolist() for k, v in stats.items()})
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    counts = mask.sum(-1)
+    total = (values * mask).sum(-1)
+    return torch.where(
+        counts > 0, total / counts.clamp_min(1), torch.full_like(total, float("nan"))
+    )

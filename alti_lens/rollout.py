@@ -3,6 +3,13 @@
 Single stack (decoder-only or encoder-only): `R^1 = C^1`, `R^l = C^l · R^{l−1}`. No identity is
 added: the residual stream is already a source in every `C^l`; MLPs and the final norm are
 token-wise and leave the mixing unchanged.
+
+ALTI+ extended rollout (encoder-decoder), over `S` source and `T` target-prefix columns, from the
+last encoder rollout `R_enc` (`S×S`), the decoder self-attention matrices `C_sa^l` (`T×T`) and the
+cross-attention matrices `C_ca^l` (`T×(S+1)`, residual last):
+
+    E^l = C_ca^l[:, :S],  ρ^l = C_ca^l[:, S],  R^0 = [0 | I_T],
+    R^l = [E^l · R_enc | 0] + diag(ρ^l) · C_sa^l · R^{l−1}          (T × (S+T))
 """
 
 import torch
@@ -28,3 +35,44 @@ def rollout(
         current = rollout_step(contributions[..., layer, :, :], current)
         out[..., layer, :, :] = current
     return out
+
+
+def extended_rollout_start(
+    n_source: int, n_target: int, like: Tensor
+) -> Float[Tensor, "tgt_pos src_tgt"]:
+    """`R^0 = [0_{T×S} | I_T]`: before the decoder, each target position is only itself."""
+    start = torch.zeros(n_target, n_source + n_target, dtype=like.dtype, device=like.device)
+    start[:, n_source:] = torch.eye(n_target, dtype=like.dtype, device=like.device)
+    return start
+
+
+def extended_rollout_step(
+    self_attention: Float[Tensor, "tgt_pos tgt_pos"],
+    cross_attention: Float[Tensor, "tgt_pos src_plus_one"],
+    encoder_rollout: Float[Tensor, "src_pos src_pos"],
+    previous: Float[Tensor, "tgt_pos src_tgt"],
+) -> Float[Tensor, "tgt_pos src_tgt"]:
+    """One decoder layer of the extended rollout (spec §4, ALTI+)."""
+    n_source = encoder_rollout.shape[0]
+    source_part = cross_attention[:, :n_source] @ encoder_rollout
+    residual_share = cross_attention[:, n_source]
+    out = residual_share[:, None] * (self_attention @ previous)
+    out[:, :n_source] += source_part
+    return out
+
+
+def extended_rollout(
+    encoder_rollout: Float[Tensor, "src_pos src_pos"],
+    self_attention: Float[Tensor, "layer tgt_pos tgt_pos"],
+    cross_attention: Float[Tensor, "layer tgt_pos src_plus_one"],
+) -> Float[Tensor, "layer tgt_pos src_tgt"]:
+    """All decoder layers' `R^l` of one sequence."""
+    n_source, n_target = encoder_rollout.shape[0], self_attention.shape[-1]
+    current = extended_rollout_start(n_source, n_target, encoder_rollout)
+    out = []
+    for layer in range(self_attention.shape[0]):
+        current = extended_rollout_step(
+            self_attention[layer], cross_attention[layer], encoder_rollout, current
+        )
+        out.append(current)
+    return torch.stack(out)

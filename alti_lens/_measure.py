@@ -1,0 +1,86 @@
+"""One sub-block of one sequence: decompose, check exactness (spec §2.5), measure (spec §3)."""
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from . import inputs as _inputs
+from . import readout
+from .contributions import layer_contributions
+from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
+from .errors import ReconstructionError, WeightProcessingWarning
+
+
+def measure_block(
+    block: BlockTensors,
+    index: int,
+    rows: Int[Tensor, " query_pos"],
+    keys: Int[Tensor, " key_pos"],
+    info: readout.ModelInfo,
+    dtype: torch.dtype,
+    measure: str,
+    chunk_size: int | None,
+    check: bool,
+    layer: int,
+    part: str = "",
+) -> tuple[Float[Tensor, "query_pos source"], float]:
+    """Contribution matrix of sequence `index` over its real `rows` and `keys`, and the exactness
+    check's error (NaN when `check` is off). `part` names the stack in error messages
+    ("encoder", "decoder self-attention", ...)."""
+    terms = decompose_block(block, index, rows, dtype, key_positions=keys)
+    error = _check_exact(terms, block, index, info, dtype, layer, part) if check else math.nan
+    return layer_contributions(terms, measure, chunk_size), error
+
+
+def _check_exact(
+    terms: AttentionTerms,
+    block: BlockTensors,
+    index: int,
+    info: readout.ModelInfo,
+    dtype: torch.dtype,
+    layer: int,
+    part: str,
+) -> float:
+    """Spec §2.5: `max|Σ_j T_i(x_j) + bias_i − y_i| ≤ atol + rtol · max|y|`, else raise."""
+    y = terms.output
+    error = float((reconstruct(terms) - y).abs().max())
+    dtypes = [info.dtype, dtype] + ([block.precision] if block.precision is not None else [])
+    rtol, atol = _inputs.tolerance(dtypes)
+    scale = float(y.abs().max())
+    limit = atol + rtol * scale
+    if not error <= limit:  # also catches NaN
+        raise ReconstructionError(
+            f"exactness check failed at {part + ' ' if part else ''}layer {layer} "
+            f"(sequence {index}, {block.kind.value} block "
+            f"of {info.architecture}): the decomposition misses the model's own output by "
+            f"max|Δ| = {error:.3g}, above the tolerance {limit:.3g} "
+            f"(atol {atol:g} + rtol {rtol:g} · max|y| {scale:.3g}). "
+            "Likely cause: a block layout alti_lens does not support, or "
+            "weights or hooks changed in a way the hook points do not show (e.g. a hook that edits "
+            "activations, or weights processed after loading). The contributions would be wrong, "
+            "so none are returned; check=False skips this check at your own risk.",
+            layer=layer,
+            part=part,
+            error=error,
+            tolerance=limit,
+        )
+    return error
+
+
+def warn_weight_processing(model: Any, info: readout.ModelInfo) -> None:
+    wp = info.weight_processing
+    changed = [k for k in ("center_writing_weights", "fold_value_biases") if wp.get(k)]
+    if changed and readout.first_time(model):
+        warnings.warn(
+            f"the model's weights were processed by TransformerLens ({', '.join(changed)}): the "
+            "decomposition is still exact, but centring and value-bias folding change ALTI's "
+            "numbers (spec §6). For the model's own contributions load it unprocessed: "
+            "TransformerBridge.boot_transformers(...) without enable_compatibility_mode(), or "
+            "HookedTransformer.from_pretrained_no_processing(...).",
+            WeightProcessingWarning,
+            stacklevel=3,
+        )
