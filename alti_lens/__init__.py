@@ -15,11 +15,13 @@ from .errors import (
     UnsupportedModelError,
     WeightProcessingWarning,
 )
-from .results import AltiResult
+from .plus import alti_plus
+from .results import AltiPlusResult, AltiResult
 
 __all__ = [
     "MEASURES",
     "AltiLensError",
+    "AltiPlusResult",
     "AltiResult",
     "InputError",
     "NonFiniteActivationError",
@@ -28,4 +30,5 @@ __all__ = [
     "WeightProcessingWarning",
     "__version__",
     "alti",
+    "alti_plus",
 ]

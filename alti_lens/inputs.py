@@ -54,87 +54,138 @@ def tolerance(dtypes: list[torch.dtype]) -> tuple[float, float]:
     return max(p[0] for p in pairs), max(p[1] for p in pairs)
 
 
-def prepare(
-    model: Any, info: readout.ModelInfo, inputs: object, attention_mask: object
-) -> tuple[Tensor, Tensor]:
-    """Tokens `[batch, pos]` (long, CPU) and mask (long, 1 = real) from whatever the user passed."""
+def _as_texts(inputs: object, mask: object, name: str, mask_name: str) -> list[str] | None:
+    """The validated list of texts, or None when `inputs` is a token tensor."""
+    if isinstance(inputs, Tensor):
+        return None
     if isinstance(inputs, str):
         inputs = [inputs]
-    if isinstance(inputs, (list, tuple)):
-        if len(inputs) == 0:
-            raise InputError("inputs is an empty list; expected at least one string.")
-        if attention_mask is not None:
-            raise InputError(
-                "attention_mask was given with text inputs; text is padded by alti_lens itself. "
-                "Fix: drop attention_mask, or pass token ids with their mask."
-            )
-        for i, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise InputError(f"inputs[{i}] is a {type(text).__name__}; expected a string.")
-            if not text.strip():
-                raise InputError(f"inputs[{i}] is an empty string; expected text to explain.")
-        tokens, mask = readout.tokenize(model, list(inputs))
-    elif isinstance(inputs, Tensor):
-        tokens = _check_tokens(inputs, info)
-        mask = _check_mask(attention_mask, tokens)
-    else:
+    if not isinstance(inputs, (list, tuple)):
         raise InputError(
-            f"inputs must be a string, a list of strings or an int tensor [batch, pos]; "
+            f"{name} must be a string, a list of strings or an int tensor [batch, pos]; "
             f"got {type(inputs).__name__}."
         )
-    n = int(mask.sum(-1).max())
-    if tokens.shape[1] > info.n_ctx:
+    if len(inputs) == 0:
+        raise InputError(f"{name} is an empty list; expected at least one string.")
+    if mask is not None:
         raise InputError(
-            f"inputs have {tokens.shape[1]} positions ({n} real tokens in the longest sequence), "
-            f"longer than the model's context of {info.n_ctx} (cfg.n_ctx). "
+            f"{mask_name} was given with text {name}; text is padded by alti_lens itself. "
+            f"Fix: drop {mask_name}, or pass token ids with their mask."
+        )
+    for i, text in enumerate(inputs):
+        if not isinstance(text, str):
+            raise InputError(f"{name}[{i}] is a {type(text).__name__}; expected a string.")
+        if not text.strip():
+            raise InputError(f"{name}[{i}] is an empty string; expected text to explain.")
+    return list(inputs)
+
+
+def _check_length(tokens: Tensor, mask: Tensor, n_ctx: int, name: str) -> None:
+    if tokens.shape[1] > n_ctx:
+        n = int(mask.sum(-1).max())
+        raise InputError(
+            f"{name} have {tokens.shape[1]} positions ({n} real tokens in the longest sequence), "
+            f"longer than the model's context of {n_ctx} (cfg.n_ctx). "
             "Fix: shorten or split the text."
         )
+
+
+def prepare(
+    model: Any,
+    info: readout.ModelInfo,
+    inputs: object,
+    attention_mask: object,
+    *,
+    name: str = "inputs",
+    mask_name: str = "attention_mask",
+) -> tuple[Tensor, Tensor]:
+    """Tokens `[batch, pos]` (long, CPU) and mask (long, 1 = real) from whatever the user passed."""
+    texts = _as_texts(inputs, attention_mask, name, mask_name)
+    if texts is not None:
+        tokens, mask = readout.tokenize(model, texts)
+    else:
+        tokens = _check_tokens(inputs, info, name)  # type: ignore[arg-type]
+        mask = _check_mask(attention_mask, tokens, mask_name)
+    _check_length(tokens, mask, info.n_ctx, name)
     return tokens, mask
 
 
-def _check_tokens(tokens: Tensor, info: readout.ModelInfo) -> Tensor:
+def prepare_target(
+    model: Any, info: readout.ModelInfo, target: object, target_attention_mask: object
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Decoder input `[batch, tgt_pos]`, its mask, and the token each row predicts (-1: unknown).
+
+    Text is tokenized as a target and shifted right here; ids must already be the decoder input.
+    """
+    mask_name = "target_attention_mask"
+    texts = _as_texts(target, target_attention_mask, "target", mask_name)
+    if texts is not None:
+        tokens, mask, labels = readout.tokenize_targets(model, info, texts)
+    else:
+        tokens = _check_tokens(target, info, "target")  # type: ignore[arg-type]
+        mask = _check_mask(target_attention_mask, tokens, mask_name)
+        start = info.decoder_start_token_id
+        if start is not None and not bool((tokens[:, 0] == start).all()):
+            raise InputError(
+                f"target ids must be the decoder input: the target shifted right, starting with "
+                f"the decoder start token {start}; got first tokens {tokens[:, 0].tolist()}. "
+                "Fix: prepend the start token (and drop the last token), or pass the target as "
+                "text and alti_lens shifts it."
+            )
+        if not bool(mask[:, 0].all()):
+            raise InputError(f"{mask_name} must mark the decoder start token (position 0) as real.")
+        # Row t predicts the decoder input's token t + 1, where the input has one.
+        labels = torch.full_like(tokens, -1)
+        labels[:, :-1] = torch.where(mask[:, 1:].bool(), tokens[:, 1:], -1)
+    _check_length(tokens, mask, info.n_ctx, "target")
+    return tokens, mask, labels
+
+
+def _check_tokens(tokens: Tensor, info: readout.ModelInfo, name: str = "inputs") -> Tensor:
     if tokens.dtype in (torch.bool,) or tokens.is_floating_point() or tokens.is_complex():
         raise InputError(
-            f"token tensor has dtype {tokens.dtype}; expected an integer dtype (torch.long). "
+            f"{name}: token tensor has dtype {tokens.dtype}; expected an integer dtype "
+            "(torch.long). "
             "Fix: pass model.to_tokens(text), or tokens.long() if they are ids stored as floats."
         )
     if tokens.ndim == 1:
         tokens = tokens[None]
     if tokens.ndim != 2:
         raise InputError(
-            f"token tensor has shape {tuple(tokens.shape)}; expected [batch, pos] (or [pos])."
+            f"{name}: token tensor has shape {tuple(tokens.shape)}; expected [batch, pos] "
+            "(or [pos])."
         )
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise InputError(f"token tensor of shape {tuple(tokens.shape)} is empty; expected tokens.")
+        raise InputError(
+            f"{name}: token tensor of shape {tuple(tokens.shape)} is empty; expected tokens."
+        )
     tokens = tokens.detach().to("cpu", torch.long)
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or (info.d_vocab > 0 and high >= info.d_vocab):
         raise InputError(
-            f"token ids range over [{low}, {high}], outside the model's vocabulary "
+            f"{name}: token ids range over [{low}, {high}], outside the model's vocabulary "
             f"[0, {info.d_vocab - 1}]. Fix: tokenize with this model's tokenizer (model.to_tokens)."
         )
     return tokens
 
 
-def _check_mask(mask: object, tokens: Tensor) -> Tensor:
+def _check_mask(mask: object, tokens: Tensor, name: str = "attention_mask") -> Tensor:
     if mask is None:
         return torch.ones_like(tokens)
     if not isinstance(mask, Tensor):
-        raise InputError(
-            f"attention_mask must be a tensor [batch, pos], got {type(mask).__name__}."
-        )
+        raise InputError(f"{name} must be a tensor [batch, pos], got {type(mask).__name__}.")
     if mask.ndim == 1:
         mask = mask[None]
     if tuple(mask.shape) != tuple(tokens.shape):
         raise InputError(
-            f"attention_mask has shape {tuple(mask.shape)} but the tokens have shape "
+            f"{name} has shape {tuple(mask.shape)} but the tokens have shape "
             f"{tuple(tokens.shape)}; expected one 1/0 entry per token."
         )
     mask = mask.detach().to("cpu")
     if not bool(((mask == 0) | (mask == 1)).all()):
-        raise InputError("attention_mask must contain only 0 (padding) and 1 (real token).")
+        raise InputError(f"{name} must contain only 0 (padding) and 1 (real token).")
     mask = mask.long()
     empty = (mask.sum(-1) == 0).nonzero().flatten().tolist()
     if empty:
-        raise InputError(f"sequences {empty} have no real token in attention_mask (all zeros).")
+        raise InputError(f"sequences {empty} have no real token in {name} (all zeros).")
     return mask

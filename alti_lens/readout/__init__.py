@@ -1,0 +1,56 @@
+"""The one place that knows TransformerLens (`alti_lens.readout`, a small package).
+
+It validates the model, tokenizes text, names the hook points, runs the model once with hooks that
+keep only what ALTI needs, and hands each layer's attention sub-block to the caller as plain tensors
+(`decompose.BlockTensors`) as soon as that layer has run, so that no more than one layer's
+attention pattern is held at a time.
+
+Backends: TransformerLens 4.x `TransformerBridge` (and 3.x's), and the deprecated 3.x
+`HookedTransformer`, `HookedEncoder` and `HookedEncoderDecoder`. The hook names are shared where
+they can be (the bridge exposes the HookedTransformer names as aliases); the differences are
+tabled in `single` and `encdec`.
+
+Modules: `models` (which backend, shapes, weight processing), `tokens` (text ↔ ids, generation),
+`run` (one forward pass with hooks), `single` (single-stack hook plans), `encdec` (ALTI+ plans).
+"""
+
+from .encdec import DECODER_CROSS, DECODER_SELF, ENCODER, read_encoder_decoder
+from .models import (
+    BRIDGE,
+    HOOKED_ENCODER,
+    HOOKED_ENCODER_DECODER,
+    HOOKED_TRANSFORMER,
+    ModelInfo,
+    backend_of,
+    describe,
+    first_time,
+    is_encoder_decoder,
+    tl_version,
+    weight_processing,
+)
+from .single import read_blocks
+from .tokens import generate, special_tokens_mask, str_tokens, tokenize, tokenize_targets
+
+__all__ = [
+    "BRIDGE",
+    "DECODER_CROSS",
+    "DECODER_SELF",
+    "ENCODER",
+    "HOOKED_ENCODER",
+    "HOOKED_ENCODER_DECODER",
+    "HOOKED_TRANSFORMER",
+    "ModelInfo",
+    "backend_of",
+    "describe",
+    "first_time",
+    "generate",
+    "is_encoder_decoder",
+    "read_blocks",
+    "read_encoder_decoder",
+    "special_tokens_mask",
+    "str_tokens",
+    "tl_version",
+    "tokenize",
+    "tokenize_targets",
+    "weight_processing",
+]

@@ -1,0 +1,212 @@
+"""Which TransformerLens model this is: backend, shape, weight processing (spec §6)."""
+
+import importlib.metadata
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from alti_lens.errors import UnsupportedModelError
+
+BRIDGE = "TransformerBridge"
+HOOKED_TRANSFORMER = "HookedTransformer"
+HOOKED_ENCODER = "HookedEncoder"
+HOOKED_ENCODER_DECODER = "HookedEncoderDecoder"
+
+
+def tl_version() -> str:
+    try:
+        return importlib.metadata.version("transformer-lens")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency
+        return "unknown"
+
+
+def backend_of(model: object) -> str:
+    """Name of the TransformerLens class `model` is, or raise `UnsupportedModelError`.
+
+    Matched on the class hierarchy by name and package, which imports nothing and holds across
+    TransformerLens versions (3.x exports the bridge from `model_bridge` only, 4.x at top level).
+    """
+    names = (BRIDGE, HOOKED_TRANSFORMER, HOOKED_ENCODER, HOOKED_ENCODER_DECODER)
+    for cls in type(model).__mro__:
+        if cls.__name__ in names and cls.__module__.startswith("transformer_lens."):
+            return cls.__name__
+    raise UnsupportedModelError(
+        f"expected a TransformerLens model (TransformerBridge, or with TransformerLens 3.x "
+        f"HookedTransformer / HookedEncoder), got {type(model).__module__}.{type(model).__name__}. "
+        "Fix: wrap a Hugging Face model with TransformerBridge.boot_transformers(name_or_dir)."
+    )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `alti_lens` needs to know about a model before running it."""
+
+    backend: str
+    name: str
+    architecture: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    n_ctx: int
+    d_vocab: int
+    dtype: torch.dtype
+    device: torch.device
+    weight_processing: dict[str, bool] = field(default_factory=dict)
+    n_decoder_layers: int = 0  # encoder-decoder models: n_layers counts the encoder
+    decoder_start_token_id: int | None = None
+
+    @property
+    def tl_version(self) -> str:
+        return tl_version()
+
+
+def _is_encoder_decoder(model: Any, backend: str) -> bool:
+    if backend == HOOKED_ENCODER_DECODER:
+        return True
+    return backend == BRIDGE and hasattr(model, "decoder_blocks")
+
+
+def is_encoder_decoder(model: Any) -> bool:
+    return _is_encoder_decoder(model, backend_of(model))
+
+
+def _arch(model: Any) -> str:
+    cfg = model.cfg
+    arch = getattr(cfg, "architecture", None) or getattr(cfg, "original_architecture", None)
+    return str(arch or "unknown")
+
+
+def encoder_blocks(model: Any) -> Any:
+    return model.encoder_blocks if hasattr(model, "encoder_blocks") else model.encoder
+
+
+def decoder_blocks(model: Any) -> Any:
+    return model.decoder_blocks if hasattr(model, "decoder_blocks") else model.decoder
+
+
+def attention_modules(model: Any) -> list[Any]:
+    """Every attention module, in order (self-attention of each stack, then cross-attention)."""
+    if not hasattr(model, "blocks"):
+        dec = decoder_blocks(model)
+        return (
+            [b.attn for b in encoder_blocks(model)]
+            + [getattr(b, "self_attn", None) or b.attn for b in dec]
+            + [b.cross_attn for b in dec]
+        )
+    return [b.attn for b in model.blocks]
+
+
+def describe(model: Any, *, encoder_decoder: bool = False) -> ModelInfo:
+    """Validate `model` for `alti` (one stack) or `alti_plus` (`encoder_decoder`); describe it."""
+    backend = backend_of(model)
+    is_enc_dec = _is_encoder_decoder(model, backend)
+    if is_enc_dec and not encoder_decoder:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} wraps an encoder-decoder model ({_arch(model)}); "
+            "alti() explains one stack of self-attention. Fix: use "
+            "alti_plus(model, source, target) for source and target contributions (ALTI+)."
+        )
+    if encoder_decoder and not is_enc_dec:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} ({_arch(model)}) is not an encoder-decoder model; "
+            "alti_plus() needs an encoder, a decoder and cross-attention. Fix: use "
+            "alti(model, inputs) for decoder-only and encoder-only models."
+        )
+    cfg = model.cfg
+    if is_enc_dec:
+        n_layers, n_dec = len(encoder_blocks(model)), len(decoder_blocks(model))
+    else:
+        blocks = getattr(model, "blocks", None)
+        if blocks is None or len(blocks) == 0:
+            raise UnsupportedModelError(
+                f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks."
+            )
+        for layer, block in enumerate(blocks):
+            if getattr(block, "attn", None) is None:
+                parts = ", ".join(f"{n}: {type(m).__name__}" for n, m in block.named_children())
+                raise UnsupportedModelError(
+                    f"block {layer} has no attention sub-block ({parts}). ALTI decomposes "
+                    "attention; state-space (SSM/Mamba) and hybrid layers are not supported "
+                    "(spec §2.3). Fix: use a transformer model."
+                )
+        n_layers, n_dec = len(blocks), 0
+    param = next(model.parameters())
+    start = getattr(cfg, "decoder_start_token_id", None)
+    return ModelInfo(
+        backend=backend,
+        name=str(getattr(cfg, "model_name", None) or type(model).__name__),
+        architecture=_arch(model),
+        n_layers=n_layers,
+        n_heads=int(cfg.n_heads),
+        d_model=int(cfg.d_model),
+        n_ctx=int(cfg.n_ctx),
+        d_vocab=int(getattr(cfg, "d_vocab", -1)),
+        dtype=param.dtype,
+        device=param.device,
+        weight_processing=weight_processing(model, backend),
+        n_decoder_layers=n_dec,
+        decoder_start_token_id=None if start is None else int(start),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight processing (spec §6)
+
+
+def _norm_type(model: Any) -> str:
+    return str(getattr(model.cfg, "normalization_type", None) or "")
+
+
+def weight_processing(model: Any, backend: str) -> dict[str, bool]:
+    """Detect TransformerLens' weight processing from flags and, where none exist, from weights.
+
+    3.x keeps no flag for centring or value-bias folding, so both are read off the weights:
+    centred writing weights have `W_O` rows with zero mean over `d_model`; folded value biases are
+    all zero while some `b_O` is not. Random-initialised models satisfy neither.
+    """
+    attns = attention_modules(model)
+    # Each test stops at the first layer that settles it (layer 0 for unprocessed models), so a
+    # large model's weights are not all read on every call.
+    centred = all(_writes_centred(a.W_O.detach()) for a in attns)
+    b_V = [_value_bias(a) for a in attns]
+    folded_v = all(x is not None and not bool(x.detach().any()) for x in b_V) and any(
+        a.b_O is not None and bool(a.b_O.detach().any()) for a in attns
+    )
+    if backend == BRIDGE:
+        processed = bool(getattr(model, "_weights_processed", False))
+        fold_ln = processed or bool(getattr(model.cfg, "layer_norm_folding", False))
+    else:
+        fold_ln = _norm_type(model).endswith("Pre")
+    return {
+        "fold_ln": fold_ln,
+        "center_writing_weights": centred,
+        "fold_value_biases": folded_v,
+    }
+
+
+def _writes_centred(W_O: Tensor) -> bool:
+    """`W_O` rows have zero mean over `d_model` (TransformerLens' `center_writing_weights`)."""
+    W_O = W_O.float()
+    return bool(W_O.mean(dim=-1).abs().amax() <= 1e-6 * W_O.abs().amax().clamp_min(1e-30))
+
+
+def _value_bias(attn: Any) -> Tensor | None:
+    # 3.x GQA keeps the raw kv-head bias in `_b_V`; `b_V` is then a repeat_interleave'd property.
+    b = getattr(attn, "_b_V", None)
+    if b is None:
+        b = getattr(attn, "b_V", None)
+    return b
+
+
+_WARNED: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def first_time(model: Any) -> bool:
+    """True the first time a given model object is seen (for warn-once messages)."""
+    if model in _WARNED:
+        return False
+    _WARNED.add(model)
+    return True

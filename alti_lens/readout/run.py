@@ -1,0 +1,146 @@
+"""Running a model once with hooks that hand each attention sub-block over as soon as it is done.
+
+A `Plan` names the hook points one sub-block needs (by role) and how to assemble what they caught
+into `BlockTensors`. All plans of a model are served by one forward pass; a plan's tensors are
+dropped as soon as it has been handed over, so only about one layer's attention is held at a time.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from alti_lens.decompose import BlockTensors, NormTensors
+from alti_lens.errors import NonFiniteActivationError, UnsupportedModelError
+
+from .models import BRIDGE, ModelInfo
+
+Key = tuple[str, int]  # (part, layer): ("layer", 3), ("encoder", 0), ("decoder_cross", 1), ...
+
+
+@dataclass
+class Plan:
+    """Hook names (by role) of one sub-block and how to assemble them into `BlockTensors`."""
+
+    key: Key
+    names: dict[str, str]
+    assemble: Callable[[dict[str, Tensor], list[str]], BlockTensors]
+    rows_real: Tensor  # [batch, query_pos] bool: real rows, for the finite check
+    keys_real: Tensor  # [batch, key_pos] bool: real key positions (the `v` role)
+
+
+def fired_after(order: list[str], later: str, earlier: str) -> bool:
+    """Whether hook `later` fired after hook `earlier` in this forward pass."""
+    return order.index(later) > order.index(earlier)
+
+
+def norm_tensors(model: Any, backend: str, ln: Any, scale: Tensor) -> NormTensors:
+    """A norm module's effective affine (`γ`, `β`, LayerNorm or RMS) and its real scale."""
+    if backend == BRIDGE:
+        weight = getattr(ln, "weight", None)
+        # Gemma stores γ − 1. 4.x says so on the norm, 3.x only in the config.
+        offset = getattr(ln, "uses_weight_offset", None)
+        if offset is None:
+            offset = getattr(model.cfg, "rmsnorm_uses_offset", False)
+        if weight is not None and offset:
+            weight = 1.0 + weight
+        rms = bool(getattr(ln, "uses_rms_norm", False))
+        bias = None if rms else getattr(ln, "bias", None)
+        centred = not rms
+    else:
+        weight, bias = getattr(ln, "w", None), getattr(ln, "b", None)
+        centred = type(ln).__name__.startswith("LayerNorm")
+    return NormTensors(
+        weight=None if weight is None else weight.detach(),
+        bias=None if bias is None else bias.detach(),
+        scale=scale.reshape(scale.shape[0], scale.shape[1]),
+        centred=centred,
+    )
+
+
+def hf_rms_precision(backend: str, norm: NormTensors | None) -> torch.dtype | None:
+    """Hugging Face RMSNorms compute in float32 whatever the model's dtype (measured: 2.4e-7 error
+    of a float64 Gemma-2 sandwich norm rebuilt from its float64 scale), so the check cannot be
+    tighter than float32 there."""
+    return torch.float32 if backend == BRIDGE and norm is not None and not norm.centred else None
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Disable dropout for the run and restore every module's own training flag afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
+    """Raise on NaN/inf at real (unpadded) positions; `real` is `[batch, pos]` bool."""
+    if bool(real.all()):
+        values = tensor  # no padding: check everything without copying
+    elif name.endswith("hook_pattern"):
+        values = tensor.transpose(1, 2)[real]  # [rows, head, key]
+    elif tensor.shape[:2] == real.shape:
+        values = tensor[real]
+    else:
+        values = tensor
+    if not bool(torch.isfinite(values).all()):
+        raise NonFiniteActivationError(
+            f"{name} contains NaN or infinite values at real token positions; "
+            "the model's activations are not finite, so no decomposition is meaningful. "
+            "Fix: check the weights (e.g. NaN after training or loading) or run in a wider dtype."
+        )
+
+
+def run_plans(
+    model: Any,
+    info: ModelInfo,
+    plans: list[Plan],
+    forward: Callable[[list[tuple[str, Callable[..., None]]]], None],
+    on_block: Callable[[Key, BlockTensors], None],
+) -> None:
+    """Call `forward(fwd_hooks)` once, handing each plan's `BlockTensors` to `on_block` as soon
+    as all its hooks have fired. Hooks are removed when the run ends, also after an error."""
+    got: dict[Key, dict[str, Tensor]] = {p.key: {} for p in plans}
+    order: dict[Key, list[str]] = {p.key: [] for p in plans}
+    done: set[Key] = set()
+
+    def make_hook(plan: Plan, role: str) -> Callable[..., None]:
+        name = plan.names[role]
+        real = plan.keys_real if role == "v" else plan.rows_real
+
+        def hook(tensor: Tensor, hook: Any = None) -> None:
+            _check_finite(name, tensor, real)
+            # Residual-stream tensors may be reused in place later in the block: keep a copy.
+            keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()
+            got[plan.key][role] = keep
+            order[plan.key].append(name)
+            if len(got[plan.key]) == len(plan.names) and plan.key not in done:
+                block = plan.assemble(got[plan.key], order[plan.key])
+                got[plan.key] = {}  # drop the tensors before the next layer runs
+                done.add(plan.key)
+                on_block(plan.key, block)
+
+        return hook
+
+    fwd_hooks = [(name, make_hook(p, role)) for p in plans for role, name in p.names.items()]
+    for name, _ in fwd_hooks:
+        if name not in model.hook_dict:
+            raise UnsupportedModelError(
+                f"the model has no hook point {name!r}, which ALTI reads. This TransformerLens "
+                f"architecture ({info.architecture}) is not supported."
+            )
+    with eval_mode(model), torch.inference_mode():
+        forward(fwd_hooks)
+    missing = [p.key for p in plans if p.key not in done]
+    if missing:
+        raise UnsupportedModelError(
+            f"sub-blocks {missing}: not every hook ALTI reads fired during the forward pass "
+            f"({info.architecture}); the model's blocks do not have the expected layout."
+        )

@@ -1,0 +1,124 @@
+"""Single-stack models (decoder-only and encoder-only): which hooks each layer's block needs.
+
+| block kind: y, norm | bridge | HookedTransformer | HookedEncoder |
+|---|---|---|---|
+| pre-norm | `hook_resid_mid` | same | — |
+| parallel, attn-only | `hook_resid_pre + hook_attn_out` | same | — |
+| sandwich | `hook_resid_mid`, `ln1_post` | same | — |
+| post-LN | `hook_attn_out` (LN1's output), `ln1` | — | `ln1.w·ln1.hook_normalized + ln1.b` |
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from alti_lens.decompose import BlockKind, BlockTensors
+
+from .models import HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
+from .run import Key, Plan, fired_after, hf_rms_precision, norm_tensors, run_plans
+
+
+def _hook(layer: int, name: str) -> str:
+    return f"blocks.{layer}.{name}"
+
+
+def _kind_and_names(model: Any, backend: str, layer: int) -> tuple[BlockKind | None, dict]:
+    """The block kind (None: pre- or post-norm, told apart by hook order) and the hooks to read."""
+    block = model.blocks[layer]
+    names = {
+        "resid_pre": _hook(layer, "hook_resid_pre"),
+        "v": _hook(layer, "attn.hook_v"),
+        "pattern": _hook(layer, "attn.hook_pattern"),
+    }
+    available = model.hook_dict
+    cfg = model.cfg
+    if backend == HOOKED_ENCODER:
+        names["scale"] = _hook(layer, "ln1.hook_scale")
+        names["normalized"] = _hook(layer, "ln1.hook_normalized")
+        return BlockKind.POST_NORM, names
+    if hasattr(block, "ln1_post"):
+        names["scale"] = _hook(layer, "ln1_post.hook_scale")
+        names["resid_mid"] = _hook(layer, "hook_resid_mid")
+        return BlockKind.SANDWICH, names
+    if getattr(cfg, "parallel_attn_mlp", False) or _hook(layer, "hook_resid_mid") not in available:
+        names["attn_out"] = _hook(layer, "hook_attn_out")
+        return (
+            BlockKind.ATTN_ONLY if getattr(cfg, "attn_only", False) else BlockKind.PARALLEL
+        ), names
+    names["resid_mid"] = _hook(layer, "hook_resid_mid")
+    if backend == HOOKED_TRANSFORMER or _hook(layer, "ln1.hook_scale") not in available:
+        return BlockKind.PRE_NORM, names
+    # A bridge block: BERT-style blocks apply `ln1` to `x + attn` (post-norm) and the bridge then
+    # reports the norm's output as `hook_attn_out`; pre-norm blocks apply `ln1` before attention.
+    names["attn_out"] = _hook(layer, "hook_attn_out")
+    names["scale"] = _hook(layer, "ln1.hook_scale")
+    return None, names
+
+
+def _plan(model: Any, backend: str, layer: int, real: Tensor) -> Plan:
+    planned, names = _kind_and_names(model, backend, layer)
+    block = model.blocks[layer]
+
+    def assemble(got: dict[str, Tensor], order: list[str]) -> BlockTensors:
+        kind = planned
+        if kind is None:  # the norm fired after the value projection: it normalises the output
+            post = fired_after(order, names["scale"], names["v"])
+            kind = BlockKind.POST_NORM if post else BlockKind.PRE_NORM
+        x = got["resid_pre"]
+        if kind in (BlockKind.PARALLEL, BlockKind.ATTN_ONLY):
+            y = x + got["attn_out"]
+        elif kind is BlockKind.POST_NORM and backend == HOOKED_ENCODER:
+            y = block.ln1.w.detach() * got["normalized"] + block.ln1.b.detach()
+        elif kind is BlockKind.POST_NORM:
+            y = got["attn_out"]
+        else:
+            y = got["resid_mid"]
+        norm = None
+        if kind in (BlockKind.POST_NORM, BlockKind.SANDWICH):
+            ln = block.ln1_post if kind is BlockKind.SANDWICH else block.ln1
+            norm = norm_tensors(model, backend, ln, got["scale"])
+        b_O = block.attn.b_O
+        return BlockTensors(
+            kind=kind,
+            pattern=got["pattern"],
+            v=got["v"],
+            W_O=block.attn.W_O.detach(),
+            b_O=None if b_O is None else b_O.detach(),
+            resid_pre=x,
+            output=y,
+            norm=norm,
+            precision=hf_rms_precision(backend, norm),
+        )
+
+    return Plan(("layer", layer), names, assemble, real, real)
+
+
+def read_blocks(
+    model: Any,
+    info: ModelInfo,
+    tokens: Tensor,
+    mask: Tensor,
+    on_block: Callable[[int, BlockTensors], None],
+) -> None:
+    """Run `model` on `tokens` and call `on_block(layer, tensors)` as each layer completes.
+
+    `mask` is `[batch, pos]` with 1 for real tokens; it is passed to the model only when it
+    contains padding. Hooks are removed when the run ends, also when `on_block` raises.
+    """
+    real = mask.bool().to(info.device)
+    plans = [_plan(model, info.backend, layer, real) for layer in range(info.n_layers)]
+    kwargs: dict[str, Tensor] = {}
+    if not bool(real.all()):
+        key = "one_zero_attention_mask" if info.backend == HOOKED_ENCODER else "attention_mask"
+        kwargs[key] = mask.to(info.device)
+
+    def forward(fwd_hooks: list) -> None:
+        model.run_with_hooks(
+            tokens.to(info.device), fwd_hooks=fwd_hooks, return_type=None, **kwargs
+        )
+
+    def handover(key: Key, block: BlockTensors) -> None:
+        on_block(key[1], block)
+
+    run_plans(model, info, plans, forward, handover)
