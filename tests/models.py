@@ -16,24 +16,31 @@ VOCAB_WORDS = [
     "<bos>", "<pad>", "<unk>",
     "the", "a", "cat", "dog", "sat", "on", "mat", "and", "ran", "to", "big", "red",
     "house", "it", "was", "very", "small", "green", "tree", "under", "over", "blue",
+    "le", "chat", "chien", "est", "sur", "la", "</s>",
 ]  # fmt: skip
+EOS = VOCAB_WORDS.index("</s>")
 D_VOCAB = 64  # larger than the word list: random token tensors use ids up to D_VOCAB
 N_CTX = 32
 
 
-def word_tokenizer(*, bos: bool = True) -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer over VOCAB_WORDS, built locally."""
+def word_tokenizer(*, bos: bool = True, eos: bool = False) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer over VOCAB_WORDS, built locally. Decoder-only models get
+    a BOS prepended; encoder-decoder models (`eos=True`) an EOS appended, as T5/Marian do."""
     vocab = {w: i for i, w in enumerate(VOCAB_WORDS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    if bos:  # like GPT-2/Llama tokenizers as TransformerLens configures them: BOS is added
+    if eos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A </s>", special_tokens=[("</s>", vocab["</s>"])]
+        )
+    elif bos:  # like GPT-2/Llama tokenizers as TransformerLens configures them: BOS is added
         tok.post_processor = processors.TemplateProcessing(
             single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
         )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<bos>" if bos else None,
-        eos_token="<bos>",
+        bos_token="<bos>" if bos and not eos else None,
+        eos_token="</s>" if eos else "<bos>",
         pad_token="<pad>",
         unk_token="<unk>",
         padding_side="right",
@@ -48,7 +55,13 @@ def _perturb(module: torch.nn.Module, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.1)
 
 
-def _bridge_from_hf(hf_model: torch.nn.Module, architecture: str, seed: int, dtype: torch.dtype):
+def _bridge_from_hf(
+    hf_model: torch.nn.Module,
+    architecture: str,
+    seed: int,
+    dtype: torch.dtype,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+):
     from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
 
     hf_model = hf_model.to(dtype).eval()
@@ -64,7 +77,7 @@ def _bridge_from_hf(hf_model: torch.nn.Module, architecture: str, seed: int, dty
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bridge = build_bridge_from_module(hf_model, architecture, hf_config=hf_model.config)
-    bridge.tokenizer = word_tokenizer()
+    bridge.tokenizer = tokenizer or word_tokenizer()
     return bridge.eval()
 
 
@@ -188,12 +201,66 @@ def bridge_mamba(seed: int = 0):
     return _bridge_from_hf(MambaForCausalLM(cfg), "MambaForCausalLM", seed, torch.float32)
 
 
-def bridge_t5(seed: int = 0):
-    """An encoder-decoder (T5): alti must point to alti_plus."""
+ENC_DEC_IDS = {"pad_token_id": 1, "eos_token_id": EOS, "bos_token_id": 0}
+
+
+def bridge_t5(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Encoder-decoder, pre-RMSNorm, relative position bias, no biases (T5); 3 + 2 layers."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(seed)
-    cfg = T5Config(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, vocab_size=D_VOCAB)
-    return _bridge_from_hf(
-        T5ForConditionalGeneration(cfg), "T5ForConditionalGeneration", seed, torch.float32
+    cfg = T5Config(
+        d_model=32, d_kv=8, d_ff=64, num_layers=3, num_decoder_layers=2, num_heads=4,
+        vocab_size=D_VOCAB, decoder_start_token_id=1, **ENC_DEC_IDS,
+    )  # fmt: skip
+    model = T5ForConditionalGeneration(cfg)
+    return _bridge_from_hf(model, "T5ForConditionalGeneration", seed, dtype, _enc_dec_tokenizer())
+
+
+def _bart_like(config_cls, model_cls, architecture: str, start: int, dtype, seed: int):
+    torch.manual_seed(seed)
+    cfg = config_cls(
+        d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=D_VOCAB,
+        max_position_embeddings=N_CTX, decoder_start_token_id=start, forced_eos_token_id=EOS,
+        **ENC_DEC_IDS,
+    )  # fmt: skip
+    return _bridge_from_hf(model_cls(cfg), architecture, seed, dtype, _enc_dec_tokenizer())
+
+
+def bridge_marian(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Encoder-decoder, post-LN, biases, sinusoidal positions (Marian)."""
+    from transformers import MarianConfig, MarianMTModel
+
+    return _bart_like(MarianConfig, MarianMTModel, "MarianMTModel", 1, dtype, seed)
+
+
+def bridge_bart(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Encoder-decoder, post-LN, biases, learned positions, embedding norms (BART)."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    return _bart_like(
+        BartConfig, BartForConditionalGeneration, "BartForConditionalGeneration", EOS, dtype, seed
     )
+
+
+def bridge_m2m100(dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Encoder-decoder, pre-LN with final stack norms (M2M100 / NLLB)."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
+
+    return _bart_like(
+        M2M100Config, M2M100ForConditionalGeneration, "M2M100ForConditionalGeneration", EOS,
+        dtype, seed,
+    )  # fmt: skip
+
+
+def _enc_dec_tokenizer() -> PreTrainedTokenizerFast:
+    return word_tokenizer(bos=False, eos=True)
+
+
+ENC_DEC_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
+    "t5-preRMS": bridge_t5,
+    "marian-postLN": bridge_marian,
+    "bart-postLN": bridge_bart,
+    "m2m100-preLN": bridge_m2m100,
+}
