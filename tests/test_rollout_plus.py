@@ -72,7 +72,9 @@ def test_extended_rollout_matches_the_naive_loops(seed: int) -> None:
     R = extended_rollout(R_enc, C_sa, C_ca)
     torch.testing.assert_close(R, naive_extended_rollout(C_enc, C_sa, C_ca), rtol=0, atol=1e-12)
     # rows of the extended rollout are distributions over [source | target prefix]
-    torch.testing.assert_close(R.sum(-1), torch.ones(Ld, T, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        R.sum(-1), torch.ones(Ld, T, dtype=torch.float64), rtol=0, atol=1e-12
+    )
     assert (R[:, :, S:].triu(1) == 0).all()  # a step never draws on later target positions
 
 
