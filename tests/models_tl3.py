@@ -1,12 +1,12 @@
-"""Small offline TransformerLens 3.x models (HookedTransformer, HookedEncoder), one per block kind.
+"""Small offline TransformerLens 3.x models: HookedTransformer, HookedEncoder, HookedEncoderDecoder.
 
 The 3.x classes were removed in TransformerLens 4.x: they are imported inside the builders, so this
 module imports (but its builders cannot run) under 4.x. Every builder returns a model in eval mode
 whose parameters are ALL drawn at random: fresh 3.x models have zero biases and unit norm weights
 (which would hide bugs in how they are attributed), and `HookedEncoder` leaves its parameters
-uninitialised (`torch.empty`). Models carry the tiny word-level tokenizer of `models.py`, loaded
-back from a local directory as TransformerLens 3.x needs, so that `to_tokens` prepends `<bos>` and
-pads on the right.
+uninitialised (`torch.empty`), as does `HookedEncoderDecoder`. Models carry the tiny word-level
+tokenizer of `models.py`, loaded back from a local directory as TransformerLens 3.x needs, so that
+`to_tokens` prepends `<bos>` and pads on the right; the encoder-decoder's appends `</s>` instead.
 """
 
 import contextlib
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from models import D_VOCAB, N_CTX, word_tokenizer
+from models import D_VOCAB, EOS, N_CTX, word_tokenizer
 
 DEPRECATED = r".* is deprecated"  # "HookedTransformer is deprecated and will be removed in 4.0 ..."
 
@@ -31,7 +31,7 @@ def _quiet() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _tokenizer(*, token_type_ids: bool = False) -> Iterator[Any]:
+def _tokenizer(*, token_type_ids: bool = False, eos: bool = False) -> Iterator[Any]:
     """`word_tokenizer()` saved to a folder and loaded back; build the model inside the block.
 
     `HookedTransformer.set_tokenizer` reloads the tokenizer from its `name_or_path` (an in-memory
@@ -43,7 +43,7 @@ def _tokenizer(*, token_type_ids: bool = False) -> Iterator[Any]:
     names = ["input_ids", "token_type_ids", "attention_mask"]
     extra = {"model_input_names": names} if token_type_ids else {}
     with tempfile.TemporaryDirectory() as folder:
-        word_tokenizer().save_pretrained(folder)
+        word_tokenizer(bos=not eos, eos=eos).save_pretrained(folder)
         yield AutoTokenizer.from_pretrained(folder, **extra)
 
 
@@ -55,7 +55,8 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
             leaf = name.rsplit(".", 1)[-1]
-            if leaf == "w" and ".ln" in f".{name}":  # LayerNorm / RMSNorm weights
+            parent = name.rsplit(".", 2)[-2] if "." in name else ""
+            if leaf == "w" and "ln" in parent:  # ln1.w, ln_final.w, encoder_final_ln.w, ...
                 p.copy_(1 + 0.2 * noise)
             elif leaf.startswith(("b", "_b")):  # b, b_Q, b_V, _b_V (GQA), b_in, b_U, ...
                 p.copy_(0.2 * noise)
@@ -126,6 +127,24 @@ def encoder_bert(dtype: torch.dtype = torch.float32, seed: int = 0):
     )  # fmt: skip
     with _quiet(), _tokenizer(token_type_ids=True) as tokenizer:
         model = HookedEncoder(cfg, tokenizer=tokenizer)
+    _randomise(model, seed)
+    return model.eval()
+
+
+def hed_t5(dtype: torch.dtype = torch.float64, seed: int = 0):
+    """T5-like `HookedEncoderDecoder`: pre-RMSNorm, relative position bias, 2 encoder + 2 decoder
+    layers; decoder start token 1 (`<pad>`, as T5), EOS `</s>` (`models.EOS`)."""
+    from transformer_lens import HookedEncoderDecoder
+
+    cfg = _config(
+        dtype, seed, act_fn="relu", normalization_type="RMS", attention_dir="bidirectional",
+        positional_embedding_type="relative_positional_bias", relative_attention_num_buckets=8,
+        relative_attention_max_distance=16, use_attn_scale=False, decoder_start_token_id=1,
+        original_architecture="T5ForConditionalGeneration", eps=1e-6,
+    )  # fmt: skip
+    with _quiet(), _tokenizer(eos=True) as tokenizer:
+        model = HookedEncoderDecoder(cfg, tokenizer=tokenizer)
+    assert model.tokenizer.eos_token_id == EOS and model.tokenizer.pad_token_id == 1
     _randomise(model, seed)
     return model.eval()
 
