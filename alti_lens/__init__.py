@@ -15,12 +15,14 @@ from .errors import (
     UnsupportedModelError,
     WeightProcessingWarning,
 )
+from .logit_api import alti_logit
 from .plus import alti_plus
-from .results import AltiPlusResult, AltiResult
+from .results import AltiLogitResult, AltiPlusResult, AltiResult
 
 __all__ = [
     "MEASURES",
     "AltiLensError",
+    "AltiLogitResult",
     "AltiPlusResult",
     "AltiResult",
     "InputError",
@@ -30,5 +32,6 @@ __all__ = [
     "WeightProcessingWarning",
     "__version__",
     "alti",
+    "alti_logit",
     "alti_plus",
 ]

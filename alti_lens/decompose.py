@@ -62,6 +62,8 @@ class BlockTensors:
     # Cross-attention (ALTI+, spec §2.4): keys and values come from the encoder output, and
     # `resid_pre` (the decoder residual entering the sub-block) is one extra source, not a diagonal.
     cross: bool = False
+    # The residual stream after the whole block (attention and MLP), when asked for (ALTI-Logit).
+    resid_post: Float[Tensor, "batch pos d_model"] | None = None
     # Set when the model computed part of this block in a narrower dtype than its weights (Hugging
     # Face RMSNorms run in float32 even in float64 models): the exactness check cannot be tighter.
     precision: torch.dtype | None = None

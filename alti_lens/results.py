@@ -139,3 +139,40 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return torch.where(
         counts > 0, total / counts.clamp_min(1), torch.full_like(total, float("nan"))
     )
+
+
+@dataclass(frozen=True, repr=False)
+class AltiLogitResult:
+    """ALTI-Logit: a prediction's logit (or logit difference) decomposed over input tokens (§5).
+
+    `scores.sum(-1) + Σ components == logit` to float precision (checked on every call).
+    """
+
+    scores: Float[Tensor, "batch pos"]
+    components: dict[str, Tensor]  # each [batch]: embedding, attention_biases, mlps, ...
+    logit: Float[Tensor, " batch"]  # the model's own logit (or target − foil difference)
+    # Extension: per layer and head, the logit share routed through that head, over input tokens;
+    # summed over layers and heads it is `scores`.
+    head_scores: Float[Tensor, "batch layer head pos"]
+    # The components per layer (attention biases, MLP outputs), each [batch, layer].
+    layer_components: dict[str, Tensor]
+    tokens: Int[Tensor, "batch pos"]
+    str_tokens: list[list[str]]
+    attention_mask: Int[Tensor, "batch pos"]
+    position: Int[Tensor, " batch"]  # the explained output position of each sequence
+    target: Int[Tensor, " batch"]
+    foil: Int[Tensor, " batch"] | None
+    logit_error: Float[Tensor, " batch"]  # |scores.sum + components − logit|
+    alti: "AltiResult"  # the ALTI contributions and rollout the scores were rolled through
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.scores.shape[0]
+
+    def __repr__(self) -> str:
+        batch, pos = self.scores.shape
+        return (
+            f"AltiLogitResult(batch={batch}, pos={pos}, layers={self.head_scores.shape[1]}, "
+            f"contrastive={self.foil is not None}, model={self.metadata.get('model_name')!r}, "
+            f"max_logit_error={float(self.logit_error.max()):.2e})"
+        )

@@ -28,8 +28,15 @@ from .models import (
     tl_version,
     weight_processing,
 )
-from .single import read_blocks
-from .tokens import generate, special_tokens_mask, str_tokens, tokenize, tokenize_targets
+from .single import final_norm_affine, read_blocks, unembedding
+from .tokens import (
+    generate,
+    single_token_id,
+    special_tokens_mask,
+    str_tokens,
+    tokenize,
+    tokenize_targets,
+)
 
 __all__ = [
     "BRIDGE",
@@ -42,15 +49,18 @@ __all__ = [
     "ModelInfo",
     "backend_of",
     "describe",
+    "final_norm_affine",
     "first_time",
     "generate",
     "is_encoder_decoder",
     "read_blocks",
     "read_encoder_decoder",
+    "single_token_id",
     "special_tokens_mask",
     "str_tokens",
     "tl_version",
     "tokenize",
     "tokenize_targets",
+    "unembedding",
     "weight_processing",
 ]

@@ -37,8 +37,8 @@ def fired_after(order: list[str], later: str, earlier: str) -> bool:
     return order.index(later) > order.index(earlier)
 
 
-def norm_tensors(model: Any, backend: str, ln: Any, scale: Tensor) -> NormTensors:
-    """A norm module's effective affine (`γ`, `β`, LayerNorm or RMS) and its real scale."""
+def norm_affine(model: Any, backend: str, ln: Any) -> tuple[Tensor | None, Tensor | None, bool]:
+    """A norm module's effective `γ` and `β` (None where absent) and whether it centres."""
     if backend == BRIDGE:
         weight = getattr(ln, "weight", None)
         # Gemma stores γ − 1. 4.x says so on the norm, 3.x only in the config.
@@ -53,12 +53,18 @@ def norm_tensors(model: Any, backend: str, ln: Any, scale: Tensor) -> NormTensor
     else:
         weight, bias = getattr(ln, "w", None), getattr(ln, "b", None)
         centred = type(ln).__name__.startswith("LayerNorm")
-    return NormTensors(
-        weight=None if weight is None else weight.detach(),
-        bias=None if bias is None else bias.detach(),
-        scale=scale.reshape(scale.shape[0], scale.shape[1]),
-        centred=centred,
+    return (
+        None if weight is None else weight.detach(),
+        None if bias is None else bias.detach(),
+        centred,
     )
+
+
+def norm_tensors(model: Any, backend: str, ln: Any, scale: Tensor) -> NormTensors:
+    """A norm module's effective affine and its real scale `[batch, pos]`."""
+    weight, bias, centred = norm_affine(model, backend, ln)
+    scale = scale.reshape(scale.shape[0], scale.shape[1])
+    return NormTensors(weight=weight, bias=bias, scale=scale, centred=centred)
 
 
 def hf_rms_precision(backend: str, norm: NormTensors | None) -> torch.dtype | None:

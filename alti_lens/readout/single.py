@@ -13,10 +13,11 @@ from typing import Any
 
 from torch import Tensor
 
-from alti_lens.decompose import BlockKind, BlockTensors
+from alti_lens.decompose import BlockKind, BlockTensors, NormTensors
+from alti_lens.logit import FinalTensors
 
 from .models import HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
-from .run import Key, Plan, fired_after, hf_rms_precision, norm_tensors, run_plans
+from .run import Key, Plan, fired_after, hf_rms_precision, norm_affine, norm_tensors, run_plans
 
 
 def _hook(layer: int, name: str) -> str:
@@ -56,8 +57,10 @@ def _kind_and_names(model: Any, backend: str, layer: int) -> tuple[BlockKind | N
     return None, names
 
 
-def _plan(model: Any, backend: str, layer: int, real: Tensor) -> Plan:
+def _plan(model: Any, backend: str, layer: int, real: Tensor, resid_post: bool) -> Plan:
     planned, names = _kind_and_names(model, backend, layer)
+    if resid_post:
+        names["resid_post"] = _hook(layer, "hook_resid_post")
     block = model.blocks[layer]
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> BlockTensors:
@@ -89,9 +92,43 @@ def _plan(model: Any, backend: str, layer: int, real: Tensor) -> Plan:
             output=y,
             norm=norm,
             precision=hf_rms_precision(backend, norm),
+            resid_post=got.get("resid_post"),
         )
 
     return Plan(("layer", layer), names, assemble, real, real)
+
+
+def _final_plan(model: Any, backend: str, real: Tensor, sink: list) -> Plan | None:
+    """The final norm's scale, if the model has one (captured into `sink`)."""
+    name = "ln_final.hook_scale"
+    if name not in model.hook_dict:
+        return None
+
+    def assemble(got: dict[str, Tensor], order: list[str]) -> Any:
+        sink.append(norm_tensors(model, backend, model.ln_final, got["scale"]))
+        return None
+
+    return Plan(("final", 0), {"scale": name}, assemble, real, real)
+
+
+def final_norm_affine(
+    model: Any, info: ModelInfo
+) -> tuple[Tensor | None, Tensor | None, bool] | None:
+    """The final norm's `γ`, `β` and centring (None: the model has no final norm)."""
+    if "ln_final.hook_scale" not in model.hook_dict:
+        return None
+    return norm_affine(model, info.backend, model.ln_final)
+
+
+def unembedding(model: Any) -> tuple[Tensor, Tensor | None]:
+    """`W_U [d_model, d_vocab]` and `b_U [d_vocab]` (None where absent)."""
+    b_U = getattr(model, "b_U", None)
+    return model.W_U.detach(), None if b_U is None else b_U.detach()
+
+
+def _soft_cap(model: Any) -> float | None:
+    cap = getattr(model.cfg, "output_logits_soft_cap", None)
+    return float(cap) if cap is not None and cap > 0 else None
 
 
 def read_blocks(
@@ -100,25 +137,52 @@ def read_blocks(
     tokens: Tensor,
     mask: Tensor,
     on_block: Callable[[int, BlockTensors], None],
-) -> None:
+    *,
+    final: bool = False,
+) -> FinalTensors | None:
     """Run `model` on `tokens` and call `on_block(layer, tensors)` as each layer completes.
 
     `mask` is `[batch, pos]` with 1 for real tokens; it is passed to the model only when it
-    contains padding. Hooks are removed when the run ends, also when `on_block` raises.
+    contains padding. Hooks are removed when the run ends, also when `on_block` raises. With
+    `final`, each block also carries `resid_post`, and the logits, the unembedding and the final
+    norm are returned (ALTI-Logit).
     """
     real = mask.bool().to(info.device)
-    plans = [_plan(model, info.backend, layer, real) for layer in range(info.n_layers)]
+    plans = [_plan(model, info.backend, layer, real, final) for layer in range(info.n_layers)]
+    final_norm: list[NormTensors] = []
+    final_plan = _final_plan(model, info.backend, real, final_norm) if final else None
+    if final_plan is not None:
+        plans.append(final_plan)
     kwargs: dict[str, Tensor] = {}
     if not bool(real.all()):
         key = "one_zero_attention_mask" if info.backend == HOOKED_ENCODER else "attention_mask"
         kwargs[key] = mask.to(info.device)
+    logits: list[Tensor] = []
 
     def forward(fwd_hooks: list) -> None:
-        model.run_with_hooks(
-            tokens.to(info.device), fwd_hooks=fwd_hooks, return_type=None, **kwargs
+        out = model.run_with_hooks(
+            tokens.to(info.device),
+            fwd_hooks=fwd_hooks,
+            return_type="logits" if final else None,
+            **kwargs,
         )
+        if final:
+            logits.append(out.detach())
 
     def handover(key: Key, block: BlockTensors) -> None:
-        on_block(key[1], block)
+        if key[0] == "layer":
+            on_block(key[1], block)
 
     run_plans(model, info, plans, forward, handover)
+    if not final:
+        return None
+    norm = final_norm[0] if final_norm else None
+    W_U, b_U = unembedding(model)
+    return FinalTensors(
+        norm=norm,
+        W_U=W_U,
+        b_U=b_U,
+        logits=logits[0],
+        soft_cap=_soft_cap(model),
+        precision=hf_rms_precision(info.backend, norm),
+    )

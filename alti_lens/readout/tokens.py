@@ -154,3 +154,16 @@ def special_tokens_mask(model: Any, tokens: Tensor) -> Tensor:
         if isinstance(value, int):
             ids.add(value)
     return torch.isin(tokens, torch.tensor(sorted(ids), dtype=tokens.dtype))
+
+
+def single_token_id(model: Any, text: str, name: str) -> int:
+    """The id of `text` if the tokenizer makes it exactly one token (no special tokens added)."""
+    tokenizer = _tokenizer(model)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise InputError(
+            f"{name} {text!r} is {len(ids)} tokens {pieces}; expected exactly one token. "
+            "Fix: pass a token id, or the string of one token (mind a leading space: ' Paris')."
+        )
+    return int(ids[0])

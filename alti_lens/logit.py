@@ -1,0 +1,73 @@
+"""ALTI-Logit: one prediction's logit decomposed over input tokens (spec §5).
+
+For output position `t`, the unembedding direction `u = U_w` (or `U_w − U_f` against a foil) and
+the final norm linearised at row `t`, `Lf_t(v) = γ ⊙ centre(v) / s_t` (RMS: no centring; no final
+norm: identity), every part of the final residual reaches the logit through the vector
+
+    g = centre(γ ⊙ u) / s_t,   logit = g · x^L_t + u · β + b_U
+
+because `centre` is an orthogonal projection. The attention output of layer `l` at `t` is
+`Σ_j a^l_t(j)`, so source `j` gives `Δ^l(j) = g · a^l_t(j)`, and through the ALTI rollout
+
+    Φ(k) = Σ_l Σ_j Δ^l(j) · M^{l−1}[j, k],   M^0 = I,  M^l = R^l.
+
+Since every rollout row sums to 1, `Σ_k Φ(k) = Σ_l Σ_j Δ^l(j)`; with the parts that are not token
+paths (the embedding `g · x^0_t`, the attention biases, the MLP outputs, `u · β`, `b_U`) this adds
+up to the model's logit exactly — checked on every call. Per head, `Δ^{l,h}(j)` uses head `h`'s
+term only; the heads' scores add up to `Φ`. This module is pure tensor code.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .decompose import AttentionTerms, NormTensors
+
+
+@dataclass(frozen=True)
+class FinalTensors:
+    """What turns the last residual stream into logits, read from one forward pass."""
+
+    norm: NormTensors | None  # the final norm frozen at its real scale; None: no final norm
+    W_U: Float[Tensor, "d_model d_vocab"]
+    b_U: Float[Tensor, " d_vocab"] | None
+    logits: Float[Tensor, "batch pos d_vocab"]  # the model's own output
+    soft_cap: float | None = None  # logits = cap · tanh(raw / cap) (Gemma-2)
+    precision: torch.dtype | None = None  # see BlockTensors.precision
+
+
+def effective_direction(
+    direction: Float[Tensor, " d_model"],
+    weight: Float[Tensor, " d_model"] | None,
+    scale: Float[Tensor, ""] | None,
+    centred: bool,
+) -> Float[Tensor, " d_model"]:
+    """`g = centre(γ ⊙ u) / s_t`: the direction the final residual at `t` is read along."""
+    g = direction if weight is None else direction * weight
+    if centred:
+        g = g - g.mean()
+    return g if scale is None else g / scale
+
+
+def source_logit_parts(
+    terms: AttentionTerms, row: int, g: Float[Tensor, " d_model"]
+) -> Float[Tensor, "head_index key_pos"]:
+    """`Δ^{l,h}(j) = g · (r_t A^h_tj values[j, h])`: each head's and source's logit share at `row`.
+
+    Summed over heads it is `Δ^l(j)`; the residual and the bias are not included.
+    """
+    along = torch.einsum("khd,d->hk", terms.values, g)  # values[j, h] · g
+    parts = terms.pattern[:, row, :] * along
+    if terms.row_scale is not None:
+        parts = parts * terms.row_scale[row]
+    return parts
+
+
+def roll_to_tokens(
+    parts: Float[Tensor, "head_index key_pos"],
+    previous_rollout: Float[Tensor, "key_pos pos"] | None,
+) -> Float[Tensor, "head_index pos"]:
+    """`Σ_j Δ^{l,h}(j) · M^{l−1}[j, k]` with `M^0 = I`."""
+    return parts if previous_rollout is None else parts @ previous_rollout

@@ -1,0 +1,278 @@
+"""`alti_logit`: explain one prediction's logit over the input tokens (spec §5).
+
+Runs like `alti` (every layer measured as it completes, rollout kept per sequence) and, at the
+same time, takes each layer's logit shares at the explained position through the rollout so far.
+The final norm's scale `s_t` is only known at the end of the forward pass; since every share is
+linear in `1/s_t`, it is divided out at the end.
+"""
+
+import math
+from typing import Any, no_type_check
+
+import torch
+from torch import Tensor
+
+from . import inputs as _inputs
+from . import readout
+from ._measure import measure_block, warn_weight_processing
+from ._version import __version__
+from .decompose import BlockKind, BlockTensors, decompose_block
+from .errors import InputError, ReconstructionError, UnsupportedModelError
+from .logit import effective_direction, roll_to_tokens, source_logit_parts
+from .results import AltiLogitResult, AltiResult
+from .rollout import rollout_step
+
+
+@no_type_check
+def alti_logit(
+    model: Any,
+    inputs: str | list[str] | Tensor,
+    target: int | str | list | Tensor,
+    *,
+    foil: int | str | list | Tensor | None = None,
+    position: int = -1,
+    attention_mask: Tensor | None = None,
+    check: bool = True,
+    dtype: torch.dtype | None = None,
+    chunk_size: int | None = None,
+) -> AltiLogitResult:
+    """ALTI-Logit: how much each input token pushed the logit of `target` at `position`.
+
+    Args:
+        model: a decoder-only TransformerLens model (`TransformerBridge`, 3.x `HookedTransformer`).
+        inputs, attention_mask, check, dtype, chunk_size: as in `alti`.
+        target: the predicted token: an id, or a string that is one token; or one per sequence.
+        foil: optional contrast token: then the logit difference `target − foil` is explained.
+        position: the output position explained; -1 (default) is each sequence's own last real
+            token, other negative values count back from it; non-negative values are absolute.
+
+    Returns:
+        An `AltiLogitResult`: `scores [batch, pos]`, `components` (embedding, attention biases,
+        MLPs, final-norm bias, unembedding bias; each `[batch]`), `logit [batch]`, and per layer
+        and head `head_scores`. `scores.sum(-1) + Σ components == logit` (checked).
+    """
+    chunk_size = _inputs.check_chunk_size(chunk_size)
+    info = readout.describe(model)
+    if info.backend == readout.HOOKED_ENCODER:
+        raise UnsupportedModelError(
+            "alti_logit explains a decoder-only model's next-token logit; got a HookedEncoder. "
+            "Fix: use alti(model, inputs) for encoder contributions."
+        )
+    tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
+    dtype = _inputs.compute_dtype(info.dtype, dtype)
+    warn_weight_processing(model, info)
+    batch, n = tokens.shape
+    rows = _positions(position, mask)
+    targets = _token_ids(model, info, target, batch, "target")
+    foils = None if foil is None else _token_ids(model, info, foil, batch, "foil")
+
+    W_U, _ = readout.unembedding(model)
+    direction = W_U[:, targets.to(W_U.device)].T.to(dtype)
+    if foils is not None:
+        direction = direction - W_U[:, foils.to(W_U.device)].T.to(dtype)
+    affine = readout.final_norm_affine(model, info)
+    gamma = None if affine is None or affine[0] is None else affine[0].to(dtype)
+    centred = affine is not None and affine[2]
+    # g' = centre(γ ⊙ u); the 1/s_t of g = g' / s_t is applied after the run
+    g = torch.stack([effective_direction(d, gamma, None, centred) for d in direction])
+
+    contributions = torch.zeros(batch, info.n_layers, n, n, dtype=dtype)
+    rollout = torch.zeros_like(contributions)
+    errors = torch.full((batch, info.n_layers), float("nan"), dtype=dtype)
+    head_scores = torch.zeros(batch, info.n_layers, info.n_heads, n, dtype=dtype)
+    layer_parts = {
+        key: torch.zeros(batch, info.n_layers, dtype=dtype) for key in ("attention_biases", "mlps")
+    }
+    embedding = torch.zeros(batch, dtype=dtype)
+    kinds: list[str] = ["?"] * info.n_layers
+    positions = [row.nonzero().flatten().to(info.device) for row in mask]
+    previous: list[Tensor | None] = [None] * batch
+
+    def on_block(layer: int, block: BlockTensors) -> None:
+        if block.kind is BlockKind.POST_NORM:
+            raise UnsupportedModelError(
+                f"alti_logit explains decoder-only models; layer {layer} is a post-norm encoder "
+                f"block ({info.architecture}). Fix: use alti(model, inputs)."
+            )
+        kinds[layer] = block.kind.value
+        for b, keep in enumerate(positions):
+            C, errors[b, layer] = measure_block(
+                block, b, keep, keep, info, dtype, "l1", chunk_size, check, layer
+            )
+            terms = decompose_block(block, b, keep, dtype)
+            t = int((keep == int(rows[b])).nonzero())  # the explained row among the real ones
+            gb = g[b].to(terms.values.device)
+            parts = source_logit_parts(terms, t, gb)
+            head_scores[b, layer, :, keep.cpu()] = roll_to_tokens(parts, previous[b]).cpu()
+            layer_parts["attention_biases"][b, layer] = float(gb @ terms.bias[t])
+            x_t = block.resid_pre[b, int(rows[b])].to(dtype)
+            y_t = block.output[b, int(rows[b])].to(dtype)
+            post = block.resid_post[b, int(rows[b])].to(dtype)  # type: ignore[index]
+            layer_parts["mlps"][b, layer] = float(gb @ (post - y_t))
+            if layer == 0:
+                embedding[b] = float(gb @ x_t)
+            R = previous[b] = rollout_step(C, previous[b])
+            where = keep.cpu()
+            contributions[b, layer, where[:, None], where] = C.cpu()
+            rollout[b, layer, where[:, None], where] = R.cpu()
+
+    final = readout.read_blocks(model, info, tokens, mask, on_block, final=True)
+    assert final is not None
+    idx = torch.arange(batch)
+    scale = torch.ones(batch, dtype=dtype)
+    if final.norm is not None:
+        scale = final.norm.scale.cpu()[idx, rows].to(dtype)
+    head_scores /= scale[:, None, None, None]
+    for value in layer_parts.values():
+        value /= scale[:, None]
+    embedding /= scale
+    direction = direction.cpu()
+    beta = None if final.norm is None or final.norm.bias is None else final.norm.bias.cpu()
+    components = {
+        "embedding": embedding,
+        "attention_biases": layer_parts["attention_biases"].sum(-1),
+        "mlps": layer_parts["mlps"].sum(-1),
+        "final_norm_bias": torch.zeros(batch, dtype=dtype)
+        if beta is None
+        else direction @ beta.to(dtype),
+        "unembedding_bias": _pick(final.b_U, targets, foils, dtype),
+    }
+    logits = final.logits.cpu().to(torch.float64)[idx, rows]
+    real = logits[idx, targets] - (0 if foils is None else logits[idx, foils])
+    raw = _uncap(logits, targets, foils, final.soft_cap) if final.soft_cap else real
+    scores = head_scores.sum(dim=(1, 2))
+    total = scores.double().sum(-1) + sum(c.double() for c in components.values())
+    logit_error = (total - raw).abs()
+    if check:
+        _check_identity(logit_error, raw, scores, components, info, dtype, final.precision)
+    metadata = {
+        "model_name": info.name,
+        "architecture": info.architecture,
+        "backend": info.backend,
+        "transformer_lens_version": info.tl_version,
+        "alti_lens_version": __version__,
+        "measure": "l1",
+        "dtype": str(dtype).removeprefix("torch."),
+        "model_dtype": str(info.dtype).removeprefix("torch."),
+        "block_kinds": kinds,
+        "weight_processing": dict(info.weight_processing),
+        "check": check,
+        "logit_soft_cap": final.soft_cap,
+        "pre_soft_cap_logit": raw.to(dtype) if final.soft_cap else None,
+    }
+    str_tokens = readout.str_tokens(model, tokens)
+    alti_result = AltiResult(
+        contributions=contributions,
+        rollout=rollout,
+        tokens=tokens,
+        str_tokens=str_tokens,
+        attention_mask=mask,
+        reconstruction_error=errors,
+        metadata=dict(metadata),
+    )
+    return AltiLogitResult(
+        scores=scores,
+        components=components,
+        logit=real.to(dtype),
+        head_scores=head_scores,
+        layer_components={k: v for k, v in layer_parts.items()},
+        tokens=tokens,
+        str_tokens=str_tokens,
+        attention_mask=mask,
+        position=rows,
+        target=targets,
+        foil=foils,
+        logit_error=logit_error.to(dtype),
+        alti=alti_result,
+        metadata=metadata,
+    )
+
+
+def _positions(position: object, mask: Tensor) -> Tensor:
+    """Absolute explained position of each sequence."""
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise InputError(f"position must be an int, got {position!r}.")
+    lengths = mask.sum(-1)
+    last = torch.tensor([int(row.nonzero().max()) for row in mask])
+    if position < 0:
+        rows = last + 1 + position
+        if bool((rows < 0).any()):
+            raise InputError(
+                f"position {position} counts back past the start of a sequence of "
+                f"{int(lengths.min())} tokens."
+            )
+    else:
+        rows = torch.full_like(last, position)
+    if not bool(mask[torch.arange(len(mask)), rows.clamp_max(mask.shape[1] - 1)].bool().all()) or (
+        position >= mask.shape[1]
+    ):
+        raise InputError(
+            f"position {position} is padding or beyond the end in some sequence (real lengths "
+            f"{lengths.tolist()}). Fix: use -1 for each sequence's last real token."
+        )
+    return rows
+
+
+def _token_ids(model: Any, info: readout.ModelInfo, value: object, batch: int, name: str) -> Tensor:
+    """One token id per sequence from an id, a one-token string, or one of them per sequence."""
+    if isinstance(value, Tensor):
+        value = value.flatten().tolist()
+    items = list(value) if isinstance(value, (list, tuple)) else [value] * batch
+    if len(items) != batch:
+        raise InputError(f"{name} has {len(items)} entries for {batch} sequences.")
+    ids = []
+    for item in items:
+        if isinstance(item, str):
+            ids.append(readout.single_token_id(model, item, name))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            ids.append(item)
+        else:
+            raise InputError(f"{name} must be a token id or a one-token string, got {item!r}.")
+    out = torch.tensor(ids, dtype=torch.long)
+    if bool((out < 0).any()) or bool((out >= info.d_vocab).any()):
+        raise InputError(f"{name} ids {ids} are outside the vocabulary [0, {info.d_vocab - 1}].")
+    return out
+
+
+def _pick(b_U: Tensor | None, targets: Tensor, foils: Tensor | None, dtype: torch.dtype) -> Tensor:
+    if b_U is None:
+        return torch.zeros(len(targets), dtype=dtype)
+    b_U = b_U.cpu().to(dtype)
+    return b_U[targets] - (0 if foils is None else b_U[foils])
+
+
+def _uncap(logits: Tensor, targets: Tensor, foils: Tensor | None, cap: float) -> Tensor:
+    """Pre-soft-cap logits (`cap · atanh(logit / cap)`): what the decomposition adds up to."""
+    idx = torch.arange(len(targets))
+    raw = cap * torch.atanh(logits / cap)
+    return raw[idx, targets] - (0 if foils is None else raw[idx, foils])
+
+
+def _check_identity(
+    error: Tensor,
+    logit: Tensor,
+    scores: Tensor,
+    components: dict[str, Tensor],
+    info: readout.ModelInfo,
+    dtype: torch.dtype,
+    precision: torch.dtype | None,
+) -> None:
+    dtypes = [info.dtype, dtype] + ([precision] if precision is not None else [])
+    rtol, atol = _inputs.tolerance(dtypes)
+    magnitude = scores.abs().sum(-1).double() + sum(c.abs().double() for c in components.values())
+    limit = atol + rtol * torch.maximum(magnitude, logit.abs())
+    bad = (~(error <= limit)).nonzero().flatten().tolist()
+    if bad:
+        b = bad[0]
+        raise ReconstructionError(
+            f"logit identity failed for sequence {b}: scores.sum + components misses the model's "
+            f"logit {float(logit[b]):.6g} by {float(error[b]):.3g}, above the tolerance "
+            f"{float(limit[b]):.3g}. Likely cause: a final norm, unembedding or output "
+            "transformation alti_lens does not model (e.g. logit scaling). check=False skips it.",
+            layer=-1,
+            error=float(error[b]),
+            tolerance=float(limit[b]),
+            part="logit",
+        )
+    if math.isnan(float(error.max())):  # pragma: no cover - caught above
+        raise ReconstructionError("logit identity is NaN", layer=-1, error=math.nan, tolerance=0.0)
