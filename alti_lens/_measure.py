@@ -27,13 +27,13 @@ def measure_block(
     check: bool,
     layer: int,
     part: str = "",
-) -> tuple[Float[Tensor, "query_pos source"], float]:
-    """Contribution matrix of sequence `index` over its real `rows` and `keys`, and the exactness
-    check's error (NaN when `check` is off). `part` names the stack in error messages
-    ("encoder", "decoder self-attention", ...)."""
+) -> tuple[Float[Tensor, "query_pos source"], float, AttentionTerms]:
+    """Contribution matrix of sequence `index` over its real `rows` and `keys`, the exactness
+    check's error (NaN when `check` is off) and the decomposed terms. `part` names the stack in
+    error messages ("encoder", "decoder self-attention", ...)."""
     terms = decompose_block(block, index, rows, dtype, key_positions=keys)
     error = _check_exact(terms, block, index, info, dtype, layer, part) if check else math.nan
-    return layer_contributions(terms, measure, chunk_size), error
+    return layer_contributions(terms, measure, chunk_size), error, terms
 
 
 def _check_exact(

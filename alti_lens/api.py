@@ -15,6 +15,7 @@ from . import readout
 from ._measure import measure_block, warn_weight_processing
 from ._version import __version__
 from .decompose import BlockTensors
+from .heads import head_source_scores, normalise_heads
 from .results import AltiResult
 from .rollout import rollout_step
 
@@ -31,6 +32,7 @@ def alti(
     chunk_size: int | None = None,
     check: bool = True,
     dtype: torch.dtype | None = None,
+    per_head: bool = False,
 ) -> AltiResult:
     """ALTI contributions of every layer, and their rollout, for a decoder-only or encoder model.
 
@@ -48,6 +50,11 @@ def alti(
             (spec §2.5) and raise `ReconstructionError` if not. With `False` the check is
             skipped and `reconstruction_error` is NaN.
         dtype: decomposition dtype (None: float32, or float64 for float64 models).
+        per_head: also return `head_contributions [batch, layer, head, pos, pos]` and
+            `residual_contribution [batch, layer, pos]`: each row split over (head, source)
+            parts `A^h_ij v^h_j W_O^h` and the residual, measured like ALTI (an extension: the
+            ALTI papers define token-level contributions only). Costs about `n_heads` times
+            the time of the token-level measure.
 
     Returns:
         An `AltiResult` with `contributions` and `rollout` of shape `[batch, layer, pos, pos]`.
@@ -63,6 +70,10 @@ def alti(
     contributions = torch.zeros(batch, info.n_layers, n, n, dtype=dtype)
     rollout = torch.zeros_like(contributions)
     errors = torch.full((batch, info.n_layers), float("nan"), dtype=dtype)
+    heads = residuals = None
+    if per_head:
+        heads = torch.zeros(batch, info.n_layers, info.n_heads, n, n, dtype=dtype)
+        residuals = torch.zeros(batch, info.n_layers, n, dtype=dtype)
     kinds: list[str] = ["?"] * info.n_layers
     positions = [row.nonzero().flatten().to(info.device) for row in mask]
     previous: list[Tensor | None] = [None] * batch  # R^{l-1} of each sequence, on the model device
@@ -70,9 +81,14 @@ def alti(
     def on_block(layer: int, block: BlockTensors) -> None:
         kinds[layer] = block.kind.value
         for b, keep in enumerate(positions):
-            C, errors[b, layer] = measure_block(
+            C, errors[b, layer], terms = measure_block(
                 block, b, keep, keep, info, dtype, measure, chunk_size, check, layer
             )
+            if heads is not None and residuals is not None:
+                H, r = normalise_heads(*head_source_scores(terms, measure, chunk_size))
+                where = keep.cpu()
+                heads[b, layer][:, where[:, None], where] = H.cpu()
+                residuals[b, layer, where] = r.cpu()
             R = previous[b] = rollout_step(C, previous[b])
             if len(keep) == n:
                 contributions[b, layer] = C.cpu()
@@ -108,4 +124,6 @@ def alti(
         attention_mask=mask,
         reconstruction_error=errors,
         metadata=metadata,
+        head_contributions=heads,
+        residual_contribution=residuals,
     )

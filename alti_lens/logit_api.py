@@ -16,7 +16,7 @@ from . import inputs as _inputs
 from . import readout
 from ._measure import measure_block, warn_weight_processing
 from ._version import __version__
-from .decompose import BlockKind, BlockTensors, decompose_block
+from .decompose import BlockKind, BlockTensors
 from .errors import InputError, ReconstructionError, UnsupportedModelError
 from .logit import effective_direction, roll_to_tokens, source_logit_parts
 from .results import AltiLogitResult, AltiResult
@@ -96,10 +96,9 @@ def alti_logit(
             )
         kinds[layer] = block.kind.value
         for b, keep in enumerate(positions):
-            C, errors[b, layer] = measure_block(
+            C, errors[b, layer], terms = measure_block(
                 block, b, keep, keep, info, dtype, "l1", chunk_size, check, layer
             )
-            terms = decompose_block(block, b, keep, dtype)
             t = int((keep == int(rows[b])).nonzero())  # the explained row among the real ones
             gb = g[b].to(terms.values.device)
             parts = source_logit_parts(terms, t, gb)

@@ -104,7 +104,7 @@ def alti_plus(
         for b in range(batch):
             rows = src_pos[b] if part == ENCODER else tgt_pos[b]
             keys = tgt_pos[b] if part == DECODER_SELF else src_pos[b]
-            C, errors[b, column] = measure_block(
+            C, errors[b, column], _ = measure_block(
                 block, b, rows, keys, info, dtype, measure, chunk_size, check, layer,
                 _PART_NAMES[part],
             )  # fmt: skip

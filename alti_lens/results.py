@@ -26,6 +26,10 @@ class AltiResult:
     attention_mask: Int[Tensor, "batch pos"]
     reconstruction_error: Float[Tensor, "batch layer"]
     metadata: dict[str, Any] = field(default_factory=dict)
+    # With `per_head=True` (an extension): each row split over (head, source) parts and the
+    # residual; per row, the heads' entries and the residual sum to 1.
+    head_contributions: Float[Tensor, "batch layer head query_pos key_pos"] | None = None
+    residual_contribution: Float[Tensor, "batch layer query_pos"] | None = None
 
     @property
     def n_layers(self) -> int:

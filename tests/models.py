@@ -264,3 +264,45 @@ ENC_DEC_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
     "bart-postLN": bridge_bart,
     "m2m100-preLN": bridge_m2m100,
 }
+
+
+def previous_token_model(vocab: int = 8, n_ctx: int = 8, sharpness: float = 40.0):
+    """A hand-built two-layer attention-only model (no norms) that predicts the previous token.
+
+    The residual has three subspaces: token one-hot, position one-hot, and an output copy of a
+    token. Layer 0's single head attends from position p to p − 1 (query: position p; key:
+    position p' shifted to p' + 1) and copies that token into the output subspace; layer 1 writes
+    nothing. The unembedding reads the output subspace, so the logit of the previous token is ≈ 1
+    and, by construction, comes from position t − 1 alone.
+    """
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    d_head = max(vocab, n_ctx)
+    tok, pos, out = 0, vocab, vocab + n_ctx  # subspace offsets
+    d_model = 2 * vocab + n_ctx
+    cfg = TransformerBridgeConfig(
+        d_model=d_model, d_head=d_head, n_heads=1, n_layers=2, n_ctx=n_ctx, d_vocab=vocab,
+        attn_only=True, normalization_type=None, act_fn="gelu", dtype=torch.float64,
+        positional_embedding_type="standard",
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = TransformerBridge.boot_native(cfg).to(torch.float64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.embed.original_component.weight[:, tok : tok + vocab] = torch.eye(vocab)
+        model.pos_embed.original_component.weight[:, pos : pos + n_ctx] = torch.eye(n_ctx)
+        attn = model.blocks[0].attn
+        q, k = attn.q.original_component.weight, attn.k.original_component.weight
+        v, o = attn.v.original_component.weight, attn.o.original_component.weight
+        for p_ in range(n_ctx):
+            q[p_, pos + p_] = sharpness  # query of position p is e_p
+            if p_ + 1 < n_ctx:
+                k[p_ + 1, pos + p_] = sharpness  # key of position p' is e_{p'+1}
+        for w in range(vocab):
+            v[w, tok + w] = 1.0  # value: the token's one-hot
+            o[out + w, w] = 1.0  # output: into the output subspace
+        model.unembed.original_component.weight[:, out : out + vocab] = torch.eye(vocab)
+    return model.eval()

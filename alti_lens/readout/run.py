@@ -27,7 +27,8 @@ class Plan:
 
     key: Key
     names: dict[str, str]
-    assemble: Callable[[dict[str, Tensor], list[str]], BlockTensors]
+    # None: the plan only collects (e.g. the final norm's scale) and hands nothing over
+    assemble: Callable[[dict[str, Tensor], list[str]], BlockTensors | None]
     rows_real: Tensor  # [batch, query_pos] bool: real rows, for the finite check
     keys_real: Tensor  # [batch, key_pos] bool: real key positions (the `v` role)
 
@@ -131,7 +132,8 @@ def run_plans(
                 block = plan.assemble(got[plan.key], order[plan.key])
                 got[plan.key] = {}  # drop the tensors before the next layer runs
                 done.add(plan.key)
-                on_block(plan.key, block)
+                if block is not None:
+                    on_block(plan.key, block)
 
         return hook
 

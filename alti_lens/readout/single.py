@@ -104,9 +104,8 @@ def _final_plan(model: Any, backend: str, real: Tensor, sink: list) -> Plan | No
     if name not in model.hook_dict:
         return None
 
-    def assemble(got: dict[str, Tensor], order: list[str]) -> Any:
+    def assemble(got: dict[str, Tensor], order: list[str]) -> None:
         sink.append(norm_tensors(model, backend, model.ln_final, got["scale"]))
-        return None
 
     return Plan(("final", 0), {"scale": name}, assemble, real, real)
 
@@ -170,8 +169,7 @@ def read_blocks(
             logits.append(out.detach())
 
     def handover(key: Key, block: BlockTensors) -> None:
-        if key[0] == "layer":
-            on_block(key[1], block)
+        on_block(key[1], block)
 
     run_plans(model, info, plans, forward, handover)
     if not final:

@@ -1,0 +1,89 @@
+"""Head-level contributions (an extension: the ALTI papers define token-level contributions only).
+
+Row `i` of a self-attention sub-block is split into one part per (head, source) plus the residual:
+
+    y_i = Σ_h Σ_j r_i A^h_ij values[j, h]  +  residual_i  +  bias_i
+
+(the token-level `T_i(x_j)` is `Σ_h` of the parts of source `j`, plus the residual when `j = i`).
+Each part is scored with the same proximity measure as ALTI, `max(0, ||y_i|| − ||y_i − part||)`
+(or `||part||` for `"norm"`), and the scores of a row are normalised over all heads, sources and
+the residual together. Chunked over query rows and one head at a time, so peak memory is that of
+the token-level kernel. Pure tensor code.
+"""
+
+import warnings
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from .contributions import VECTOR_MEASURES, auto_chunk_size
+from .decompose import AttentionTerms
+
+
+def head_vectors(
+    terms: AttentionTerms, head: int, start: int, stop: int, k0: int, k1: int
+) -> Float[Tensor, "row key_pos d_model"]:
+    """The parts `r_i A^h_ij values[j, h]` of rows `start:stop` and sources `k0:k1`, one head."""
+    weights = terms.pattern[head, start:stop, k0:k1]
+    if terms.row_scale is not None:
+        weights = weights * terms.row_scale[start:stop, None]
+    return weights[:, :, None] * terms.values[k0:k1, head][None]
+
+
+def head_source_scores(
+    terms: AttentionTerms, measure: str, chunk_size: int | None = None
+) -> tuple[Float[Tensor, "head_index query_pos key_pos"], Float[Tensor, " query_pos"]]:
+    """Unnormalised scores of every (head, source) part and of the residual, per row."""
+    if terms.residual_column:
+        raise ValueError("head-level contributions are defined for self-attention")
+    pattern = terms.pattern
+    n_heads, n_queries, n_keys = pattern.shape
+    if measure in ("attention", "attention_rollout"):
+        share = 1.0 if measure == "attention" else 0.5
+        residual = torch.full((n_queries,), 1.0 - share, dtype=pattern.dtype, device=pattern.device)
+        return pattern * (share / n_heads), residual
+    if measure not in VECTOR_MEASURES:
+        raise ValueError(f"unknown measure {measure!r}")
+    y = terms.output
+    p = 1 if measure == "l1" else 2
+    y_norm = torch.linalg.vector_norm(y, ord=p, dim=-1)
+
+    def score(vectors: Tensor, rows: slice) -> Tensor:
+        if measure == "norm":
+            return torch.linalg.vector_norm(vectors, ord=2, dim=-1)
+        dist = torch.linalg.vector_norm(vectors.sub_(y[rows, None]), ord=p, dim=-1)
+        return (y_norm[rows, None] - dist).clamp_min_(0)
+
+    residual = score(terms.residual[:, None].clone(), slice(None))[:, 0]
+    heads = torch.zeros(n_heads, n_queries, n_keys, dtype=y.dtype, device=y.device)
+    step = chunk_size or auto_chunk_size(n_keys, y.shape[-1], y.device, y.dtype)
+    for start in range(0, n_queries, step):
+        stop = min(n_queries, start + step)
+        support: Bool[Tensor, "head row key_pos"] = pattern[:, start:stop] != 0
+        cols = support.any(dim=0).any(dim=0).nonzero()
+        if len(cols) == 0:
+            continue
+        k0, k1 = int(cols[0]), int(cols[-1]) + 1
+        for h in range(n_heads):
+            part = head_vectors(terms, h, start, stop, k0, k1)
+            heads[h, start:stop, k0:k1] = score(part, slice(start, stop)) * support[h, :, k0:k1]
+    return heads, residual
+
+
+def normalise_heads(
+    heads: Float[Tensor, "head_index query_pos key_pos"], residual: Float[Tensor, " query_pos"]
+) -> tuple[Float[Tensor, "head_index query_pos key_pos"], Float[Tensor, " query_pos"]]:
+    """Normalise each row over heads, sources and the residual; an all-zero row goes to the
+    residual (and warns)."""
+    totals = heads.sum(dim=(0, 2)) + residual
+    empty = totals == 0
+    if bool(empty.any()):
+        warnings.warn(
+            f"rows {empty.nonzero().flatten().tolist()} have no part closer to the output than "
+            "the output's own norm; their contribution is put on the residual",
+            stacklevel=3,
+        )
+        residual = torch.where(empty, torch.ones_like(residual), residual)
+        totals = torch.where(empty, torch.ones_like(totals), totals)
+    return heads / totals[None, :, None], residual / totals
