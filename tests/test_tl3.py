@@ -444,3 +444,34 @@ def test_encoder_decoder_is_rejected() -> None:
     with pytest.raises(UnsupportedModelError, match="alti_plus"):
         alti(t5(), torch.tensor([[0, 4, 5, 6]]))
     assert issubclass(UnsupportedModelError, alti_lens.AltiLensError)
+
+
+# --- ALTI-Logit and head-level contributions on HookedTransformer --------------------------------
+
+DECODER_NAMES = [name for name in TL3_BUILDERS if name not in ENCODERS]
+
+
+@pytest.mark.parametrize("name", DECODER_NAMES)
+def test_alti_logit_identity(name: str) -> None:
+    model = model_of(name)
+    result = alti_lens.alti_logit(model, TEXTS, "the", foil="a")
+    total = result.scores.sum(-1) + sum(result.components.values())
+    torch.testing.assert_close(total, result.logit, rtol=0, atol=1e-12)  # TL norms run in float64
+    torch.testing.assert_close(result.head_scores.sum(dim=(1, 2)), result.scores)
+    with torch.no_grad():
+        logits = model(result.tokens, attention_mask=result.attention_mask)
+    the, a = model.to_single_token("the"), model.to_single_token("a")
+    for b in range(len(TEXTS)):
+        t = int(result.position[b])
+        expected = logits[b, t, the] - logits[b, t, a]
+        torch.testing.assert_close(result.logit[b], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", DECODER_NAMES)
+def test_per_head_rows_sum_to_one(name: str) -> None:
+    result = alti(model_of(name), TEXTS, per_head=True)
+    heads, residual = result.head_contributions, result.residual_contribution
+    assert heads is not None and residual is not None
+    real = result.attention_mask.bool()[:, None].expand(-1, result.n_layers, -1)
+    totals = heads.sum(dim=(2, 4)) + residual
+    torch.testing.assert_close(totals[real], torch.ones_like(totals[real]), rtol=0, atol=1e-12)
