@@ -49,7 +49,8 @@ def alti_logit(
     Returns:
         An `AltiLogitResult`: `scores [batch, pos]`, `components` (embedding, attention biases,
         MLPs, final-norm bias, unembedding bias; each `[batch]`), `logit [batch]`, and per layer
-        and head `head_scores`. `scores.sum(-1) + Σ components == logit` (checked).
+        and head `head_scores`. `scores.sum(-1) + Σ components == logit` (checked; with
+        soft-capped logits, the pre-cap logit in `metadata["pre_soft_cap_logit"]`).
     """
     chunk_size = _inputs.check_chunk_size(chunk_size)
     info = readout.describe(model)

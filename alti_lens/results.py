@@ -149,7 +149,9 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 class AltiLogitResult:
     """ALTI-Logit: a prediction's logit (or logit difference) decomposed over input tokens (§5).
 
-    `scores.sum(-1) + Σ components == logit` to float precision (checked on every call).
+    `scores.sum(-1) + Σ components == logit` to float precision (checked on every call). Models
+    that soft-cap their logits (Gemma-2: `cap · tanh(raw / cap)`) are decomposed before the cap:
+    then the parts add up to `metadata["pre_soft_cap_logit"]`, while `logit` is the model's output.
     """
 
     scores: Float[Tensor, "batch pos"]

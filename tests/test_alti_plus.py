@@ -1,13 +1,9 @@
 """`alti_plus` on encoder-decoder bridges of every family: invariants, padding, generation,
 statistics, errors (spec §2.4, §4, §7)."""
 
-import functools
-import importlib.metadata
-import warnings
-
 import pytest
 import torch
-from conftest import bridge, hook_count
+from conftest import bridge, encdec, hook_count
 from models import ENC_DEC_BUILDERS, EOS
 from naive_plus import naive_extended_rollout
 
@@ -21,19 +17,6 @@ KINDS = {
     "bart-postLN": "post_norm",
     "m2m100-preLN": "pre_norm",
 }
-
-
-TL_MAJOR = int(importlib.metadata.version("transformer-lens").split(".")[0])
-
-
-@functools.cache
-def encdec(name: str, dtype: torch.dtype = torch.float64):
-    if name == "t5-preRMS" and TL_MAJOR < 4:
-        pytest.skip("TransformerLens 3.x's bridge cannot run T5 (ValueError inside HF's T5Stack)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ENC_DEC_BUILDERS[name](dtype=dtype)
-    return model
 
 
 @pytest.fixture(params=list(ENC_DEC_BUILDERS), ids=list(ENC_DEC_BUILDERS))
