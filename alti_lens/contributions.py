@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from . import fused
 from .decompose import AttentionTerms
 
 Measure = Literal["l1", "l2", "norm", "attention", "attention_rollout"]
@@ -48,12 +49,17 @@ def auto_chunk_size(n_keys: int, d_model: int, device: torch.device, dtype: torc
 
 
 def source_scores(
-    terms: AttentionTerms, measure: str, chunk_size: int | None = None
+    terms: AttentionTerms,
+    measure: str,
+    chunk_size: int | None = None,
+    kernel: str = "auto",
 ) -> Float[Tensor, "query_pos source"]:
     """Unnormalised scores `c_ij` of every source of every row (exact zeros where unattended).
 
     Sources are the key positions, plus the residual as a last column when
-    `terms.residual_column` (cross-attention, spec §2.4).
+    `terms.residual_column` (cross-attention, spec §2.4). `kernel`: "auto" uses the fused CPU
+    kernel where it is available (`alti_lens.fused`), "reference" the chunked PyTorch path below,
+    "fused" requires the kernel.
     """
     pattern = terms.pattern
     n_queries, n_keys = pattern.shape[1:]
@@ -81,6 +87,13 @@ def source_scores(
         dist = torch.linalg.vector_norm(vectors.sub_(y[start:stop]), ord=p, dim=-1)
         return (y_norm[start:stop] - dist).clamp_min_(0)
 
+    if kernel != "reference":
+        fused_scores = _fused_scores(terms, measure, p, y_norm)
+        if fused_scores is not None:
+            return fused_scores
+        if kernel == "fused":
+            raise RuntimeError("the fused kernel is not available for these tensors")
+
     rows = chunk_size or auto_chunk_size(n_keys, y.shape[-1], y.device, y.dtype)
     extra = 1 if terms.residual_column else 0
     scores = torch.zeros(n_queries, n_keys + extra, dtype=y.dtype, device=y.device)
@@ -106,6 +119,43 @@ def source_scores(
         if not terms.residual_column:
             T[idx + start - k0, idx] += terms.residual[start:stop]
         scores[start:stop, k0:k1] = score(T).T * support[:, k0:k1]
+    return scores
+
+
+def _fused_scores(
+    terms: AttentionTerms, measure: str, p: int, y_norm: Float[Tensor, " query_pos"]
+) -> Float[Tensor, "query_pos source"] | None:
+    """`source_scores` through the fused kernel, or None where it does not apply."""
+    pattern, y = terms.pattern, terms.output
+    n_queries, n_keys = pattern.shape[1:]
+    support = (pattern != 0).any(dim=0)
+    if not terms.residual_column:
+        idx = torch.arange(n_queries, device=y.device)
+        support[idx, idx] = True
+    # Per row, the range of keys between its first and last attended source.
+    attended = support.any(dim=1)
+    first = support.to(torch.int8).argmax(dim=1)
+    last = n_keys - support.flip(dims=(1,)).to(torch.int8).argmax(dim=1)
+    start = torch.where(attended, first, 0).to(torch.int64)
+    stop = torch.where(attended, last, 0).to(torch.int64)
+    if terms.row_scale is not None:
+        pattern = pattern * terms.row_scale[None, :, None]
+    dist = fused.distances(
+        pattern, terms.values, terms.residual, y, start, stop, 0 if measure == "norm" else p,
+        diagonal=not terms.residual_column,
+    )  # fmt: skip
+    if dist is None:
+        return None
+    scores = dist if measure == "norm" else (y_norm[:, None] - dist).clamp_min_(0)
+    scores = scores * support
+    if terms.residual_column:
+        r = terms.residual
+        own = (
+            torch.linalg.vector_norm(r, ord=2, dim=-1)
+            if measure == "norm"
+            else (y_norm - torch.linalg.vector_norm(y - r, ord=p, dim=-1)).clamp_min(0)
+        )
+        scores = torch.cat([scores, own[:, None]], dim=1)
     return scores
 
 
