@@ -10,7 +10,7 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import readout
-from .contributions import layer_contributions
+from .contributions import normalise, scores_and_sums
 from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
 from .errors import ReconstructionError, WeightProcessingWarning
 
@@ -32,11 +32,21 @@ def measure_block(
     check's error (NaN when `check` is off) and the decomposed terms. `part` names the stack in
     error messages ("encoder", "decoder self-attention", ...)."""
     terms = decompose_block(block, index, rows, dtype, key_positions=keys)
-    error = _check_exact(terms, block, index, info, dtype, layer, part) if check else math.nan
-    return layer_contributions(terms, measure, chunk_size), error, terms
+    scores, sums = scores_and_sums(terms, measure, chunk_size)
+    error = math.nan
+    if check:
+        # Prefer the sum of the very vectors the fused kernel measured; else sum them here.
+        if sums is None:
+            total = reconstruct(terms)
+        else:
+            total = sums + terms.bias + (terms.residual if terms.residual_column else 0)
+        error = _check_exact(total, terms, block, index, info, dtype, layer, part)
+    # normalised only once the check has passed (a failed block is not measured at all)
+    return normalise(scores, terms.residual_column), error, terms
 
 
 def _check_exact(
+    total: Float[Tensor, "query_pos d_model"],
     terms: AttentionTerms,
     block: BlockTensors,
     index: int,
@@ -47,7 +57,7 @@ def _check_exact(
 ) -> float:
     """Spec §2.5: `max|Σ_j T_i(x_j) + bias_i − y_i| ≤ atol + rtol · max|y|`, else raise."""
     y = terms.output
-    error = float((reconstruct(terms) - y).abs().max())
+    error = float((total - y).abs().max())
     dtypes = [info.dtype, dtype] + ([block.precision] if block.precision is not None else [])
     rtol, atol = _inputs.tolerance(dtypes)
     scale = float(y.abs().max())

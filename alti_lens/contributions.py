@@ -54,12 +54,23 @@ def source_scores(
     chunk_size: int | None = None,
     kernel: str = "auto",
 ) -> Float[Tensor, "query_pos source"]:
+    """Unnormalised scores `c_ij` of every source of every row; see `scores_and_sums`."""
+    return scores_and_sums(terms, measure, chunk_size, kernel)[0]
+
+
+def scores_and_sums(
+    terms: AttentionTerms,
+    measure: str,
+    chunk_size: int | None = None,
+    kernel: str = "auto",
+) -> tuple[Float[Tensor, "query_pos source"], Float[Tensor, "query_pos d_model"] | None]:
     """Unnormalised scores `c_ij` of every source of every row (exact zeros where unattended).
 
     Sources are the key positions, plus the residual as a last column when
     `terms.residual_column` (cross-attention, spec §2.4). `kernel`: "auto" uses the fused CPU
     kernel where it is available (`alti_lens.fused`), "reference" the chunked PyTorch path below,
-    "fused" requires the kernel.
+    "fused" requires the kernel. The fused kernel also returns `Σ_j T_i(x_j)` of the very vectors
+    it measured (the residual column of cross-attention excluded), else None.
     """
     pattern = terms.pattern
     n_queries, n_keys = pattern.shape[1:]
@@ -72,7 +83,7 @@ def source_scores(
             mean = torch.cat([mean, torch.zeros_like(mean[:, :1])], dim=1)
         else:
             eye = torch.eye(n_queries, n_keys, dtype=mean.dtype, device=mean.device)
-        return mean if measure == "attention" else 0.5 * mean + 0.5 * eye
+        return (mean if measure == "attention" else 0.5 * mean + 0.5 * eye), None
     if measure not in VECTOR_MEASURES:
         raise ValueError(f"unknown measure {measure!r}")
 
@@ -88,9 +99,9 @@ def source_scores(
         return (y_norm[start:stop] - dist).clamp_min_(0)
 
     if kernel != "reference":
-        fused_scores = _fused_scores(terms, measure, p, y_norm)
-        if fused_scores is not None:
-            return fused_scores
+        fused_result = _fused_scores(terms, measure, p, y_norm)
+        if fused_result is not None:
+            return fused_result
         if kernel == "fused":
             raise RuntimeError("the fused kernel is not available for these tensors")
 
@@ -119,13 +130,13 @@ def source_scores(
         if not terms.residual_column:
             T[idx + start - k0, idx] += terms.residual[start:stop]
         scores[start:stop, k0:k1] = score(T).T * support[:, k0:k1]
-    return scores
+    return scores, None
 
 
 def _fused_scores(
     terms: AttentionTerms, measure: str, p: int, y_norm: Float[Tensor, " query_pos"]
-) -> Float[Tensor, "query_pos source"] | None:
-    """`source_scores` through the fused kernel, or None where it does not apply."""
+) -> tuple[Float[Tensor, "query_pos source"], Float[Tensor, "query_pos d_model"]] | None:
+    """`scores_and_sums` through the fused kernel, or None where it does not apply."""
     pattern, y = terms.pattern, terms.output
     n_queries, n_keys = pattern.shape[1:]
     support = (pattern != 0).any(dim=0)
@@ -140,12 +151,13 @@ def _fused_scores(
     stop = torch.where(attended, last, 0).to(torch.int64)
     if terms.row_scale is not None:
         pattern = pattern * terms.row_scale[None, :, None]
-    dist = fused.distances(
+    result = fused.distances(
         pattern, terms.values, terms.residual, y, start, stop, 0 if measure == "norm" else p,
         diagonal=not terms.residual_column,
     )  # fmt: skip
-    if dist is None:
+    if result is None:
         return None
+    dist, sums = result
     scores = dist if measure == "norm" else (y_norm[:, None] - dist).clamp_min_(0)
     scores = scores * support
     if terms.residual_column:
@@ -156,7 +168,7 @@ def _fused_scores(
             else (y_norm - torch.linalg.vector_norm(y - r, ord=p, dim=-1)).clamp_min(0)
         )
         scores = torch.cat([scores, own[:, None]], dim=1)
-    return scores
+    return scores, sums
 
 
 def normalise(

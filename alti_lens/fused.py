@@ -42,7 +42,7 @@ def extension() -> Any | None:
 
             log.info("compiling the fused ALTI kernel (once per machine)")
             _state["module"] = load(
-                name="alti_lens_distances_v1",
+                name="alti_lens_distances_v2",
                 sources=[str(_SOURCE)],
                 extra_cflags=["-O3", "-march=native", "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
@@ -69,14 +69,16 @@ def distances(
     key_stop: Int[Tensor, " query_pos"],
     p: int,
     diagonal: bool,
-) -> Float[Tensor, "query_pos key_pos"] | None:
+) -> tuple[Float[Tensor, "query_pos key_pos"], Float[Tensor, "query_pos d_model"]] | None:
     """`||y_i − T_ij||_p` (p = 1, 2) or `||T_ij||_2` (p = 0) for keys `key_start ≤ j < key_stop`,
-    or None where the kernel does not apply (not compiled, not a CPU tensor)."""
+    and `Σ_j T_ij` per row (for the exactness check); None where the kernel does not apply (not
+    compiled, not a CPU tensor)."""
     if pattern.device.type != "cpu" or pattern.dtype not in (torch.float32, torch.float64):
         return None
     module = extension()
     if module is None:
         return None
-    return module.distances(
+    dist, sums = module.distances(
         pattern, values, residual, output, key_start, key_stop, p, 0 if diagonal else -1
     )
+    return dist, sums
