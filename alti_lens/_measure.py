@@ -10,6 +10,7 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import readout
+from ._version import __version__
 from .contributions import normalise, scores_and_sums
 from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
 from .errors import ReconstructionError, WeightProcessingWarning
@@ -94,3 +95,32 @@ def warn_weight_processing(model: Any, info: readout.ModelInfo) -> None:
             WeightProcessingWarning,
             stacklevel=3,
         )
+
+
+def run_metadata(
+    info: readout.ModelInfo,
+    *,
+    measure: str,
+    dtype: torch.dtype,
+    check: bool,
+    chunk_size: int | None,
+    block_kinds: Any,
+) -> dict[str, Any]:
+    """The metadata every result records: model, versions, options, weight processing."""
+    rtol, atol = _inputs.tolerance([info.dtype, dtype])
+    return {
+        "model_name": info.name,
+        "architecture": info.architecture,
+        "backend": info.backend,
+        "transformer_lens_version": info.tl_version,
+        "alti_lens_version": __version__,
+        "measure": measure,
+        "dtype": str(dtype).removeprefix("torch."),
+        "model_dtype": str(info.dtype).removeprefix("torch."),
+        "device": str(info.device),
+        "block_kinds": block_kinds,
+        "weight_processing": dict(info.weight_processing),
+        "check": check,
+        "tolerance": {"rtol": rtol, "atol": atol},
+        "chunk_size": chunk_size,
+    }

@@ -12,8 +12,7 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import readout
-from ._measure import measure_block, warn_weight_processing
-from ._version import __version__
+from ._measure import measure_block, run_metadata, warn_weight_processing
 from .decompose import BlockTensors
 from .heads import head_source_scores, normalise_heads
 from .results import AltiResult
@@ -99,23 +98,9 @@ def alti(
                 rollout[b, layer, where[:, None], where] = R.cpu()
 
     readout.read_blocks(model, info, tokens, mask, on_block)
-    rtol, atol = _inputs.tolerance([info.dtype, dtype])
-    metadata = {
-        "model_name": info.name,
-        "architecture": info.architecture,
-        "backend": info.backend,
-        "transformer_lens_version": info.tl_version,
-        "alti_lens_version": __version__,
-        "measure": measure,
-        "dtype": str(dtype).removeprefix("torch."),
-        "model_dtype": str(info.dtype).removeprefix("torch."),
-        "device": str(info.device),
-        "block_kinds": kinds,
-        "weight_processing": dict(info.weight_processing),
-        "check": check,
-        "tolerance": {"rtol": rtol, "atol": atol},
-        "chunk_size": chunk_size,
-    }
+    metadata = run_metadata(
+        info, measure=measure, dtype=dtype, check=check, chunk_size=chunk_size, block_kinds=kinds
+    )
     return AltiResult(
         contributions=contributions,
         rollout=rollout,

@@ -14,8 +14,7 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import readout
-from ._measure import measure_block, warn_weight_processing
-from ._version import __version__
+from ._measure import measure_block, run_metadata, warn_weight_processing
 from .decompose import BlockKind, BlockTensors
 from .errors import InputError, ReconstructionError, UnsupportedModelError
 from .logit import effective_direction, roll_to_tokens, source_logit_parts
@@ -145,18 +144,10 @@ def alti_logit(
     logit_error = (total - raw).abs()
     if check:
         _check_identity(logit_error, raw, scores, components, info, dtype, final.precision)
-    metadata = {
-        "model_name": info.name,
-        "architecture": info.architecture,
-        "backend": info.backend,
-        "transformer_lens_version": info.tl_version,
-        "alti_lens_version": __version__,
-        "measure": "l1",
-        "dtype": str(dtype).removeprefix("torch."),
-        "model_dtype": str(info.dtype).removeprefix("torch."),
-        "block_kinds": kinds,
-        "weight_processing": dict(info.weight_processing),
-        "check": check,
+    metadata = run_metadata(
+        info, measure="l1", dtype=dtype, check=check, chunk_size=chunk_size, block_kinds=kinds
+    )
+    metadata |= {
         "logit_soft_cap": final.soft_cap,
         "pre_soft_cap_logit": raw.to(dtype) if final.soft_cap else None,
     }

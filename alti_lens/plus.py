@@ -12,8 +12,7 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import readout
-from ._measure import measure_block, warn_weight_processing
-from ._version import __version__
+from ._measure import measure_block, run_metadata, warn_weight_processing
 from .decompose import BlockTensors
 from .errors import InputError
 from .results import AltiPlusResult
@@ -130,23 +129,11 @@ def alti_plus(
                 rollout[b, layer, r[:, None], cols] = R.cpu()
 
     readout.read_encoder_decoder(model, info, src, src_mask, tgt, tgt_mask, on_block)
-    rtol, atol = _inputs.tolerance([info.dtype, dtype])
-    metadata = {
-        "model_name": info.name,
-        "architecture": info.architecture,
-        "backend": info.backend,
-        "transformer_lens_version": info.tl_version,
-        "alti_lens_version": __version__,
-        "measure": measure,
-        "dtype": str(dtype).removeprefix("torch."),
-        "model_dtype": str(info.dtype).removeprefix("torch."),
-        "device": str(info.device),
-        "block_kinds": kinds,
+    metadata = run_metadata(
+        info, measure=measure, dtype=dtype, check=check, chunk_size=chunk_size, block_kinds=kinds
+    )
+    metadata |= {
         "sub_blocks": sub_blocks,
-        "weight_processing": dict(info.weight_processing),
-        "check": check,
-        "tolerance": {"rtol": rtol, "atol": atol},
-        "chunk_size": chunk_size,
         "target_generated": target is None,
         "decoder_start_token_id": info.decoder_start_token_id,
     }
