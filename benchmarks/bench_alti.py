@@ -2,6 +2,7 @@
 
     python benchmarks/bench_alti.py                      # 128, 512 and 2,048 tokens, 2 threads
     python benchmarks/bench_alti.py --lengths 512 --repeats 5
+    python benchmarks/bench_alti.py --reference          # also time the chunked PyTorch path
 
 Each measurement runs in a fresh subprocess so that peak resident memory (ru_maxrss) belongs to
 that measurement alone; "extra memory" is alti's peak minus the forward pass's peak.
@@ -10,6 +11,7 @@ Not a test: numbers depend on the machine. Quote them with the machine they came
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -61,7 +63,7 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": statistics.median(times), "peak_mb": peak_mb}))
 
 
-def measure(args: argparse.Namespace, length: int, mode: str) -> dict:
+def measure(args: argparse.Namespace, length: int, mode: str, kernel: str = "auto") -> dict:
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--length", str(length)]
     cmd += ["--repeats", str(1 if length >= 2048 else args.repeats), "--threads", str(args.threads)]
     cmd += [
@@ -72,7 +74,8 @@ def measure(args: argparse.Namespace, length: int, mode: str) -> dict:
         "--heads",
         str(args.heads),
     ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = {**os.environ, "ALTI_LENS_KERNEL": kernel}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -84,6 +87,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--d-model", type=int, default=768)
     parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument(
+        "--reference", action="store_true", help="also time the chunked PyTorch reference path"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["forward", "alti"], help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
@@ -100,8 +106,9 @@ def main() -> None:
         "(1 at 2,048 tokens)"
     )
     columns = ["tokens", "forward (s)", "alti (s)", "ratio", "forward peak (MB)", "alti peak (MB)"]
-    print("| " + " | ".join([*columns, "extra (MB)"]) + " |")
-    print("|" + "---|" * 7)
+    extra = ["reference alti (s)", "reference ratio"] if args.reference else []
+    print("| " + " | ".join([*columns, "extra (MB)", *extra]) + " |")
+    print("|" + "---|" * (7 + len(extra)))
     for length in args.lengths:
         fwd = measure(args, length, "forward")
         alt = measure(args, length, "alti")
@@ -109,8 +116,12 @@ def main() -> None:
             f"| {length} | {fwd['seconds']:.3f} | {alt['seconds']:.3f} | "
             f"{alt['seconds'] / fwd['seconds']:.2f}× | {fwd['peak_mb']:.0f} | "
             f"{alt['peak_mb']:.0f} | {alt['peak_mb'] - fwd['peak_mb']:.0f} |",
-            flush=True,
+            end="",
         )
+        if args.reference:
+            ref = measure(args, length, "alti", kernel="reference")
+            print(f" {ref['seconds']:.3f} | {ref['seconds'] / fwd['seconds']:.2f}× |", end="")
+        print(flush=True)
 
 
 if __name__ == "__main__":

@@ -103,3 +103,23 @@ def test_attention_measures() -> None:
     torch.testing.assert_close(
         layer_contributions(terms, "attention_rollout"), rollout_step, rtol=0, atol=1e-12
     )
+
+
+def test_reference_path_never_forms_the_whole_n_n_d_tensor(monkeypatch) -> None:
+    """Peak memory is set by the chunk: no tensor of n·n·d elements is ever allocated."""
+    import alti_lens.contributions as contributions
+
+    n, d = 64, 16
+    terms = random_terms(n=n, heads=4, d=d, causal=True, seed=3)
+    largest = []
+    real_bmm = torch.bmm
+
+    def recording_bmm(a, b):
+        out = real_bmm(a, b)
+        largest.append(out.numel())
+        return out
+
+    monkeypatch.setattr(contributions.torch, "bmm", recording_bmm)
+    source_scores(terms, "l1", chunk_size=4, kernel="reference")
+    assert len(largest) == n // 4
+    assert max(largest) <= 4 * n * d < n * n * d
