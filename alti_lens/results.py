@@ -3,16 +3,38 @@
 All tensors live on the CPU, detached, in the computation dtype (float32, or float64).
 """
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from . import storage, views
+
+R = TypeVar("R", bound="_Stored")
+
+
+class _Stored:
+    """`save(path)` / `load(path)`: one safetensors file with JSON metadata, no pickle."""
+
+    def save(self, path: str | Path) -> Path:
+        return storage.save(self, path)
+
+    @classmethod
+    def load(cls: type[R], path: str | Path) -> R:
+        return storage.load(cls, path)
+
+
+def _last_real(mask: Tensor, batch: int, position: int) -> int:
+    real = mask[batch].nonzero().flatten()
+    return int(real[position]) if position < 0 else position
+
 
 @dataclass(frozen=True, repr=False)
-class AltiResult:
+class AltiResult(_Stored):
     """Per-layer ALTI contributions `C^l` and their rollout `R^l = C^l ··· C^1` (spec §3–4).
 
     Row `i` of a matrix is query (output) position `i`, column `j` source position `j`; every real
@@ -46,9 +68,96 @@ class AltiResult:
             f"max_reconstruction_error={float(self.reconstruction_error.max()):.2e})"
         )
 
+    def top_sources(
+        self,
+        position: int = -1,
+        k: int = 5,
+        *,
+        batch: int = 0,
+        layer: int = -1,
+        rollout: bool = True,
+    ) -> list[tuple[int, str, float]]:
+        """The `k` sources contributing most to `position` (negative: from the last real token)
+        after `layer`, as (position, token, value); from the rollout, or the layer's own `C`."""
+        row = _last_real(self.attention_mask, batch, position)
+        matrix = self.rollout if rollout else self.contributions
+        return views.top(matrix[batch, layer, row], self.str_tokens[batch], k)
+
+    def without(
+        self, positions: list[int] | None = None, *, tokens: list[str] | None = None
+    ) -> "AltiResult":
+        """A view with the given source positions (or every position holding one of `tokens`,
+        e.g. `["<|endoftext|>"]` for BOS) removed and each row renormalised to sum to 1."""
+        drop = torch.zeros_like(self.attention_mask, dtype=torch.bool)
+        if positions is not None:
+            drop[:, positions] = True
+        for b, row in enumerate(self.str_tokens):
+            for j, token in enumerate(row):
+                if tokens is not None and token in tokens:
+                    drop[b, j] = True
+        mask = drop[:, None, None, :]
+        return dataclasses.replace(
+            self,
+            contributions=views.renormalise_without(self.contributions, mask),
+            rollout=views.renormalise_without(self.rollout, mask),
+            metadata={**self.metadata, "without": drop.nonzero().tolist()},
+        )
+
+    def merge(
+        self, spans: list[tuple[int, int]] | None = None, *, batch: int = 0
+    ) -> tuple[list[str], Tensor, Tensor]:
+        """Word- or span-level matrices of one sequence: sources summed, query rows averaged.
+
+        `spans` are `(start, stop)` position ranges (uncovered positions stay single); None
+        merges subword tokens into words. Returns (labels, contributions, rollout), each matrix
+        `[layer, span, span]`.
+        """
+        n = int(self.attention_mask[batch].sum())
+        tokens = self.str_tokens[batch][:n]
+        spans = views.complete_spans(views.word_spans(tokens) if spans is None else spans, n)
+        labels = ["".join(tokens[a:b]) for a, b in spans]
+        C = self.contributions[batch, :, :n, :n]
+        R = self.rollout[batch, :, :n, :n]
+        return labels, views.merge(C, spans), views.merge(R, spans)
+
+    def layer(self, layer: int) -> tuple[Tensor, Tensor]:
+        """`(C^l, R^l)` of every sequence, `[batch, pos, pos]` each."""
+        return self.contributions[:, layer], self.rollout[:, layer]
+
+    def to_dataframe(self) -> Any:
+        """A tidy table (pandas): one row per (sequence, layer, query, source) real pair."""
+        cols: dict[str, list[Any]] = {
+            k: [] for k in ("batch", "layer", "query_pos", "key_pos", "query_token", "key_token",
+                            "contribution", "rollout")
+        }  # fmt: skip
+        for b in range(len(self)):
+            real = self.attention_mask[b].nonzero().flatten().tolist()
+            toks = self.str_tokens[b]
+            for layer in range(self.n_layers):
+                C, R = self.contributions[b, layer], self.rollout[b, layer]
+                for i in real:
+                    for j in real:
+                        for key, value in zip(
+                            cols,
+                            (b, layer, i, j, toks[i], toks[j], float(C[i, j]), float(R[i, j])),
+                            strict=True,
+                        ):
+                            cols[key].append(value)
+        return views.dataframe(cols)
+
+    def _repr_html_(self) -> str:
+        row = _last_real(self.attention_mask, 0, -1)
+        n = int(self.attention_mask[0].sum())
+        body = views.coloured_tokens(
+            self.str_tokens[0][:n],
+            self.rollout[0, -1, row, :n],
+            f"rollout of the last token after layer {self.n_layers - 1} (sequence 0)",
+        )
+        return f"<div><code>{views.html.escape(repr(self))}</code>{body}</div>"
+
 
 @dataclass(frozen=True, repr=False)
-class AltiPlusResult:
+class AltiPlusResult(_Stored):
     """ALTI+ for an encoder-decoder model (spec §2.4, §4): source and target-prefix contributions.
 
     Decoder row `t` is the prediction made at decoder input position `t` (teacher forcing: the
@@ -136,6 +245,40 @@ class AltiPlusResult:
         stats = self.sentence_statistics(thresholds)
         return pd.DataFrame({k: v.tolist() for k, v in stats.items()})
 
+    def top_sources(
+        self, step: int = -1, k: int = 5, *, batch: int = 0, layer: int = -1
+    ) -> list[tuple[int, str, float]]:
+        """The `k` largest columns of the extended rollout at decoder `step`, as (column, token,
+        value): source columns first (`src:` tokens), then target-prefix columns (`tgt:`)."""
+        row = _last_real(self.target_attention_mask, batch, step)
+        labels = [f"src:{t}" for t in self.source_str_tokens[batch]]
+        labels += [f"tgt:{t}" for t in self.target_str_tokens[batch]]
+        return views.top(self.rollout[batch, layer, row], labels, k)
+
+    def to_dataframe(self) -> Any:
+        """A tidy table (pandas): one row per (sequence, decoder step), its source contribution."""
+        cols: dict[str, list[Any]] = {
+            k: [] for k in ("batch", "step", "token", "source_contribution")
+        }
+        for b in range(len(self)):
+            for t in self.target_attention_mask[b].nonzero().flatten().tolist():
+                for key, value in zip(
+                    cols,
+                    (b, t, self.target_str_tokens[b][t], float(self.source_contribution[b, t])),
+                    strict=True,
+                ):
+                    cols[key].append(value)
+        return views.dataframe(cols)
+
+    def _repr_html_(self) -> str:
+        t = int(self.target_attention_mask[0].sum())
+        body = views.coloured_tokens(
+            self.target_str_tokens[0][:t],
+            self.source_contribution[0, :t],
+            "source contribution per decoder step (sequence 0)",
+        )
+        return f"<div><code>{views.html.escape(repr(self))}</code>{body}</div>"
+
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     counts = mask.sum(-1)
@@ -146,7 +289,7 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True, repr=False)
-class AltiLogitResult:
+class AltiLogitResult(_Stored):
     """ALTI-Logit: a prediction's logit (or logit difference) decomposed over input tokens (§5).
 
     `scores.sum(-1) + Σ components == logit` to float precision (checked on every call). Models
@@ -182,3 +325,24 @@ class AltiLogitResult:
             f"contrastive={self.foil is not None}, model={self.metadata.get('model_name')!r}, "
             f"max_logit_error={float(self.logit_error.max()):.2e})"
         )
+
+    def top_sources(self, k: int = 5, *, batch: int = 0) -> list[tuple[int, str, float]]:
+        """The `k` input tokens with the largest scores, as (position, token, score)."""
+        return views.top(self.scores[batch], self.str_tokens[batch], k)
+
+    def to_dataframe(self) -> Any:
+        """A tidy table (pandas): one row per (sequence, real input position) with its score."""
+        cols: dict[str, list[Any]] = {k: [] for k in ("batch", "pos", "token", "score")}
+        for b in range(len(self)):
+            for j in self.attention_mask[b].nonzero().flatten().tolist():
+                row = (b, j, self.str_tokens[b][j], float(self.scores[b, j]))
+                for key, value in zip(cols, row, strict=True):
+                    cols[key].append(value)
+        return views.dataframe(cols)
+
+    def _repr_html_(self) -> str:
+        n = int(self.attention_mask[0].sum())
+        body = views.coloured_tokens(
+            self.str_tokens[0][:n], self.scores[0, :n], "ALTI-Logit scores (sequence 0)"
+        )
+        return f"<div><code>{views.html.escape(repr(self))}</code>{body}</div>"

@@ -1,0 +1,134 @@
+"""Result views and storage: top sources, dropping tokens, merging, tables, HTML, save/load."""
+
+import pytest
+import torch
+from conftest import bridge, encdec
+
+from alti_lens import AltiLogitResult, AltiPlusResult, AltiResult, alti, alti_logit, alti_plus
+from alti_lens.views import complete_spans, word_spans
+
+TEXTS = ["the cat sat on the mat", "a big red dog"]
+
+
+@pytest.fixture(scope="module")
+def result() -> AltiResult:
+    return alti(bridge("gpt2-preLN", torch.float64), TEXTS)
+
+
+def _assert_same(a, b) -> None:
+    for name, value in vars(a).items():
+        other = getattr(b, name)
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, other) and value.dtype == other.dtype, name
+        elif isinstance(value, (AltiResult,)):
+            _assert_same(value, other)
+        elif (
+            isinstance(value, dict)
+            and value
+            and isinstance(next(iter(value.values())), torch.Tensor)
+        ):
+            assert value.keys() == other.keys() and all(
+                torch.equal(value[k], other[k]) for k in value
+            )
+        elif name != "metadata":
+            assert value == other, name
+
+
+def test_save_and_load_round_trip(tmp_path, result: AltiResult) -> None:
+    path = result.save(tmp_path / "r.safetensors")
+    loaded = AltiResult.load(path)
+    _assert_same(result, loaded)
+    assert loaded.metadata["weight_processing"] == result.metadata["weight_processing"]
+    assert loaded.metadata["block_kinds"] == result.metadata["block_kinds"]
+    with pytest.raises(ValueError, match="holds an AltiResult, not an AltiPlusResult"):
+        AltiPlusResult.load(path)
+
+
+def test_save_and_load_every_result_kind(tmp_path) -> None:
+    plus = alti_plus(encdec("marian-postLN"), TEXTS, ["le chat", "le chien est"])
+    plus2 = AltiPlusResult.load(plus.save(tmp_path / "plus.safetensors"))
+    _assert_same(plus, plus2)
+    torch.testing.assert_close(
+        plus2.sentence_statistics()["mean"], plus.sentence_statistics()["mean"]
+    )
+    logit = alti_logit(bridge("llama-RMS-rotary-GQA", torch.float64), TEXTS, "the", foil="a")
+    logit2 = AltiLogitResult.load(logit.save(tmp_path / "logit.safetensors"))
+    _assert_same(logit, logit2)
+    assert logit2.components.keys() == logit.components.keys()
+    per_head = alti(bridge("llama-RMS-rotary-GQA"), TEXTS, per_head=True)
+    _assert_same(per_head, AltiResult.load(per_head.save(tmp_path / "heads.safetensors")))
+
+
+def test_the_file_holds_no_pickle(tmp_path, result: AltiResult) -> None:
+    path = result.save(tmp_path / "r.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        assert set(f.keys()) >= {"contributions", "rollout", "tokens", "attention_mask"}
+        assert f.metadata()["format"] == "alti_lens.result.v1"
+
+
+def test_top_sources(result: AltiResult) -> None:
+    top = result.top_sources(-1, k=3, batch=1)
+    row = int(result.attention_mask[1].sum()) - 1
+    values = result.rollout[1, -1, row]
+    assert [p for p, _, _ in top] == values.argsort(descending=True)[:3].tolist()
+    assert top[0][1] == result.str_tokens[1][top[0][0]] and top[0][2] == float(values.max())
+    own = result.top_sources(2, k=1, rollout=False, layer=0)
+    assert own[0][2] == float(result.contributions[0, 0, 2].max())
+
+
+def test_without_renormalises(result: AltiResult) -> None:
+    view = result.without(tokens=["<bos>"])
+    real = result.attention_mask.bool()[:, None].expand(-1, result.n_layers, -1)
+    assert (view.rollout[..., 0] == 0).all()
+    sums = view.rollout.sum(-1)[real]
+    rows_with_mass = sums > 0
+    torch.testing.assert_close(sums[rows_with_mass], torch.ones_like(sums[rows_with_mass]))
+    # other columns keep their ratios
+    a, b = result.rollout[0, -1, 5, 2:4], view.rollout[0, -1, 5, 2:4]
+    torch.testing.assert_close(a[0] / a[1], b[0] / b[1])
+    assert result.without([0]).rollout.equal(view.rollout)
+
+
+def test_merge_spans_sums_sources_and_averages_rows(result: AltiResult) -> None:
+    labels, C, R = result.merge([(1, 3), (4, 7)])
+    assert labels == ["<bos>", "thecat", "sat", "onthemat"]
+    assert C.shape == (result.n_layers, 4, 4)
+    torch.testing.assert_close(R.sum(-1), torch.ones(result.n_layers, 4, dtype=torch.float64))
+    full = result.rollout[0, -1]
+    torch.testing.assert_close(R[-1, 1, 3], full[1:3, 4:7].sum(-1).mean())
+    with pytest.raises(ValueError, match="overlaps"):
+        result.merge([(1, 3), (2, 4)])
+
+
+def test_word_spans() -> None:
+    assert word_spans(["<|endoftext|>", "Hello", "Ġworld", "ing", "Ġ!"]) == [
+        (0, 1), (1, 2), (2, 4), (4, 5),
+    ]  # fmt: skip
+    assert word_spans(["[CLS]", "play", "##ing", "now", "[SEP]"]) == [
+        (0, 1),
+        (1, 3),
+        (3, 4),
+        (4, 5),
+    ]
+    assert word_spans([" the", " cat", "s"]) == [(0, 1), (1, 3)]
+    assert complete_spans([(1, 3)], 4) == [(0, 1), (1, 3), (3, 4)]
+
+
+def test_tables_and_html(result: AltiResult) -> None:
+    pytest.importorskip("pandas", reason="pandas is an optional dependency")
+    frame = result.to_dataframe()
+    n0, n1 = (int(m.sum()) for m in result.attention_mask)
+    assert len(frame) == result.n_layers * (n0 * n0 + n1 * n1)
+    last = frame[(frame.batch == 0) & (frame.layer == 2) & (frame.query_pos == 6)]
+    assert abs(last.rollout.sum() - 1) < 1e-12
+    html = result._repr_html_()
+    assert "AltiResult(batch=2" in html and "&lt;bos&gt;" in html
+    logit = alti_logit(bridge("gpt2-preLN", torch.float64), TEXTS, "the")
+    assert len(logit.to_dataframe()) == n0 + n1 and "ALTI-Logit" in logit._repr_html_()
+    assert logit.top_sources(2)[0][2] == float(logit.scores[0].max())
+    plus = alti_plus(encdec("bart-postLN"), TEXTS, ["le chat", "le chien est"])
+    assert len(plus.to_dataframe()) == int(plus.target_attention_mask.sum())
+    assert plus.top_sources(-1, 2)[0][1].startswith(("src:", "tgt:"))
+    assert "source contribution" in plus._repr_html_()
