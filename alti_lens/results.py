@@ -145,6 +145,17 @@ class AltiResult(_Stored):
                             cols[key].append(value)
         return views.dataframe(cols)
 
+    def plot(self, layer: int = -1, *, batch: int = 0, rollout: bool = True) -> Any:
+        """Heatmap of one sequence's rollout (or the layer's own `C`) with token labels."""
+        from . import viz
+
+        n = int(self.attention_mask[batch].sum())
+        matrix = (self.rollout if rollout else self.contributions)[batch, layer, :n, :n]
+        tokens = self.str_tokens[batch][:n]
+        name = "rollout" if rollout else "contributions"
+        index = layer % self.n_layers
+        return viz.heatmap(matrix, tokens, tokens, f"ALTI {name}, layer {index}")
+
     def _repr_html_(self) -> str:
         row = _last_real(self.attention_mask, 0, -1)
         n = int(self.attention_mask[0].sum())
@@ -254,6 +265,31 @@ class AltiPlusResult(_Stored):
         labels = [f"src:{t}" for t in self.source_str_tokens[batch]]
         labels += [f"tgt:{t}" for t in self.target_str_tokens[batch]]
         return views.top(self.rollout[batch, layer, row], labels, k)
+
+    def plot(self, *, batch: int = 0) -> Any:
+        """Source vs target-prefix contribution per decoder step (as in the ALTI+ paper)."""
+        from . import viz
+
+        t = int(self.target_attention_mask[batch].sum())
+        return viz.source_target_bars(
+            self.source_contribution[batch, :t],
+            self.target_str_tokens[batch][:t],
+            "ALTI+ source contribution per decoder step",
+        )
+
+    def plot_rollout(self, layer: int = -1, *, batch: int = 0) -> Any:
+        """Heatmap of the extended rollout `[tgt, src + tgt]` of one sequence."""
+        from . import viz
+
+        s_real = self.source_attention_mask[batch].bool()
+        t = int(self.target_attention_mask[batch].sum())
+        S = self.source_tokens.shape[1]
+        cols = [j for j in range(S) if s_real[j]] + [S + j for j in range(t)]
+        matrix = self.rollout[batch, layer, :t][:, cols]
+        labels = [f"src:{self.source_str_tokens[batch][j]}" for j in range(S) if s_real[j]]
+        labels += [f"tgt:{tok}" for tok in self.target_str_tokens[batch][:t]]
+        rows = self.target_str_tokens[batch][:t]
+        return viz.heatmap(matrix, rows, labels, "ALTI+ extended rollout", ylabel="decoder input")
 
     def to_dataframe(self) -> Any:
         """A tidy table (pandas): one row per (sequence, decoder step), its source contribution."""

@@ -132,3 +132,28 @@ def test_tables_and_html(result: AltiResult) -> None:
     assert len(plus.to_dataframe()) == int(plus.target_attention_mask.sum())
     assert plus.top_sources(-1, 2)[0][1].startswith(("src:", "tgt:"))
     assert "source contribution" in plus._repr_html_()
+
+
+def test_plots_return_figures_with_token_labels(tmp_path, result: AltiResult) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is an optional dependency")
+    import matplotlib.pyplot as plt
+
+    fig = result.plot(batch=0)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == result.str_tokens[0]
+    assert ax.get_title() == "ALTI rollout, layer 2"
+    fig.savefig(tmp_path / "heatmap.png")
+    plus = alti_plus(encdec("marian-postLN"), TEXTS, ["le chat", "le chien est"])
+    bars = plus.plot(batch=1)
+    heights = [p.get_height() for p in bars.axes[0].patches]
+    n = int(plus.target_attention_mask[1].sum())
+    torch.testing.assert_close(
+        torch.tensor(heights[:n], dtype=torch.float64), plus.source_contribution[1, :n].double(),
+        rtol=0, atol=1e-6,
+    )  # fmt: skip
+    grid = plus.plot_rollout(batch=0)
+    labels = [t.get_text() for t in grid.axes[0].get_xticklabels()]
+    assert labels[0].startswith("src:") and labels[-1].startswith("tgt:")
+    grid.savefig(tmp_path / "rollout.png")
+    assert (tmp_path / "heatmap.png").stat().st_size > 1000
+    plt.close("all")
