@@ -36,3 +36,22 @@ def naive_extended_rollout(C_enc: Tensor, C_sa: Tensor, C_ca: Tensor) -> Tensor:
         R = new
         out.append(R)
     return torch.tensor(out, dtype=torch.float64)
+
+
+def assert_rollout_matches_naive(result, b: int) -> None:
+    """Sequence `b` of an `AltiPlusResult`: its extended rollout, restricted to real positions,
+    equals `naive_extended_rollout` of its own per-layer matrices (float64, 1e-12)."""
+    s = int(result.source_attention_mask[b].sum())
+    t = int(result.target_attention_mask[b].sum())
+    S = result.source_tokens.shape[1]
+    cross = torch.cat(
+        [result.cross_contributions[b, :, :t, :s], result.cross_contributions[b, :, :t, S:]],
+        dim=-1,
+    )
+    naive = naive_extended_rollout(
+        result.encoder_contributions[b, :, :s, :s],
+        result.decoder_contributions[b, :, :t, :t],
+        cross,
+    )
+    ours = torch.cat([result.rollout[b, :, :t, :s], result.rollout[b, :, :t, S : S + t]], dim=-1)
+    torch.testing.assert_close(ours, naive, rtol=0, atol=1e-12)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import bridge, encdec, hook_count
 from models import ENC_DEC_BUILDERS, EOS
-from naive_plus import naive_extended_rollout
+from naive_plus import assert_rollout_matches_naive
 
 from alti_lens import InputError, UnsupportedModelError, alti_plus
 
@@ -61,24 +61,7 @@ def test_invariants(family: str) -> None:
 def test_extended_rollout_matches_naive_loops(family: str) -> None:
     result = alti_plus(encdec(family), SOURCES[:2], TARGETS[:2])
     for b in range(2):
-        s = int(result.source_attention_mask[b].sum())
-        t = int(result.target_attention_mask[b].sum())
-        S = result.source_tokens.shape[1]
-        naive = naive_extended_rollout(
-            result.encoder_contributions[b, :, :s, :s],
-            result.decoder_contributions[b, :, :t, :t],
-            torch.cat(
-                [
-                    result.cross_contributions[b, :, :t, :s],
-                    result.cross_contributions[b, :, :t, S:],
-                ],
-                dim=-1,
-            ),
-        )
-        ours = torch.cat(
-            [result.rollout[b, :, :t, :s], result.rollout[b, :, :t, S : S + t]], dim=-1
-        )
-        torch.testing.assert_close(ours, naive, rtol=0, atol=1e-12)
+        assert_rollout_matches_naive(result, b)
 
 
 def test_padded_batch_equals_single_runs(family: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from models import D_VOCAB, EOS
 from models_tl3 import TL3_BUILDERS, hed_t5, ht_gpt2, ht_llama
-from naive_plus import naive_extended_rollout
+from naive_plus import assert_rollout_matches_naive
 
 import alti_lens
 from alti_lens import (
@@ -295,22 +295,7 @@ def test_hed_invariants() -> None:
     assert (sc[tgt_real] > 0).all() and (sc[tgt_real] < 1).all() and (sc[~tgt_real] == 0).all()
     # the extended rollout is the spec's recurrence, computed loop by loop
     for b in range(2):
-        s, t = int(src_mask[b].sum()), int(tgt_mask[b].sum())
-        naive = naive_extended_rollout(
-            result.encoder_contributions[b, :, :s, :s],
-            result.decoder_contributions[b, :, :t, :t],
-            torch.cat(
-                [
-                    result.cross_contributions[b, :, :t, :s],
-                    result.cross_contributions[b, :, :t, S:],
-                ],
-                dim=-1,
-            ),
-        )
-        ours = torch.cat(
-            [result.rollout[b, :, :t, :s], result.rollout[b, :, :t, S : S + t]], dim=-1
-        )
-        torch.testing.assert_close(ours, naive, rtol=0, atol=1e-12)
+        assert_rollout_matches_naive(result, b)
 
 
 def _assert_row_equals_single(batch, b: int, one) -> None:
