@@ -21,12 +21,13 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from . import fused
+from . import fused, triton_kernel
 from .decompose import AttentionTerms
 
 Measure = Literal["l1", "l2", "norm", "attention", "attention_rollout"]
 MEASURES: tuple[str, ...] = get_args(Measure)
 VECTOR_MEASURES = ("l1", "l2", "norm")  # those that need the per-source vectors T_i(x_j)
+KERNELS = ("auto", "fused", "reference", "triton")
 
 # Query rows per chunk on a CPU. Each source j costs one small (rows × H) @ (H × d_model) product:
 # too few rows and those products are inefficient, too many and the chunk of T (K × rows × d_model)
@@ -67,10 +68,12 @@ def scores_and_sums(
     """Unnormalised scores `c_ij` of every source of every row (exact zeros where unattended).
 
     Sources are the key positions, plus the residual as a last column when
-    `terms.residual_column` (cross-attention, spec §2.4). `kernel`: "auto" uses the fused CPU
-    kernel where it is available (`alti_lens.fused`), "reference" the chunked PyTorch path below,
-    "fused" requires the kernel. The fused kernel also returns `Σ_j T_i(x_j)` of the very vectors
-    it measured (the residual column of cross-attention excluded), else None.
+    `terms.residual_column` (cross-attention, spec §2.4). `kernel`: "auto" uses the fused kernel
+    where it is available (C++ on a CPU, `alti_lens.fused`; Triton on CUDA,
+    `alti_lens.triton_kernel`), "reference" the chunked PyTorch path below, "fused" requires the
+    fused kernel of the device, "triton" the Triton kernel (on CPU tensors only under
+    `TRITON_INTERPRET=1`, for tests). The C++ kernel also returns `Σ_j T_i(x_j)` of the very
+    vectors it measured (the residual column of cross-attention excluded), else None.
     """
     pattern = terms.pattern
     n_queries, n_keys = pattern.shape[1:]
@@ -98,12 +101,19 @@ def scores_and_sums(
         dist = torch.linalg.vector_norm(vectors.sub_(y[start:stop]), ord=p, dim=-1)
         return (y_norm[start:stop] - dist).clamp_min_(0)
 
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if kernel != "reference":
-        fused_result = _fused_scores(terms, measure, p, y_norm)
+        fused_result = _fused_scores(terms, measure, p, y_norm, kernel)
         if fused_result is not None:
             return fused_result
-        if kernel == "fused":
-            raise RuntimeError("the fused kernel is not available for these tensors")
+        if kernel in ("fused", "triton"):
+            raise RuntimeError(
+                f"the {kernel} kernel is not available for {y.dtype} tensors on {y.device}: the "
+                "C++ kernel runs on CPU tensors where it compiles, the Triton kernel on CUDA "
+                "tensors (or CPU tensors with TRITON_INTERPRET=1) where `triton` is installed; "
+                'use kernel="auto" to fall back to the PyTorch path'
+            )
 
     rows = chunk_size or auto_chunk_size(n_keys, y.shape[-1], y.device, y.dtype)
     extra = 1 if terms.residual_column else 0
@@ -134,10 +144,19 @@ def scores_and_sums(
 
 
 def _fused_scores(
-    terms: AttentionTerms, measure: str, p: int, y_norm: Float[Tensor, " query_pos"]
-) -> tuple[Float[Tensor, "query_pos source"], Float[Tensor, "query_pos d_model"]] | None:
-    """`scores_and_sums` through the fused kernel, or None where it does not apply."""
+    terms: AttentionTerms,
+    measure: str,
+    p: int,
+    y_norm: Float[Tensor, " query_pos"],
+    kernel: str,
+) -> tuple[Float[Tensor, "query_pos source"], Float[Tensor, "query_pos d_model"] | None] | None:
+    """`scores_and_sums` through a fused kernel, or None where none applies."""
     pattern, y = terms.pattern, terms.output
+    use_triton = kernel == "triton" or (pattern.device.type == "cuda" and kernel != "reference")
+    if use_triton and (
+        not triton_kernel.applies(pattern) or (kernel == "auto" and fused.mode() == "reference")
+    ):
+        return None
     n_queries, n_keys = pattern.shape[1:]
     support = (pattern != 0).any(dim=0)
     if not terms.residual_column:
@@ -151,13 +170,15 @@ def _fused_scores(
     stop = torch.where(attended, last, 0).to(torch.int64)
     if terms.row_scale is not None:
         pattern = pattern * terms.row_scale[None, :, None]
-    result = fused.distances(
-        pattern, terms.values, terms.residual, y, start, stop, 0 if measure == "norm" else p,
-        diagonal=not terms.residual_column,
-    )  # fmt: skip
-    if result is None:
-        return None
-    dist, sums = result
+    args = (pattern, terms.values, terms.residual, y, start, stop, 0 if measure == "norm" else p)
+    sums: Tensor | None = None
+    if use_triton:
+        dist = triton_kernel.distances(*args, diagonal=not terms.residual_column)
+    else:
+        result = fused.distances(*args, diagonal=not terms.residual_column)
+        if result is None:
+            return None
+        dist, sums = result
     scores = dist if measure == "norm" else (y_norm[:, None] - dist).clamp_min_(0)
     scores = scores * support
     if terms.residual_column:

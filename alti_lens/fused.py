@@ -25,16 +25,17 @@ _state: dict[str, Any] = {}
 log = logging.getLogger(__name__)
 
 
-def _mode() -> str:
-    mode = os.environ.get("ALTI_LENS_KERNEL", "auto").lower()
-    if mode not in ("auto", "fused", "reference"):
-        raise ValueError(f"ALTI_LENS_KERNEL must be auto, fused or reference, got {mode!r}")
-    return mode
+def mode() -> str:
+    """`ALTI_LENS_KERNEL`: auto (default), fused or reference."""
+    value = os.environ.get("ALTI_LENS_KERNEL", "auto").lower()
+    if value not in ("auto", "fused", "reference"):
+        raise ValueError(f"ALTI_LENS_KERNEL must be auto, fused or reference, got {value!r}")
+    return value
 
 
 def extension() -> Any | None:
     """The compiled kernel module, or None where the reference path should be used."""
-    if _mode() == "reference":
+    if mode() == "reference":
         return None
     if "module" not in _state:
         try:
@@ -49,7 +50,7 @@ def extension() -> Any | None:
                 verbose=False,
             )
         except Exception as err:  # no compiler, missing headers, ...
-            if _mode() == "fused":
+            if mode() == "fused":
                 raise
             warnings.warn(
                 f"the fused ALTI kernel could not be compiled ({type(err).__name__}: {err}); "
