@@ -1,0 +1,32 @@
+"""Evaluation of ALTI against ground truth and other attribution methods (docs/EVALUATION.md).
+
+`metrics` is pure tensor code (AER, top-source accuracy, deletion curves, correlations); `runs`
+runs the experiments on any model `alti_lens` supports, so they can be repeated on your own models.
+The report itself is written by `benchmarks/evaluation/run_evaluation.py`.
+"""
+
+from .metrics import (
+    alignment_error_rate,
+    argmax_alignment,
+    deletion_auc,
+    deletion_order,
+    pearson,
+    random_orders,
+    resample_curve,
+    spearman,
+    top_source,
+    word_level,
+)
+
+__all__ = [
+    "alignment_error_rate",
+    "argmax_alignment",
+    "deletion_auc",
+    "deletion_order",
+    "pearson",
+    "random_orders",
+    "resample_curve",
+    "spearman",
+    "top_source",
+    "word_level",
+]

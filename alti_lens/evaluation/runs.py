@@ -1,0 +1,442 @@
+"""The evaluation's experiments, on any model `alti_lens` supports (see docs/EVALUATION.md).
+
+Each function runs a model through `alti`, `alti_plus` or `alti_logit` and the interventions of
+`alti_lens.readout.patching`, and returns plain numbers (dicts of floats) for a report:
+
+- `induction_top_sources`: on repeated sequences, is the top source of each prediction in the
+  repeated half the token that followed the previous occurrence (the known answer)?
+- `decoder_deletion` / `embedding_deletion`: faithfulness by deletion (replace the most important
+  inputs by a neutral token; how fast does the output fall?).
+- `patching_correlations` / `cross_patching_correlations`: per layer, the correlation between
+  each measure's contributions `C^l[i, j]` and the effect of value zeroing `j` on `y_i^l`.
+- `alignment_error_rates`: AER of word alignments read from ALTI+ and the baselines.
+
+Conventions, stated once: "ALTI" is the `l1` measure's rollout after the last layer; "attention"
+the last layer's head-mean attention (not rolled out); "attention rollout" Abnar & Zuidema's;
+"norm" Kobayashi's `||T_i(x_j)||` rolled out like ALTI.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from alti_lens import readout
+from alti_lens.api import alti
+from alti_lens.logit_api import alti_logit
+from alti_lens.plus import alti_plus
+from alti_lens.readout import patching
+
+from . import metrics
+
+# name → (measure, take the rollout (True) or the last layer's own matrix (False))
+SINGLE_STACK_MEASURES: dict[str, tuple[str, bool]] = {
+    "ALTI": ("l1", True),
+    "attention": ("attention", False),
+    "attention rollout": ("attention_rollout", True),
+    "norm": ("norm", True),
+}
+LOGIT = "ALTI-Logit"
+RANDOM = "random"
+CURVE_POINTS = 11  # deletion curves are resampled onto x = 0, 0.1, ..., 1 for averaging
+
+
+def last_layer_scores(
+    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None
+) -> dict[str, Float[Tensor, "batch query_pos key_pos"]]:
+    """Every single-stack measure's matrix after the last layer (see `SINGLE_STACK_MEASURES`)."""
+    out = {}
+    for name, (measure, rolled) in SINGLE_STACK_MEASURES.items():
+        result = alti(model, tokens, attention_mask=attention_mask, measure=measure)
+        out[name] = (result.rollout if rolled else result.contributions)[:, -1]
+    return out
+
+
+def previous_occurrence(tokens: Int[Tensor, " pos"], t: int) -> int | None:
+    """The latest position `p < t` holding the same token as `t` (None: no earlier one)."""
+    same = (tokens[:t] == tokens[t]).nonzero().flatten()
+    return int(same[-1]) if len(same) else None
+
+
+@dataclass
+class InductionReport:
+    """Shares of the correctly predicted repeated-half positions whose top source is the answer
+    (`answer`: the position after the previous occurrence) or the previous occurrence itself."""
+
+    n_positions: int  # repeated-half positions with a known next token
+    model_accuracy: float  # share of them the model predicts correctly
+    answer: dict[str, float] = field(default_factory=dict)
+    previous: dict[str, float] = field(default_factory=dict)
+    n_evaluated: int = 0
+
+
+def induction_top_sources(
+    model: Any, tokens: Int[Tensor, "batch pos"], *, bos: bool = True
+) -> InductionReport:
+    """Top-source accuracy on repeated sequences (unpadded, `[batch, pos]`).
+
+    Evaluated: every position `t` whose token occurred before at `p` with `p + 1 < t`, that has a
+    next token in the sequence, and where the model's argmax is that next token. The candidates
+    for the top source exclude the query position `t` itself (its own residual dominates every
+    measure's row) and, with `bos`, position 0.
+    """
+    n = tokens.shape[1]
+    predictions = patching.logits(model, tokens).argmax(-1)
+    rows = _induction_rows(tokens)
+    correct = [(b, t, p) for b, t, p in rows if int(predictions[b, t]) == int(tokens[b, t + 1])]
+    scores = last_layer_scores(model, tokens)
+    names = [*SINGLE_STACK_MEASURES, LOGIT]
+    hits = {name: [0, 0] for name in names}
+    logit_rows = _logit_rows(model, tokens, predictions, sorted({t for _, t, _ in correct}))
+    for b, t, p in correct:
+        excluded = torch.zeros(n, dtype=torch.bool)
+        excluded[t] = True
+        excluded[t + 1 :] = True  # causal: later positions are never sources
+        if bos:
+            excluded[0] = True
+        for name in names:
+            row = logit_rows[t][b] if name == LOGIT else scores[name][b, t]
+            top = metrics.top_source(row, excluded)
+            hits[name][0] += top == p + 1
+            hits[name][1] += top == p
+    count = max(1, len(correct))
+    return InductionReport(
+        n_positions=len(rows),
+        model_accuracy=len(correct) / max(1, len(rows)),
+        answer={k: v[0] / count for k, v in hits.items()},
+        previous={k: v[1] / count for k, v in hits.items()},
+        n_evaluated=len(correct),
+    )
+
+
+def _induction_rows(tokens: Int[Tensor, "batch pos"]) -> list[tuple[int, int, int]]:
+    """(sequence, position t, previous occurrence p) of every position with an induction answer."""
+    rows = []
+    for b in range(tokens.shape[0]):
+        for t in range(1, tokens.shape[1] - 1):
+            p = previous_occurrence(tokens[b], t)
+            if p is not None and p + 1 < t:
+                rows.append((b, t, p))
+    return rows
+
+
+def _logit_rows(
+    model: Any, tokens: Int[Tensor, "batch pos"], predictions: Tensor, positions: list[int]
+) -> dict[int, Float[Tensor, "batch pos"]]:
+    """ALTI-Logit scores of each sequence's own prediction at each of `positions`."""
+    return {
+        t: alti_logit(model, tokens, target=predictions[:, t].clone(), position=t).scores
+        for t in positions
+    }
+
+
+@dataclass
+class DeletionReport:
+    """Mean area under the normalised deletion curves (lower: the output falls sooner), per
+    ordering, and the mean resampled curves (`CURVE_POINTS` points over the removed fraction)."""
+
+    auc: dict[str, float]
+    curves: dict[str, list[float]]
+    n_examples: int
+    # share of examples where the ordering's AUC is below the random orders' mean AUC
+    beats_random: dict[str, float] = field(default_factory=dict)
+
+
+def _summarise(aucs: dict[str, list[float]], curves: dict[str, list[Tensor]]) -> DeletionReport:
+    random_auc = torch.tensor(aucs[RANDOM], dtype=torch.float64)
+    return DeletionReport(
+        auc={k: sum(v) / len(v) for k, v in aucs.items()},
+        curves={k: torch.stack(v).mean(0).tolist() for k, v in curves.items()},
+        n_examples=len(aucs[RANDOM]),
+        beats_random={
+            k: float((torch.tensor(v, dtype=torch.float64) < random_auc).double().mean())
+            for k, v in aucs.items()
+            if k != RANDOM
+        },
+    )
+
+
+def _variants(
+    tokens: Int[Tensor, " pos"], orders: Sequence[Int[Tensor, " k"]], replacement: int
+) -> Int[Tensor, "variant pos"]:
+    """For each order and each k = 0..K, the tokens with the first k of the order replaced."""
+    out = []
+    for order in orders:
+        for k in range(len(order) + 1):
+            row = tokens.clone()
+            row[order[:k]] = replacement
+            out.append(row)
+    return torch.stack(out)
+
+
+def _collect(
+    values: Float[Tensor, " variant"],
+    names: list[str],
+    n_steps: int,
+    n_random: int,
+    aucs: dict[str, list[float]],
+    curves: dict[str, list[Tensor]],
+) -> None:
+    """Split the variants' scores back into one normalised curve per ordering and record it."""
+    per_order = values.reshape(-1, n_steps)
+    per_order = per_order / per_order[:, :1]
+    random_curves = per_order[len(names) :]
+    for name, curve in zip(names, per_order[: len(names)], strict=True):
+        aucs.setdefault(name, []).append(metrics.deletion_auc(curve))
+        curves.setdefault(name, []).append(metrics.resample_curve(curve, CURVE_POINTS))
+    assert random_curves.shape[0] == n_random
+    aucs.setdefault(RANDOM, []).append(
+        sum(metrics.deletion_auc(c) for c in random_curves) / n_random
+    )
+    curves.setdefault(RANDOM, []).append(
+        torch.stack([metrics.resample_curve(c, CURVE_POINTS) for c in random_curves]).mean(0)
+    )
+
+
+def decoder_deletion(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    examples: Sequence[tuple[int, int]],
+    replacement: int,
+    *,
+    n_random: int = 5,
+    seed: int = 0,
+    bos: bool = True,
+) -> DeletionReport:
+    """Deletion curves of next-token predictions of a decoder-only model.
+
+    For each `(sequence, position t)` of `examples`, the candidates are the positions before `t`
+    (without BOS with `bos`; the query token `t` itself is kept); they are replaced by the token
+    `replacement` in order of each measure's importance (ALTI-Logit: its signed logit score), and
+    the probability of the token the model predicted at `t` on the clean input is recorded.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    predictions = patching.logits(model, tokens).argmax(-1)
+    scores = last_layer_scores(model, tokens)
+    positions = sorted({t for _, t in examples})
+    logit_rows = _logit_rows(model, tokens, predictions, positions)
+    names = [*SINGLE_STACK_MEASURES, LOGIT]
+    aucs: dict[str, list[float]] = {}
+    curves: dict[str, list[Tensor]] = {}
+    for b, t in examples:
+        candidates = torch.zeros(tokens.shape[1], dtype=torch.bool)
+        candidates[int(bos) : t] = True
+        orders = [
+            metrics.deletion_order(logit_rows[t][b] if n == LOGIT else scores[n][b, t], candidates)
+            for n in names
+        ]
+        orders += metrics.random_orders(candidates, n_random, generator)
+        variants = _variants(tokens[b, : t + 1], orders, replacement)
+        probs = patching.logits(model, variants)[:, t].double().softmax(-1)
+        values = probs[:, int(predictions[b, t])]
+        _collect(values, names, int(candidates.sum()) + 1, n_random, aucs, curves)
+    return _summarise(aucs, curves)
+
+
+def mean_pool(
+    hidden: Float[Tensor, "batch pos d_model"], mask: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "batch d_model"]:
+    """Sentence-transformers' mean pooling over the real tokens ([CLS] and [SEP] included)."""
+    weights = mask.to(hidden.dtype)[..., None]
+    return (hidden * weights).sum(1) / weights.sum(1)
+
+
+def embedding_deletion(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"],
+    special: Bool[Tensor, "batch pos"],
+    replacement: int,
+    *,
+    n_random: int = 5,
+    seed: int = 0,
+) -> DeletionReport:
+    """Deletion curves of a mean-pooled sentence embedding (an encoder such as MiniLM).
+
+    Each measure's importance of input `j` is its share in the pooled embedding: the mean over
+    the real rows `i` of the last layer's matrix `[i, j]` (pooling is a mean of the rows). The
+    non-special real tokens are replaced by `replacement` (e.g. [MASK]) in that order; the score
+    is the cosine similarity of the embedding to the clean one.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    scores = last_layer_scores(model, tokens, attention_mask)
+    names = list(SINGLE_STACK_MEASURES)
+    aucs: dict[str, list[float]] = {}
+    curves: dict[str, list[Tensor]] = {}
+    for b in range(tokens.shape[0]):
+        n = int(attention_mask[b].sum())
+        candidates = ~special[b, :n]
+        pooled = {k: v[b, :n, :n].mean(0) for k, v in scores.items()}
+        orders = [metrics.deletion_order(pooled[k], candidates) for k in names]
+        orders += metrics.random_orders(candidates, n_random, generator)
+        variants = _variants(tokens[b, :n], orders, replacement)
+        ones = torch.ones_like(variants)
+        clean = mean_pool(patching.last_hidden(model, tokens[b : b + 1, :n], ones[:1]), ones[:1])
+        emb = mean_pool(patching.last_hidden(model, variants, ones), ones)
+        values = torch.nn.functional.cosine_similarity(emb.double(), clean.double(), dim=-1)
+        _collect(values, names, int(candidates.sum()) + 1, n_random, aucs, curves)
+    return _summarise(aucs, curves)
+
+
+PATCHING_MEASURES = ("l1", "l2", "norm", "attention")
+
+
+def _pair_correlations(
+    scores: Float[Tensor, "query_pos key_pos"],
+    effects: Float[Tensor, "query_pos key_pos"],
+    pairs: Bool[Tensor, "query_pos key_pos"],
+) -> tuple[float, float]:
+    x, y = scores[pairs].double(), effects[pairs].double()
+    return metrics.spearman(x, y), metrics.pearson(x, y)
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v == v]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+Correlations = dict[str, dict[str, dict[str, tuple[float, float]]]]
+
+
+def _record(per: dict, measure: str, where: str, layer: str, value: tuple[float, float]) -> None:
+    per.setdefault(measure, {}).setdefault(where, {}).setdefault(layer, []).append(value)
+
+
+def _average(per: dict) -> Correlations:
+    return {
+        m: {w: {k: _mean_pair(v) for k, v in layers.items()} for w, layers in wheres.items()}
+        for m, wheres in per.items()
+    }
+
+
+def patching_correlations(model: Any, sequences: Sequence[Int[Tensor, " pos"]]) -> Correlations:
+    """measure → where (`"sub-block"`: the attention sub-block output `y_i^l`; `"layer"`: the
+    layer output after the MLP) → layer → (Spearman, Pearson), averaged over the sequences, between
+    `C^l[i, j]` and the value-zeroing effect of `j` over the pairs `i ≠ j` attention connects.
+    The diagonal is left out: zeroing `v_i` leaves `i`'s own residual, which `C[i, i]` includes."""
+    per: dict = {}
+    n_layers = readout.describe(model).n_layers
+    for seq in sequences:
+        tokens = seq.reshape(1, -1)
+        results = {m: alti(model, tokens, measure=m).contributions[0] for m in PATCHING_MEASURES}
+        pairs = results["attention"][0] > 0
+        pairs.fill_diagonal_(False)
+        for layer in range(n_layers):
+            effects = patching.value_zeroing(model, tokens, layer)
+            for where, effect in effects.items():
+                for m in PATCHING_MEASURES:
+                    value = _pair_correlations(results[m][layer], effect, pairs)
+                    _record(per, m, where, str(layer), value)
+    return _average(per)
+
+
+def _mean_pair(values: list[tuple[float, float]]) -> tuple[float, float]:
+    return _mean([v[0] for v in values]), _mean([v[1] for v in values])
+
+
+def cross_patching_correlations(
+    model: Any,
+    sources: Sequence[Int[Tensor, " src_pos"]],
+    decoder_inputs: Sequence[Int[Tensor, " tgt_pos"]],
+) -> Correlations:
+    """As `patching_correlations` for an encoder-decoder: per encoder layer (`"encoder L"`, pairs
+    `i ≠ j`) and per decoder cross-attention (`"cross L"`, every target row × source, against the
+    source columns of `C_ca^l`)."""
+    per: dict = {}
+    info = readout.describe(model, encoder_decoder=True)
+    for src, tgt in zip(sources, decoder_inputs, strict=True):
+        s, t = src.reshape(1, -1), tgt.reshape(1, -1)
+        S = s.shape[1]
+        results = {m: alti_plus(model, s, t, measure=m) for m in PATCHING_MEASURES}
+        pairs = ~torch.eye(S, dtype=torch.bool)
+        for layer in range(info.n_layers):
+            effects = patching.value_zeroing_encoder_decoder(model, s, t, "encoder", layer)
+            for where, effect in effects.items():
+                for m in PATCHING_MEASURES:
+                    C = results[m].encoder_contributions[0, layer]
+                    value = _pair_correlations(C, effect, pairs)
+                    _record(per, m, where, f"encoder {layer}", value)
+        every = torch.ones(t.shape[1], S, dtype=torch.bool)
+        for layer in range(info.n_decoder_layers):
+            effects = patching.value_zeroing_encoder_decoder(model, s, t, "decoder_cross", layer)
+            for where, effect in effects.items():
+                for m in PATCHING_MEASURES:
+                    C = results[m].cross_contributions[0, layer, :, :S]
+                    value = _pair_correlations(C, effect, every)
+                    _record(per, m, where, f"cross {layer}", value)
+    return _average(per)
+
+
+@dataclass
+class AlignedPair:
+    """One sentence pair: token ids, each token's word index (None: special token) and the gold
+    links (target word, source word)."""
+
+    source_ids: list[int]
+    source_words: list[int | None]
+    decoder_input: list[int]  # starts with the decoder start token
+    label_words: list[int | None]  # word of the token each decoder row predicts
+    gold: set[metrics.Link]
+
+
+# name → (measure, which matrix): "rollout" is the extended rollout's source columns R^l, "cross"
+# the layer's own cross-attention source columns C_ca^l, "cross x enc" C_ca^l · R_enc.
+ALIGNMENT_METHODS: dict[str, tuple[str, str]] = {
+    "ALTI+ (rollout R^l)": ("l1", "rollout"),
+    "ALTI cross C_ca^l": ("l1", "cross"),
+    "ALTI cross x encoder rollout": ("l1", "cross x enc"),
+    "cross-attention (head mean)": ("attention", "cross"),
+    "cross-attention x encoder attention rollout": ("attention_rollout", "cross x enc"),
+    "attention rollout (extended)": ("attention_rollout", "rollout"),
+    "norm (Kobayashi) cross": ("norm", "cross"),
+    "norm rollout (extended)": ("norm", "rollout"),
+}
+
+
+def alignment_error_rates(model: Any, pairs: Sequence[AlignedPair]) -> dict[str, list[float]]:
+    """Method → AER per decoder layer, with teacher forcing of the gold target: decoder row `t`
+    (the representation that predicts target token `t`) is aligned to source words."""
+    src, src_mask = _pad([p.source_ids for p in pairs])
+    tgt, tgt_mask = _pad([p.decoder_input for p in pairs])
+    cache: dict[str, Any] = {}
+    out: dict[str, list[float]] = {}
+    for name, (measure, matrix) in ALIGNMENT_METHODS.items():
+        if measure not in cache:
+            cache[measure] = alti_plus(
+                model,
+                src,
+                tgt,
+                source_attention_mask=src_mask,
+                target_attention_mask=tgt_mask,
+                measure=measure,
+            )
+        result = cache[measure]
+        rates = []
+        for layer in range(result.rollout.shape[1]):
+            predicted = []
+            for b, pair in enumerate(pairs):
+                s, t = len(pair.source_ids), len(pair.decoder_input)
+                if matrix == "rollout":
+                    scores = result.rollout[b, layer, :t, :s]
+                else:
+                    scores = result.cross_contributions[b, layer, :t, :s]
+                    if matrix == "cross x enc":
+                        scores = scores @ result.encoder_rollout[b, -1, :s, :s]
+                words = metrics.word_level(scores, pair.label_words, pair.source_words)
+                predicted.append(metrics.argmax_alignment(words))
+            rates.append(metrics.alignment_error_rate(predicted, [p.gold for p in pairs]))
+        out[name] = rates
+    return out
+
+
+def _pad(rows: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    n = max(len(r) for r in rows)
+    tokens = torch.zeros(len(rows), n, dtype=torch.long)
+    mask = torch.zeros(len(rows), n, dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return tokens, mask
