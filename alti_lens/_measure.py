@@ -28,12 +28,14 @@ def measure_block(
     check: bool,
     layer: int,
     part: str = "",
+    query_offset: int = 0,
 ) -> tuple[Float[Tensor, "query_pos source"], float, AttentionTerms]:
     """Contribution matrix of sequence `index` over its real `rows` and `keys`, the exactness
     check's error (NaN when `check` is off) and the decomposed terms. `part` names the stack in
-    error messages ("encoder", "decoder self-attention", ...)."""
+    error messages ("encoder", "decoder self-attention", ...). `query_offset`: in
+    self-attention, the index in `keys` of `rows[0]` when the rows are the last keys only."""
     terms = decompose_block(block, index, rows, dtype, key_positions=keys)
-    scores, sums = scores_and_sums(terms, measure, chunk_size)
+    scores, sums = scores_and_sums(terms, measure, chunk_size, query_offset=query_offset)
     error = math.nan
     if check:
         # Prefer the sum of the very vectors the fused kernel measured; else sum them here.
@@ -43,7 +45,7 @@ def measure_block(
             total = sums + terms.bias + (terms.residual if terms.residual_column else 0)
         error = _check_exact(total, terms, block, index, info, dtype, layer, part)
     # normalised only once the check has passed (a failed block is not measured at all)
-    return normalise(scores, terms.residual_column), error, terms
+    return normalise(scores, terms.residual_column, query_offset), error, terms
 
 
 def _check_exact(

@@ -16,7 +16,7 @@ from ._measure import measure_block, run_metadata, warn_weight_processing
 from .decompose import BlockTensors
 from .heads import head_source_scores, normalise_heads
 from .results import AltiResult
-from .rollout import rollout_step
+from .rollout import last_row_rollout, rollout_step
 
 
 # The public entry point validates its arguments itself, with errors that say how to fix them; the
@@ -32,6 +32,7 @@ def alti(
     check: bool = True,
     dtype: torch.dtype | None = None,
     per_head: bool = False,
+    rows: str = "all",
 ) -> AltiResult:
     """ALTI contributions of every layer, and their rollout, for a decoder-only or encoder model.
 
@@ -54,11 +55,36 @@ def alti(
             parts `A^h_ij v^h_j W_O^h` and the residual, measured like ALTI (an extension: the
             ALTI papers define token-level contributions only). Costs about `n_heads` times
             the time of the token-level measure.
+        rows: `"all"` (default) or `"last"`, for next-token analyses that need the rollout of
+            each sequence's last real token `t` only (the last position whose mask is 1). With
+            `"last"`, `R^l[t] = e_t C^l ··· C^1` is computed right to left as row vectors
+            (no `n³` matrix products), and the last layer measures query row `t` only:
+            - `rollout` is `[batch, layer, 1, key_pos]`: `rollout[b, l, 0]` is exactly row `t_b`
+              of the full computation's `rollout[b, l]` (how much each input token contributes
+              to position `t_b` after layer `l`); `rollout[b, -1, 0]` is `R^L[t_b]`.
+            - `contributions` keeps its shape and meaning, except that the last layer holds row
+              `t_b` only: its other rows are NaN (not computed), never zeros.
+            - `reconstruction_error` of the last layer covers row `t_b` only.
+            - `metadata["rows"]` is `"last"` and `metadata["rollout_rows"]` lists `t_b` per
+              sequence (positions in the padded `tokens`).
+            Not combinable with `per_head=True`.
 
     Returns:
-        An `AltiResult` with `contributions` and `rollout` of shape `[batch, layer, pos, pos]`.
+        An `AltiResult` with `contributions` and `rollout` of shape `[batch, layer, pos, pos]`
+        (`rollout` `[batch, layer, 1, pos]` with `rows="last"`).
     """
     measure = _inputs.check_measure(measure)
+    if rows not in ("all", "last"):
+        raise ValueError(
+            f'rows must be "all" (every query position) or "last" (the rollout of each '
+            f"sequence's last real token only), got {rows!r}"
+        )
+    last_only = rows == "last"
+    if last_only and per_head:
+        raise ValueError(
+            'rows="last" does not compute the last layer\'s other rows, which per_head=True '
+            'needs; use rows="all" with per_head=True'
+        )
     chunk_size = _inputs.check_chunk_size(chunk_size)
     info = readout.describe(model)
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
@@ -67,7 +93,7 @@ def alti(
 
     batch, n = tokens.shape
     contributions = torch.zeros(batch, info.n_layers, n, n, dtype=dtype)
-    rollout = torch.zeros_like(contributions)
+    rollout = torch.zeros(batch, info.n_layers, 1 if last_only else n, n, dtype=dtype)
     errors = torch.full((batch, info.n_layers), float("nan"), dtype=dtype)
     heads = residuals = None
     if per_head:
@@ -79,6 +105,17 @@ def alti(
 
     def on_block(layer: int, block: BlockTensors) -> None:
         kinds[layer] = block.kind.value
+        if last_only and layer == info.n_layers - 1:
+            # Only row t of the last layer's C enters R^L[t]; its other rows are not computed.
+            contributions[:, layer] = float("nan")
+            for b, keep in enumerate(positions):
+                C, errors[b, layer], _ = measure_block(
+                    block, b, keep[-1:], keep, info, dtype, measure, chunk_size, check, layer,
+                    query_offset=len(keep) - 1,
+                )  # fmt: skip
+                contributions[b, layer, int(keep[-1])] = 0.0
+                contributions[b, layer, int(keep[-1]), keep.cpu()] = C[0].cpu()
+            return
         for b, keep in enumerate(positions):
             C, errors[b, layer], terms = measure_block(
                 block, b, keep, keep, info, dtype, measure, chunk_size, check, layer
@@ -88,19 +125,32 @@ def alti(
                 where = keep.cpu()
                 heads[b, layer][:, where[:, None], where] = H.cpu()
                 residuals[b, layer, where] = r.cpu()
-            R = previous[b] = rollout_step(C, previous[b])
+            if last_only:  # the rollout is formed right to left once all layers are known
+                R = None
+            else:
+                R = previous[b] = rollout_step(C, previous[b])
             if len(keep) == n:
                 contributions[b, layer] = C.cpu()
-                rollout[b, layer] = R.cpu()
+                if R is not None:
+                    rollout[b, layer] = R.cpu()
             else:  # scatter the real positions back into the padded matrices
                 where = keep.cpu()
                 contributions[b, layer, where[:, None], where] = C.cpu()
-                rollout[b, layer, where[:, None], where] = R.cpu()
+                if R is not None:
+                    rollout[b, layer, where[:, None], where] = R.cpu()
 
     readout.read_blocks(model, info, tokens, mask, on_block)
     metadata = run_metadata(
         info, measure=measure, dtype=dtype, check=check, chunk_size=chunk_size, block_kinds=kinds
     )
+    metadata["rows"] = rows
+    if last_only:
+        last_rows = [int(keep[-1]) for keep in positions]
+        metadata["rollout_rows"] = last_rows
+        for b, keep in enumerate(positions):
+            where = keep.cpu()
+            C = contributions[b] if len(keep) == n else contributions[b][:, where[:, None], where]
+            rollout[b, :, 0, where] = last_row_rollout(C, len(keep) - 1)
     return AltiResult(
         contributions=contributions,
         rollout=rollout,

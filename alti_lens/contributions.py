@@ -54,9 +54,10 @@ def source_scores(
     measure: str,
     chunk_size: int | None = None,
     kernel: str = "auto",
+    query_offset: int = 0,
 ) -> Float[Tensor, "query_pos source"]:
     """Unnormalised scores `c_ij` of every source of every row; see `scores_and_sums`."""
-    return scores_and_sums(terms, measure, chunk_size, kernel)[0]
+    return scores_and_sums(terms, measure, chunk_size, kernel, query_offset)[0]
 
 
 def scores_and_sums(
@@ -64,6 +65,7 @@ def scores_and_sums(
     measure: str,
     chunk_size: int | None = None,
     kernel: str = "auto",
+    query_offset: int = 0,
 ) -> tuple[Float[Tensor, "query_pos source"], Float[Tensor, "query_pos d_model"] | None]:
     """Unnormalised scores `c_ij` of every source of every row (exact zeros where unattended).
 
@@ -74,6 +76,10 @@ def scores_and_sums(
     fused kernel of the device, "triton" the Triton kernel (on CPU tensors only under
     `TRITON_INTERPRET=1`, for tests). The C++ kernel also returns `Σ_j T_i(x_j)` of the very
     vectors it measured (the residual column of cross-attention excluded), else None.
+
+    `query_offset`: the key index of query row 0 in self-attention, when the rows are the last
+    keys only (`alti(rows="last")` measures one row at the last layer): row `i`'s residual is
+    source `i + query_offset`.
     """
     pattern = terms.pattern
     n_queries, n_keys = pattern.shape[1:]
@@ -85,7 +91,9 @@ def scores_and_sums(
             eye[:, -1] = 1.0
             mean = torch.cat([mean, torch.zeros_like(mean[:, :1])], dim=1)
         else:
-            eye = torch.eye(n_queries, n_keys, dtype=mean.dtype, device=mean.device)
+            eye = torch.zeros(n_queries, n_keys, dtype=mean.dtype, device=mean.device)
+            own = torch.arange(n_queries, device=mean.device)
+            eye[own, own + query_offset] = 1.0
         return (mean if measure == "attention" else 0.5 * mean + 0.5 * eye), None
     if measure not in VECTOR_MEASURES:
         raise ValueError(f"unknown measure {measure!r}")
@@ -104,7 +112,7 @@ def scores_and_sums(
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if kernel != "reference":
-        fused_result = _fused_scores(terms, measure, p, y_norm, kernel)
+        fused_result = _fused_scores(terms, measure, p, y_norm, kernel, query_offset)
         if fused_result is not None:
             return fused_result
         if kernel in ("fused", "triton"):
@@ -127,7 +135,7 @@ def scores_and_sums(
         if terms.residual_column:
             scores[start:stop, -1] = score(terms.residual[start:stop].clone())
         else:
-            support[idx, idx + start] = True
+            support[idx, idx + start + query_offset] = True
         cols = support.any(dim=0).nonzero()
         if len(cols) == 0:
             continue
@@ -138,7 +146,7 @@ def scores_and_sums(
         # T[j, i] = Σ_h A^h_ij values[j, h]: one (rows × H) @ (H × d_model) product per source j.
         T = torch.bmm(chunk.permute(2, 1, 0), terms.values[k0:k1])
         if not terms.residual_column:
-            T[idx + start - k0, idx] += terms.residual[start:stop]
+            T[idx + start + query_offset - k0, idx] += terms.residual[start:stop]
         scores[start:stop, k0:k1] = score(T).T * support[:, k0:k1]
     return scores, None
 
@@ -149,6 +157,7 @@ def _fused_scores(
     p: int,
     y_norm: Float[Tensor, " query_pos"],
     kernel: str,
+    query_offset: int = 0,
 ) -> tuple[Float[Tensor, "query_pos source"], Float[Tensor, "query_pos d_model"] | None] | None:
     """`scores_and_sums` through a fused kernel, or None where none applies."""
     pattern, y = terms.pattern, terms.output
@@ -161,7 +170,7 @@ def _fused_scores(
     support = (pattern != 0).any(dim=0)
     if not terms.residual_column:
         idx = torch.arange(n_queries, device=y.device)
-        support[idx, idx] = True
+        support[idx, idx + query_offset] = True
     # Per row, the range of keys between its first and last attended source.
     attended = support.any(dim=1)
     first = support.to(torch.int8).argmax(dim=1)
@@ -172,10 +181,11 @@ def _fused_scores(
         pattern = pattern * terms.row_scale[None, :, None]
     args = (pattern, terms.values, terms.residual, y, start, stop, 0 if measure == "norm" else p)
     sums: Tensor | None = None
+    diagonal = not terms.residual_column
     if use_triton:
-        dist = triton_kernel.distances(*args, diagonal=not terms.residual_column)
+        dist = triton_kernel.distances(*args, diagonal=diagonal, offset=query_offset)
     else:
-        result = fused.distances(*args, diagonal=not terms.residual_column)
+        result = fused.distances(*args, diagonal=diagonal, offset=query_offset)
         if result is None:
             return None
         dist, sums = result
@@ -193,10 +203,10 @@ def _fused_scores(
 
 
 def normalise(
-    scores: Float[Tensor, "query_pos source"], residual_column: bool = False
+    scores: Float[Tensor, "query_pos source"], residual_column: bool = False, query_offset: int = 0
 ) -> Float[Tensor, "query_pos source"]:
-    """Row-normalise; a row whose scores are all 0 puts its mass on its own position, or on the
-    residual column in cross-attention (and warns)."""
+    """Row-normalise; a row whose scores are all 0 puts its mass on its own position (row `i` is
+    source `i + query_offset`), or on the residual column in cross-attention (and warns)."""
     totals = scores.sum(dim=-1, keepdim=True)
     empty = totals.squeeze(-1) == 0
     if bool(empty.any()):
@@ -207,7 +217,8 @@ def normalise(
             stacklevel=3,
         )
         scores = scores.clone()
-        scores[rows, [-1] * len(rows) if residual_column else rows] = 1.0
+        own = [-1] * len(rows) if residual_column else [r + query_offset for r in rows]
+        scores[rows, own] = 1.0
         totals = scores.sum(dim=-1, keepdim=True)
     return scores / totals
 

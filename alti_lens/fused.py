@@ -70,16 +70,18 @@ def distances(
     key_stop: Int[Tensor, " query_pos"],
     p: int,
     diagonal: bool,
+    offset: int = 0,
 ) -> tuple[Float[Tensor, "query_pos key_pos"], Float[Tensor, "query_pos d_model"]] | None:
     """`||y_i − T_ij||_p` (p = 1, 2) or `||T_ij||_2` (p = 0) for keys `key_start ≤ j < key_stop`,
     and `Σ_j T_ij` per row (for the exactness check); None where the kernel does not apply (not
-    compiled, not a CPU tensor)."""
+    compiled, not a CPU tensor). With `diagonal`, row `i`'s residual is added to key
+    `i + offset`."""
     if pattern.device.type != "cpu" or pattern.dtype not in (torch.float32, torch.float64):
         return None
     module = extension()
     if module is None:
         return None
     dist, sums = module.distances(
-        pattern, values, residual, output, key_start, key_stop, p, 0 if diagonal else -1
+        pattern, values, residual, output, key_start, key_stop, p, offset if diagonal else -1
     )
     return dist, sums

@@ -42,7 +42,8 @@ class AltiResult(_Stored):
     """
 
     contributions: Float[Tensor, "batch layer query_pos key_pos"]
-    rollout: Float[Tensor, "batch layer query_pos key_pos"]
+    # rollout_pos: query_pos, or 1 with alti(rows="last") (metadata["rollout_rows"] says which)
+    rollout: Float[Tensor, "batch layer rollout_pos key_pos"]
     tokens: Int[Tensor, "batch pos"]
     str_tokens: list[list[str]]
     attention_mask: Int[Tensor, "batch pos"]
@@ -81,6 +82,13 @@ class AltiResult(_Stored):
         after `layer`, as (position, token, value); from the rollout, or the layer's own `C`."""
         row = _last_real(self.attention_mask, batch, position)
         matrix = self.rollout if rollout else self.contributions
+        if rollout and self.metadata.get("rows") == "last":  # one rollout row per sequence
+            if row != self.metadata["rollout_rows"][batch]:
+                raise ValueError(
+                    f'this result was computed with rows="last": the rollout holds position '
+                    f"{self.metadata['rollout_rows'][batch]} only, not {row}; use rows=\"all\""
+                )
+            row = 0
         return views.top(matrix[batch, layer, row], self.str_tokens[batch], k)
 
     def without(

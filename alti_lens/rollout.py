@@ -10,6 +10,10 @@ cross-attention matrices `C_ca^l` (`T×(S+1)`, residual last):
 
     E^l = C_ca^l[:, :S],  ρ^l = C_ca^l[:, S],  R^0 = [0 | I_T],
     R^l = [E^l · R_enc | 0] + diag(ρ^l) · C_sa^l · R^{l−1}          (T × (S+T))
+
+Next-token analyses need one row only, `R^l[t] = e_t C^l ··· C^1`: `last_row_rollout` carries the
+row right to left through the layers (`L` vector-matrix products per layer instead of one `n³`
+matrix product), and needs only row `t` of the last layer's `C`.
 """
 
 import torch
@@ -76,3 +80,19 @@ def extended_rollout(
         )
         out.append(current)
     return torch.stack(out)
+
+
+def last_row_rollout(
+    contributions: Float[Tensor, "layer pos pos"], row: int
+) -> Float[Tensor, "layer key_pos"]:
+    """Row `row` of every `R^l = C^l ··· C^1`, right to left, without any `n × n` product.
+
+    `e_t R^l = (((e_t C^l) C^{l−1}) ···) C^1`: the rows of all layers are carried down together,
+    one `[layers, n] @ [n, n]` product per layer (each `C` is read once), instead of the
+    `n³` matrix products of the full rollout. Only row `row` of the last layer's `C` is read.
+    """
+    n_layers = contributions.shape[0]
+    rows = contributions[n_layers - 1, row][None]  # e_t C^L, to be carried down to C^1
+    for layer in range(n_layers - 2, -1, -1):
+        rows = torch.cat([contributions[layer, row][None], rows @ contributions[layer]])
+    return rows

@@ -61,6 +61,7 @@ def _source() -> Any:
         nk,
         H,
         d,
+        offset,  # row i's residual is added to key i + offset
         P: tl.constexpr,  # 1: L1 to y, 2: L2 to y, 0: L2 norm of T itself
         DIAG: tl.constexpr,  # add R on the diagonal (self-attention)
         PRECISION: tl.constexpr,
@@ -104,9 +105,9 @@ def _source() -> Any:
                     t = tl.dot(a, v, input_precision=PRECISION)
                 block_ok = row_ok[:, None] & dim_ok[None, :]
                 if DIAG:  # noqa: SIM102 - compile-time branch around a run-time one
-                    if (j >= i0) & (j < i0 + BI):
+                    if (j >= i0 + offset) & (j < i0 + offset + BI):
                         r = tl.load(R + rows[:, None] * d + dims[None, :], mask=block_ok, other=0.0)
-                        t += tl.where((rows == j)[:, None], r, 0.0)
+                        t += tl.where((rows + offset == j)[:, None], r, 0.0)
                 if P == 0:
                     acc += tl.sum(t * t, axis=1)
                 else:
@@ -151,6 +152,7 @@ def distances(
     key_stop: Int[Tensor, " query_pos"],
     p: int,
     diagonal: bool,
+    offset: int = 0,
     block_rows: int = 64,
     block_keys: int = 32,
     block_dims: int = 64,
@@ -170,7 +172,7 @@ def distances(
     _kernel()[grid](
         A, values.contiguous(), residual.contiguous(), output.contiguous(),
         key_start.to(torch.int64).contiguous(), key_stop.to(torch.int64).contiguous(), out,
-        nq, nk, H, d,
+        nq, nk, H, d, offset,
         P=p, DIAG=diagonal, PRECISION=_precision(pattern.dtype),
         BI=block_rows, BJ=block_keys, BH=max(16, triton.next_power_of_2(H)), BD=block_dims,
     )  # fmt: skip

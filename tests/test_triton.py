@@ -157,3 +157,17 @@ def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch: pytest.Mon
         source_scores(terms, "l1"), source_scores(terms, "l1", kernel="reference"),
         rtol=0, atol=1e-12,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("measure", ["l1", "norm"])
+def test_last_rows_with_a_query_offset(measure: str) -> None:
+    """`alti(rows="last")`: the last rows alone, their residual on keys `i + query_offset`."""
+    terms = random_terms(n=70, heads=3, d=8, causal=True, seed=24)
+    full = source_scores(terms, measure, kernel="reference")
+    rows = slice(66, 70)
+    tail = AttentionTerms(
+        terms.pattern[:, rows], None, terms.values, terms.residual[rows], terms.bias[rows],
+        terms.output[rows],
+    )  # fmt: skip
+    got = source_scores(on_device(tail), measure, kernel="triton", query_offset=66).cpu()
+    torch.testing.assert_close(got, full[rows], rtol=0, atol=1e-12)
