@@ -1,0 +1,150 @@
+"""The evaluation (docs/EVALUATION.md): its metrics on hand-made cases, value zeroing on a tiny
+model against what it must equal, and the reduced-size run of the report with bounds on its
+headline numbers (so that a regression in ALTI, ALTI+ or ALTI-Logit shows up here)."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import bridge, encdec, hook_count
+
+from alti_lens import alti
+from alti_lens.evaluation import (
+    alignment_error_rate,
+    argmax_alignment,
+    deletion_auc,
+    deletion_order,
+    pearson,
+    random_orders,
+    resample_curve,
+    spearman,
+    top_source,
+    word_level,
+)
+from alti_lens.readout import patching
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def test_word_level_sums_source_pieces_and_averages_target_pieces() -> None:
+    scores = torch.tensor(
+        [
+            [0.1, 0.2, 0.3, 0.4],
+            [0.3, 0.0, 0.5, 0.2],
+            [0.9, 0.0, 0.0, 0.1],
+        ],
+        dtype=torch.float64,
+    )
+    # target tokens 0, 1 are word 0, token 2 is EOS; source tokens 0, 1 word 0, 2 word 1, 3 EOS
+    words = word_level(scores, [0, 0, None], [0, 0, 1, None])
+    expected = torch.tensor([[(0.3 + 0.3) / 2, (0.3 + 0.5) / 2]], dtype=torch.float64)
+    torch.testing.assert_close(words, expected)
+    with pytest.raises(ValueError, match="one per token"):
+        word_level(scores, [0, 0], [0, 0, 1, None])
+
+
+def test_argmax_alignment_and_candidates() -> None:
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.1, 0.4]])
+    assert argmax_alignment(scores) == {(0, 1), (1, 0)}
+    candidates = torch.tensor([True, False, True])
+    assert argmax_alignment(scores, candidates) == {(0, 2), (1, 0)}
+
+
+def test_alignment_error_rate_hand_computed() -> None:
+    predicted = [{(0, 0), (1, 1)}, {(0, 1)}]
+    sure = [{(0, 0), (1, 2)}, {(0, 1)}]
+    # |A∩S| = 2, |A| = 3, |S| = 3: 1 - 4/6
+    assert alignment_error_rate(predicted, sure) == pytest.approx(1 - 4 / 6)
+    possible = [{(1, 1)}, set()]  # (1, 1) possible: |A∩P| = 3
+    assert alignment_error_rate(predicted, sure, possible) == pytest.approx(1 - 5 / 6)
+    assert alignment_error_rate(sure, sure) == 0.0
+    with pytest.raises(ValueError, match="one of each"):
+        alignment_error_rate(predicted, sure[:1])
+
+
+def test_top_source_excludes() -> None:
+    row = torch.tensor([0.5, 0.1, 0.3, 0.1])
+    assert top_source(row) == 0
+    assert top_source(row, torch.tensor([True, False, False, False])) == 2
+
+
+def test_deletion_order_random_orders_and_auc() -> None:
+    scores = torch.tensor([9.0, 0.2, 0.5, 0.5, 0.1])
+    candidates = torch.tensor([False, True, True, True, True])  # position 0 (BOS) never deleted
+    assert deletion_order(scores, candidates).tolist() == [2, 3, 1, 4]  # ties: position order
+    orders = random_orders(candidates, 3, torch.Generator().manual_seed(0))
+    assert all(sorted(o.tolist()) == [1, 2, 3, 4] for o in orders)
+    assert deletion_auc(torch.ones(5)) == pytest.approx(1.0)
+    assert deletion_auc(torch.tensor([1.0, 0.5, 0.0])) == pytest.approx(0.5)
+    assert deletion_auc(torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])) == pytest.approx(0.125)
+    with pytest.raises(ValueError, match="at least 2"):
+        deletion_auc(torch.ones(1))
+
+
+def test_resample_curve() -> None:
+    curve = torch.tensor([1.0, 0.0, 1.0])
+    torch.testing.assert_close(
+        resample_curve(curve, 5), torch.tensor([1.0, 0.5, 0.0, 0.5, 1.0], dtype=torch.float64)
+    )
+
+
+def test_correlations_hand_computed() -> None:
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert spearman(x, x**3) == pytest.approx(1.0)
+    assert pearson(x, x**3) < 0.99  # not linear
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    # ties get their average rank: ranks (0, 1.5, 1.5, 3) against (0, 1, 2, 3)
+    assert spearman(torch.tensor([1.0, 2.0, 2.0, 3.0]), x) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert math.isnan(pearson(torch.ones(4), x))
+
+
+# --- value zeroing ------------------------------------------------------------------------------
+
+
+def test_value_zeroing_is_the_norm_measure_off_the_diagonal() -> None:
+    """In a pre-LN block, zeroing v_j removes exactly α_ij v_j W_O from y_i, so within a row the
+    sub-block effect is proportional to Kobayashi's norm score of j (j ≠ i), and causal zeros."""
+    model = bridge("gpt2-preLN", torch.float64)
+    before = hook_count(model)
+    tokens = torch.tensor([[0, 3, 4, 5, 6, 7, 8]])
+    norm = alti(model, tokens, measure="norm").contributions[0]
+    for layer in range(model.cfg.n_layers):
+        effects = patching.value_zeroing(model, tokens, layer)
+        sub = effects[patching.SUB_BLOCK]
+        assert torch.all(sub.triu(1) == 0)  # later tokens cannot change earlier rows
+        assert torch.all(effects[patching.LAYER].triu(1) == 0)
+        for i in range(2, tokens.shape[1]):
+            ratio = sub[i, :i] / norm[layer, i, :i]
+            torch.testing.assert_close(ratio, ratio[0].expand_as(ratio), rtol=1e-9, atol=0)
+    assert hook_count(model) == before
+
+
+def test_value_zeroing_encoder_decoder_shapes_and_hooks() -> None:
+    model = encdec("bart-postLN")
+    source, target = torch.tensor([[3, 4, 5, 31]]), torch.tensor([[31, 7, 8]])
+    patching.value_zeroing_encoder_decoder(model, source, target, "encoder", 0)  # warm up
+    before = hook_count(model)
+    effects = patching.value_zeroing_encoder_decoder(model, source, target, "decoder_cross", 1)
+    assert effects[patching.SUB_BLOCK].shape == (3, 4)
+    assert bool((effects[patching.SUB_BLOCK] > 0).all())
+    assert hook_count(model) == before
+    with pytest.raises(ValueError, match="part must be"):
+        patching.value_zeroing_encoder_decoder(model, source, target, "decoder_self", 0)
+
+
+# --- the report, reduced size -------------------------------------------------------------------
+
+
+def _script():
+    path = ROOT / "benchmarks" / "evaluation" / "run_evaluation.py"
+    spec = importlib.util.spec_from_file_location("run_evaluation", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_evaluation"] = module
+    spec.loader.exec_module(module)
+    return module
