@@ -10,6 +10,7 @@ from .contributions import MEASURES
 from .errors import (
     AltiLensError,
     InputError,
+    ModelUnavailableError,
     NonFiniteActivationError,
     ReconstructionError,
     UnsupportedModelError,
@@ -17,6 +18,7 @@ from .errors import (
 )
 from .logit_api import alti_logit
 from .plus import alti_plus
+from .readout.boot import load_model
 from .results import AltiLogitResult, AltiPlusResult, AltiResult
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "AltiPlusResult",
     "AltiResult",
     "InputError",
+    "ModelUnavailableError",
     "NonFiniteActivationError",
     "ReconstructionError",
     "UnsupportedModelError",
@@ -34,4 +37,5 @@ __all__ = [
     "alti",
     "alti_logit",
     "alti_plus",
+    "load_model",
 ]

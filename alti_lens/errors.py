@@ -18,6 +18,10 @@ class UnsupportedModelError(AltiLensError, TypeError):
     """The model (or one of its blocks) is not one `alti_lens` can decompose."""
 
 
+class ModelUnavailableError(AltiLensError, OSError):
+    """A model named by string could not be loaded here (not built in, not a directory, no hub)."""
+
+
 class ReconstructionError(AltiLensError):
     """The exactness check failed: the decomposition does not reproduce the model's own output.
 

@@ -11,9 +11,11 @@ they can be (the bridge exposes the HookedTransformer names as aliases); the dif
 tabled in `single` and `encdec`.
 
 Modules: `models` (which backend, shapes, weight processing), `tokens` (text ↔ ids, generation),
-`run` (one forward pass with hooks), `single` (single-stack hook plans), `encdec` (ALTI+ plans).
+`run` (one forward pass with hooks), `single` (single-stack hook plans), `encdec` (ALTI+ plans),
+`boot` (a model by built-in name, directory or hub name), `predict` (plain next-token logits).
 """
 
+from .boot import DTYPES, builtin_models, load_model, resolve
 from .encdec import DECODER_CROSS, DECODER_SELF, ENCODER, read_encoder_decoder
 from .models import (
     BRIDGE,
@@ -28,6 +30,7 @@ from .models import (
     tl_version,
     weight_processing,
 )
+from .predict import is_causal_lm, next_token_logits
 from .single import final_norm_affine, read_blocks, unembedding
 from .tokens import (
     generate,
@@ -42,19 +45,25 @@ __all__ = [
     "BRIDGE",
     "DECODER_CROSS",
     "DECODER_SELF",
+    "DTYPES",
     "ENCODER",
     "HOOKED_ENCODER",
     "HOOKED_ENCODER_DECODER",
     "HOOKED_TRANSFORMER",
     "ModelInfo",
     "backend_of",
+    "builtin_models",
     "describe",
     "final_norm_affine",
     "first_time",
     "generate",
+    "is_causal_lm",
     "is_encoder_decoder",
+    "load_model",
+    "next_token_logits",
     "read_blocks",
     "read_encoder_decoder",
+    "resolve",
     "single_token_id",
     "special_tokens_mask",
     "str_tokens",

@@ -1,0 +1,169 @@
+"""Loading a model by name: a built-in demo model, a local checkpoint directory, or a hub name.
+
+Every path ends in `TransformerBridge.boot_transformers`, so what `alti_lens` loads is exactly what
+a TransformerLens user would get. A hub name is only tried when the Hugging Face cache holds it or
+the hub answers; otherwise the user gets at once an error that says how to work offline, instead of
+the half minute of retries `transformers` spends before failing.
+"""
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from alti_lens.errors import InputError, ModelUnavailableError, UnsupportedModelError
+
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def builtin_models() -> dict[str, Path]:
+    """The demo models shipped inside the package (name → checkpoint directory)."""
+    from alti_lens.demo import BUILTIN_MODELS
+
+    return dict(BUILTIN_MODELS)
+
+
+def _bridge_class() -> Any:
+    try:  # TransformerLens 4.x exports it at top level, 3.x from model_bridge only
+        from transformer_lens.model_bridge import TransformerBridge
+    except ImportError:  # pragma: no cover - every supported version has model_bridge
+        from transformer_lens import TransformerBridge  # type: ignore[attr-defined]
+    return TransformerBridge
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+    return DTYPES[dtype]
+
+
+def resolve(name_or_dir: str) -> tuple[str, str]:
+    """("builtin" | "directory" | "hub", what to pass to `boot_transformers`)."""
+    builtins = builtin_models()
+    if name_or_dir in builtins:
+        return "builtin", str(builtins[name_or_dir])
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(
+                f"{name_or_dir!r} is a directory but holds no config.json, so it is not a Hugging "
+                "Face checkpoint. Fix: point --model at the directory written by "
+                "`model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`."
+            )
+        return "directory", str(path)
+    if path.exists() or name_or_dir.startswith((".", "/", "~")):
+        raise InputError(
+            f"model {name_or_dir!r} is neither a built-in name ({', '.join(sorted(builtins))}) "
+            "nor an existing checkpoint directory. Fix: check the path."
+        )
+    return "hub", name_or_dir
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return False
+    found = try_to_load_from_cache(name, "config.json")
+    return isinstance(found, str)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_flag() -> bool:
+    return any(
+        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+@contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not show:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not show:
+            hf_logging.enable_progress_bar()
+
+
+def load_model(
+    name_or_dir: str,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    progress: bool = True,
+) -> Any:
+    """A `TransformerBridge` for a built-in demo model, a local checkpoint directory or a hub name.
+
+    Args:
+        name_or_dir: "demo-induction" or "demo-translator" (shipped with `alti_lens`), a directory
+            holding a Hugging Face checkpoint (config.json, weights, tokenizer), or any model name
+            TransformerLens can boot (downloaded where the machine has internet).
+        device: where to put the model (default: TransformerLens' choice).
+        dtype: "float32" (default), "float64", "float16", "bfloat16" or a torch dtype.
+        progress: show transformers' progress bars while loading.
+
+    Raises:
+        InputError: a path that does not exist or is not a checkpoint; an unknown dtype.
+        ModelUnavailableError: a hub name that is neither cached nor downloadable from here.
+    """
+    kind, where = resolve(name_or_dir)
+    torch_dtype = _dtype(dtype)
+    if kind == "hub" and not _in_hub_cache(where):
+        why = (
+            "offline mode is set (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)"
+            if _offline_flag()
+            else "the Hugging Face Hub cannot be reached from this machine"
+            if not _hub_reachable()
+            else ""
+        )
+        if why:
+            raise ModelUnavailableError(
+                f"model {where!r} is not a built-in name ({', '.join(sorted(builtin_models()))}), "
+                f"not a local directory, and not in the Hugging Face cache; {why}. Fix: use a "
+                "built-in model (e.g. --model demo-induction), download the model where there is "
+                "internet (`huggingface-cli download NAME` or `model.save_pretrained(dir)` with "
+                "its tokenizer) and pass that directory, or run where huggingface.co is reachable."
+            )
+    bridge = _bridge_class()
+    try:
+        with _progress_bars(progress):
+            return bridge.boot_transformers(where, device=device, dtype=torch_dtype)
+    except OSError as err:  # transformers' "couldn't connect" / "is not a local folder" errors
+        raise ModelUnavailableError(
+            f"could not load model {where!r}: {err}. Fix: check the name, or pass a local "
+            "checkpoint directory."
+        ) from err
+    except (ValueError, NotImplementedError, KeyError) as err:  # an architecture TL cannot boot
+        raise UnsupportedModelError(
+            f"TransformerLens cannot boot {where!r}: {type(err).__name__}: {err}"
+        ) from err

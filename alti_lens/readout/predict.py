@@ -1,0 +1,36 @@
+"""The model's own next-token prediction (for summaries that name what is being explained)."""
+
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .models import (
+    HOOKED_ENCODER,
+    HOOKED_ENCODER_DECODER,
+    ModelInfo,
+    backend_of,
+    is_encoder_decoder,
+)
+from .run import eval_mode
+
+
+def is_causal_lm(model: Any) -> bool:
+    """True for decoder-only language models (whose last position predicts the next token)."""
+    if backend_of(model) in (HOOKED_ENCODER, HOOKED_ENCODER_DECODER) or is_encoder_decoder(model):
+        return False
+    return getattr(model.cfg, "attention_dir", "causal") == "causal"
+
+
+def next_token_logits(
+    model: Any, info: ModelInfo, tokens: Tensor, mask: Tensor
+) -> Float[Tensor, "batch d_vocab"]:
+    """Logits at each sequence's last real token, from one plain forward pass (no hooks)."""
+    kwargs: dict[str, Tensor] = {}
+    if not bool(mask.bool().all()):
+        kwargs["attention_mask"] = mask.to(info.device)
+    with eval_mode(model), torch.inference_mode():
+        logits = model(tokens.to(info.device), return_type="logits", **kwargs)
+    last = mask.long().cumsum(-1).argmax(-1)  # index of the last 1 in each row
+    return logits[torch.arange(len(tokens)), last.to(logits.device)].float().cpu()
