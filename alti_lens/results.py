@@ -13,12 +13,14 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from . import storage, views
+from .errors import InputError
 
 R = TypeVar("R", bound="_Stored")
 
 
 class _Stored:
-    """`save(path)` / `load(path)`: one safetensors file with JSON metadata, no pickle."""
+    """`save(path)` / `load(path)`: one safetensors file with JSON metadata, no pickle;
+    `to_html()` / `save_html(path)`: a self-contained interactive report (`alti_lens.report`)."""
 
     def save(self, path: str | Path) -> Path:
         return storage.save(self, path)
@@ -26,6 +28,26 @@ class _Stored:
     @classmethod
     def load(cls: type[R], path: str | Path) -> R:
         return storage.load(cls, path)
+
+    def to_html(self, *, title: str | None = None, **options: Any) -> str:
+        """An interactive HTML report of this result: one offline page (inline script and
+        style, data as JSON). Options as `alti_lens.report.build_report` (`batch`, ...)."""
+        from . import report
+
+        return report.to_html(self, title=title, **options)
+
+    def save_html(self, path: str | Path, *, title: str | None = None, **options: Any) -> Path:
+        """Write `to_html()` to `path`; returns the path."""
+        path = Path(path)
+        path.write_text(self.to_html(title=title, **options), encoding="utf-8")
+        return path
+
+
+def _no_heads() -> InputError:
+    return InputError(
+        "this AltiResult has no per-head data (head_contributions is None). "
+        "Fix: compute it with alti(model, inputs, per_head=True)."
+    )
 
 
 def _last_real(mask: Tensor, batch: int, position: int) -> int:
@@ -86,7 +108,7 @@ class AltiResult(_Stored):
             if row != self.metadata["rollout_rows"][batch]:
                 raise ValueError(
                     f'this result was computed with rows="last": the rollout holds position '
-                    f"{self.metadata['rollout_rows'][batch]} only, not {row}; use rows=\"all\""
+                    f'{self.metadata["rollout_rows"][batch]} only, not {row}; use rows="all"'
                 )
             row = 0
         return views.top(matrix[batch, layer, row], self.str_tokens[batch], k)
@@ -132,6 +154,53 @@ class AltiResult(_Stored):
         """`(C^l, R^l)` of every sequence, `[batch, pos, pos]` each."""
         return self.contributions[:, layer], self.rollout[:, layer]
 
+    def head(self, layer: int, head: int) -> Float[Tensor, "batch query_pos key_pos"]:
+        """One head's part of `C^l` (needs `alti(..., per_head=True)`): `[batch, pos, pos]`.
+
+        Per row, the heads' parts and `residual_contribution[:, layer]` sum to 1."""
+        if self.head_contributions is None:
+            raise _no_heads()
+        n_heads = self.head_contributions.shape[2]
+        if not -n_heads <= head < n_heads:
+            raise InputError(f"head={head} is out of range: this model has {n_heads} heads.")
+        return self.head_contributions[:, layer, head]
+
+    def coloured_text(
+        self,
+        position: int = -1,
+        *,
+        layer: int = -1,
+        batch: int = 0,
+        rollout: bool = True,
+        head: int | None = None,
+        html: bool = False,
+        colour: bool | None = None,
+    ) -> str:
+        """The tokens of one sequence shaded by one query row: how much each source contributes
+        to `position` (negative: from the last real token) after `layer` (the rollout, the
+        layer's own `C`, or with `head` that head's part). `html=False` gives terminal text,
+        ANSI-coloured when `colour` (None: when stdout is a colour terminal), else plain
+        `token[value]` (3 significant digits; the query token starred)."""
+        row = _last_real(self.attention_mask, batch, position)
+        real = self.attention_mask[batch].nonzero().flatten()
+        if head is not None:
+            values = self.head(layer, head)[batch, row, real]
+        elif rollout and self.metadata.get("rows") == "last":  # one rollout row per sequence
+            if row != self.metadata["rollout_rows"][batch]:
+                raise InputError(
+                    f'this result was computed with rows="last": its rollout holds position '
+                    f"{self.metadata['rollout_rows'][batch]} only, not {row}. Fix: "
+                    'coloured_text(-1), rollout=False, or alti(..., rows="all")'
+                )
+            values = self.rollout[batch, layer, 0, real]
+        else:
+            values = (self.rollout if rollout else self.contributions)[batch, layer, row, real]
+        tokens = [self.str_tokens[batch][j] for j in real.tolist()]
+        return views.coloured_row(
+            tokens, values, html=html, colour=colour,
+            mark=real.tolist().index(row) if row in real.tolist() else None,
+        )  # fmt: skip
+
     def to_dataframe(self) -> Any:
         """A tidy table (pandas): one row per (sequence, layer, query, source) real pair."""
         cols: dict[str, list[Any]] = {
@@ -153,26 +222,43 @@ class AltiResult(_Stored):
                             cols[key].append(value)
         return views.dataframe(cols)
 
-    def plot(self, layer: int = -1, *, batch: int = 0, rollout: bool = True) -> Any:
-        """Heatmap of one sequence's rollout (or the layer's own `C`) with token labels."""
+    def plot(
+        self, layer: int = -1, *, batch: int = 0, rollout: bool = True, head: int | None = None
+    ) -> Any:
+        """Heatmap of one sequence's rollout (or the layer's own `C`, or with `head` that head's
+        part of it; needs `per_head=True`) with token labels."""
         from . import viz
 
         n = int(self.attention_mask[batch].sum())
-        matrix = (self.rollout if rollout else self.contributions)[batch, layer, :n, :n]
-        tokens = self.str_tokens[batch][:n]
-        name = "rollout" if rollout else "contributions"
         index = layer % self.n_layers
-        return viz.heatmap(matrix, tokens, tokens, f"ALTI {name}, layer {index}")
+        if head is not None:
+            matrix = self.head(layer, head)[batch, :n, :n]
+            n_heads = self.head_contributions.shape[2]  # type: ignore[union-attr]  # head() checked
+            title = f"ALTI head {head % n_heads} contributions"
+        else:
+            matrix = (self.rollout if rollout else self.contributions)[batch, layer, :n, :n]
+            title = "ALTI " + ("rollout" if rollout else "contributions")
+        tokens = self.str_tokens[batch][:n]
+        return viz.heatmap(matrix, tokens, tokens, f"{title}, layer {index}")
+
+    def show_circuitsvis(self, layer: int = -1, *, batch: int = 0) -> Any:
+        """The layer's rollout and contributions (and heads, with `per_head=True`) as a
+        CircuitsVis `attention_heads` widget (needs `pip install circuitsvis`)."""
+        n = int(self.attention_mask[batch].sum())
+        mats, names = (
+            [self.rollout[batch, layer], self.contributions[batch, layer]],
+            ["rollout", "C"],
+        )
+        if self.head_contributions is not None:
+            mats += list(self.head_contributions[batch, layer])
+            names += [f"head {h}" for h in range(self.head_contributions.shape[2])]
+        patterns = torch.stack([m[:n, :n] for m in mats]).float()
+        return views.circuitsvis_patterns(self.str_tokens[batch][:n], patterns, names)
 
     def _repr_html_(self) -> str:
-        row = _last_real(self.attention_mask, 0, -1)
-        n = int(self.attention_mask[0].sum())
-        body = views.coloured_tokens(
-            self.str_tokens[0][:n],
-            self.rollout[0, -1, row, :n],
-            f"rollout of the last token after layer {self.n_layers - 1} (sequence 0)",
-        )
-        return f"<div><code>{views.html.escape(repr(self))}</code>{body}</div>"
+        title = f"<b>rollout of the last token after layer {self.n_layers - 1} (sequence 0)</b>"
+        body = self.coloured_text(html=True)
+        return f"<div><code>{views.html.escape(repr(self))}</code><div>{title}</div>{body}</div>"
 
 
 @dataclass(frozen=True, repr=False)
@@ -285,6 +371,30 @@ class AltiPlusResult(_Stored):
             "ALTI+ source contribution per decoder step",
         )
 
+    def coloured_text(
+        self,
+        step: int = -1,
+        *,
+        layer: int = -1,
+        batch: int = 0,
+        html: bool = False,
+        colour: bool | None = None,
+    ) -> str:
+        """The source and target-prefix tokens shaded by the extended rollout of decoder `step`
+        (negative: from the last real step) after `layer`, one shared scale; terminal text or
+        HTML as `AltiResult.coloured_text`."""
+        row = _last_real(self.target_attention_mask, batch, step)
+        src = self.source_attention_mask[batch].nonzero().flatten().tolist()
+        tgt = self.target_attention_mask[batch].nonzero().flatten().tolist()
+        values = self.rollout[batch, layer, row]
+        S = self.source_tokens.shape[1]
+        segments = [
+            ("source", [self.source_str_tokens[batch][j] for j in src], values[src], None),
+            ("target prefix", [self.target_str_tokens[batch][j] for j in tgt],
+             values[[S + j for j in tgt]], tgt.index(row)),
+        ]  # fmt: skip
+        return views.coloured_segments(segments, html=html, colour=colour)
+
     def plot_rollout(self, layer: int = -1, *, batch: int = 0) -> Any:
         """Heatmap of the extended rollout `[tgt, src + tgt]` of one sequence."""
         from . import viz
@@ -373,6 +483,46 @@ class AltiLogitResult(_Stored):
     def top_sources(self, k: int = 5, *, batch: int = 0) -> list[tuple[int, str, float]]:
         """The `k` input tokens with the largest scores, as (position, token, score)."""
         return views.top(self.scores[batch], self.str_tokens[batch], k)
+
+    def head(self, layer: int, head: int) -> Float[Tensor, "batch pos"]:
+        """The logit share routed through one head, over input tokens: `[batch, pos]`."""
+        n_heads = self.head_scores.shape[2]
+        if not -n_heads <= head < n_heads:
+            raise InputError(f"head={head} is out of range: this model has {n_heads} heads.")
+        return self.head_scores[:, layer, head]
+
+    def top_heads(self, k: int = 5, *, batch: int = 0) -> list[tuple[int, int, float]]:
+        """The `k` heads routing the most logit (summed over tokens), as (layer, head, share)."""
+        totals = self.head_scores[batch].sum(-1)
+        best = torch.topk(totals.flatten(), min(k, totals.numel()))
+        n_heads = totals.shape[1]
+        return [
+            (int(i) // n_heads, int(i) % n_heads, float(v))
+            for v, i in zip(best.values, best.indices, strict=True)
+        ]
+
+    def coloured_text(
+        self,
+        *,
+        batch: int = 0,
+        layer: int | None = None,
+        head: int | None = None,
+        html: bool = False,
+        colour: bool | None = None,
+    ) -> str:
+        """The input tokens shaded by score (red up, blue down; the explained position marked),
+        or by one head's share with `layer` and `head`; terminal text or HTML as
+        `AltiResult.coloured_text`."""
+        if (layer is None) != (head is None):
+            raise InputError("pass both layer and head (one head's share), or neither.")
+        values = self.scores if layer is None or head is None else self.head(layer, head)
+        real = self.attention_mask[batch].nonzero().flatten().tolist()
+        position = int(self.position[batch])
+        return views.coloured_row(
+            [self.str_tokens[batch][j] for j in real], values[batch, real], html=html,
+            colour=colour, mark=real.index(position) if position in real else None,
+            diverging=True,
+        )  # fmt: skip
 
     def to_dataframe(self) -> Any:
         """A tidy table (pandas): one row per (sequence, real input position) with its score."""
