@@ -1,0 +1,98 @@
+"""Self-contained interactive HTML reports of results.
+
+One HTML file holds everything: the style sheet and script next to this module, inlined, and the
+numbers as one JSON document (rounded to 4 significant digits). Nothing is fetched, so a report
+opens offline and can be mailed or archived. Token strings reach the page only as JSON data that
+the script sets as text, so tokens such as `</script>`, `<s>`, quotes or `&` cannot break it.
+
+    write_report("report.html", [("decoder", alti(model, text)), ("translator", plus)])
+"""
+
+import html
+import json
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from alti_lens._version import __version__
+
+from .sections import section
+
+# About 7 bytes per number: the default keeps a report under ~15 MB.
+MAX_VALUES = 2_000_000
+
+__all__ = ["MAX_VALUES", "build_report", "to_html", "write_report"]
+
+
+def _asset(name: str) -> str:
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _script_safe_json(data: Any) -> str:
+    """JSON that can sit inside a <script> element: `<`, `>` and `&` only occur inside JSON
+    strings, where their \\u escapes mean the same; ensure_ascii escapes U+2028/2029 too."""
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _default_title(result: Any) -> str:
+    name = type(result).__name__.removesuffix("Result").replace("AltiPlus", "ALTI+")
+    name = {"Alti": "ALTI", "AltiLogit": "ALTI-Logit"}.get(name, name)
+    model = getattr(result, "metadata", {}).get("model_name")
+    return f"{name} \u2014 {model}" if model else name
+
+
+def build_report(
+    items: Sequence[Any],
+    *,
+    title: str = "alti_lens report",
+    batch: int | list[int] | None = None,
+    max_values: int = MAX_VALUES,
+) -> str:
+    """One HTML page with a section per result.
+
+    Args:
+        items: results, or `(section title, result)` pairs (`AltiResult`, `AltiPlusResult`,
+            `AltiLogitResult`), shown in order.
+        title: the page title.
+        batch: the sequences to include (an index or a list; None: all of them).
+        max_values: the most numbers one section may embed; beyond it only the last layers are
+            kept, with a warning.
+
+    Returns:
+        The page as a string.
+    """
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        items = [items]
+    if not items:
+        raise ValueError("build_report needs at least one result; got an empty list.")
+    sections = []
+    for item in items:
+        name, result = item if isinstance(item, tuple) else (_default_title(item), item)
+        sections.append(section(result, str(name), batch, max_values))
+    generator = f"alti_lens {__version__}"
+    return Template(_asset("page.html")).substitute(
+        title=html.escape(title),
+        subtitle=html.escape(
+            f"{generator} \u00b7 hover a cell for its value, click a row to inspect it"
+        ),
+        generator=html.escape(generator),
+        css=_asset("report.css"),
+        js=_asset("report.js"),
+        data=_script_safe_json({"version": 1, "sections": sections}),
+    )
+
+
+def to_html(result: Any, *, title: str | None = None, **options: Any) -> str:
+    """The report of one result (see `build_report` for the options)."""
+    name = title or _default_title(result)
+    return build_report([(name, result)], title=name, **options)
+
+
+def write_report(path: str | Path, items: Sequence[Any], **options: Any) -> Path:
+    """Write `build_report(items, **options)` to `path` (UTF-8); returns the path."""
+    path = Path(path)
+    path.write_text(build_report(items, **options), encoding="utf-8")
+    return path

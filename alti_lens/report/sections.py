@@ -1,0 +1,249 @@
+"""The data of one report section per result, as plain JSON-ready dicts.
+
+Matrices are restricted to real (unpadded) positions and rounded to 4 significant digits; the page
+script (`report.js`) draws whatever views a section lists, so ALTI and ALTI+ share one renderer.
+"""
+
+import warnings
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from alti_lens.results import AltiLogitResult, AltiPlusResult, AltiResult
+
+
+def rounded(values: Float[Tensor, "..."], digits: int = 4) -> Any:
+    """Nested lists of `values` rounded to `digits` significant digits; zeros as `0` and
+    non-finite values as None (JSON has no NaN), to keep the page small and valid."""
+    x = values.detach().to(torch.float64).cpu()
+    size = x.abs()
+    exponent = torch.floor(torch.log10(torch.where(size > 0, size, torch.ones_like(size))))
+    k = digits - 1 - exponent
+    # one of `up`, `down` is 1: dividing an integer by an exact power of ten gives the double
+    # nearest the decimal, which JSON then prints with no trailing noise
+    up, down = torch.pow(10.0, k.clamp_min(0)), torch.pow(10.0, (-k).clamp_min(0))
+    x = torch.round(x * up / down) / up * down
+    return _clean(x.tolist())
+
+
+def _clean(values: Any) -> Any:
+    if isinstance(values, list):
+        return [_clean(v) for v in values]
+    if values != values or values in (float("inf"), float("-inf")):
+        return None
+    return 0 if values == 0 else values
+
+
+def _real(mask: Tensor, b: int) -> list[int]:
+    return mask[b].nonzero().flatten().tolist()
+
+
+def _label(tokens: list[str], b: int, limit: int = 60) -> str:
+    text = " ".join(t.strip() for t in tokens)
+    return f"{b}: {text[: limit - 1]}…" if len(text) > limit else f"{b}: {text}"
+
+
+def _info(metadata: dict[str, Any], error: Tensor, name: str) -> list[list[Any]]:
+    rows = [
+        ["model", metadata.get("model_name")],
+        ["measure", metadata.get("measure")],
+        ["dtype", metadata.get("dtype")],
+        ["TransformerLens", metadata.get("transformer_lens_version")],
+        ["alti_lens", metadata.get("alti_lens_version")],
+    ]
+    finite = error[torch.isfinite(error)]
+    if finite.numel():
+        rows.append([name, f"{float(finite.max()):.2e}"])
+    return [r for r in rows if r[1] is not None]
+
+
+def _layers(n_layers: int, per_layer: int, max_values: int, what: str) -> list[int]:
+    """The layers that fit in `max_values` numbers: all, or the last ones (with a warning)."""
+    keep = max(1, min(n_layers, max_values // max(per_layer, 1)))
+    if keep < n_layers:
+        warnings.warn(
+            f"the report of {what} would hold {n_layers * per_layer:,} numbers (limit "
+            f"max_values={max_values:,}); it shows the last {keep} of {n_layers} layers only. "
+            "Fix: pass fewer sequences (batch=...), or a larger max_values.",
+            stacklevel=4,
+        )
+    return list(range(n_layers - keep, n_layers))
+
+
+def _batches(batch: int | list[int] | None, size: int) -> list[int]:
+    if batch is None:
+        return list(range(size))
+    chosen = [batch] if isinstance(batch, int) else list(batch)
+    for b in chosen:
+        if not -size <= b < size:
+            raise IndexError(f"batch={b} is out of range for a result of {size} sequences")
+    return [b % size for b in chosen]
+
+
+def _view(name: str, rows: list[str], cols: list[str], data: Any, layers: list[int], **extra: Any):
+    return {"name": name, "rows": rows, "cols": cols, "data": data, "layers": layers, **extra}
+
+
+def alti_section(
+    result: AltiResult, title: str, batch: int | list[int] | None, max_values: int
+) -> dict[str, Any]:
+    seqs = _batches(batch, len(result))
+    heads = result.head_contributions
+    n_heads = 0 if heads is None else heads.shape[2]
+    per_layer = sum(len(_real(result.attention_mask, b)) ** 2 for b in seqs) * (2 + n_heads)
+    layers = _layers(result.n_layers, per_layer, max_values, title)
+    common = {"rowTitle": "query token", "colTitle": "source token", "diag": 0, "groups": None}
+    sequences = []
+    for b in seqs:
+        idx = torch.tensor(_real(result.attention_mask, b))
+        toks = [result.str_tokens[b][i] for i in idx.tolist()]
+        pick = idx[:, None], idx
+
+        def matrices(m: Tensor, b: int = b, pick: Any = pick) -> Any:
+            return rounded(torch.stack([m[b, layer][pick] for layer in layers]))
+
+        note = "rollout R = C\u02e1 \u00b7\u00b7\u00b7 C\u00b9: rows sum to 1"
+        if result.metadata.get("rows") == "last":  # alti(rows="last"): one rollout row
+            last = int(result.metadata["rollout_rows"][b])
+            one = torch.stack([result.rollout[b, layer][:1, idx] for layer in layers])
+            row_labels, data = [result.str_tokens[b][last]], rounded(one)
+            diag = {**common, "diag": idx.tolist().index(last)}
+        else:
+            row_labels, data, diag = toks, matrices(result.rollout), common
+        rollout_view = _view("rollout", row_labels, toks, data, layers, **diag, note=note)
+        views = [
+            rollout_view,
+            _view("contributions", toks, toks, matrices(result.contributions), layers, **common,
+                  note="the layer's own contributions C\u02e1: rows sum to 1"),
+        ]  # fmt: skip
+        if heads is not None:
+            per_head = torch.stack([heads[b, layer][:, idx[:, None], idx] for layer in layers])
+            views.append(
+                _view("heads", toks, toks, rounded(per_head), layers, **common,
+                      sub=[f"{h}" for h in range(n_heads)],
+                      note="one head's part of C\u02e1 (a row's heads and residual sum to 1)")
+            )  # fmt: skip
+        sequences.append({"label": _label(toks, b), "views": views})
+    info = _info(result.metadata, result.reconstruction_error, "max reconstruction error")
+    return {"kind": "matrix", "title": title, "info": info, "sequences": sequences}
+
+
+def alti_plus_section(
+    result: AltiPlusResult, title: str, batch: int | list[int] | None, max_values: int
+) -> dict[str, Any]:
+    seqs = _batches(batch, len(result))
+    S = result.source_tokens.shape[1]
+    n_dec, n_enc = result.rollout.shape[1], result.encoder_rollout.shape[1]
+    sizes = [
+        (len(_real(result.source_attention_mask, b)), len(_real(result.target_attention_mask, b)))
+        for b in seqs
+    ]
+    dec_values = sum(t * (s + t) + t * (s + 1) + t * t for s, t in sizes)
+    enc_values = sum(2 * s * s for s, _ in sizes)
+    dec_layers = _layers(n_dec, dec_values, max_values // 2, title)
+    enc_layers = _layers(n_enc, enc_values, max_values // 2, title + " (encoder)")
+    sequences = []
+    for b in seqs:
+        src = torch.tensor(_real(result.source_attention_mask, b))
+        tgt = torch.tensor(_real(result.target_attention_mask, b))
+        s, t = len(src), len(tgt)
+        src_toks = [result.source_str_tokens[b][i] for i in src.tolist()]
+        tgt_toks = [result.target_str_tokens[b][i] for i in tgt.tolist()]
+        ext_cols = torch.cat([src, S + tgt])
+        dec = {"rowTitle": "decoder input token", "rowsAreSteps": True}
+
+        def stack(m: Tensor, rows: Tensor, cols: Tensor, layers: list[int], b: int = b) -> Any:
+            return rounded(torch.stack([m[b, layer][rows[:, None], cols] for layer in layers]))
+
+        views = [
+            _view("extended rollout", tgt_toks, src_toks + tgt_toks,
+                  stack(result.rollout, tgt, ext_cols, dec_layers), dec_layers, **dec,
+                  colTitle="source / target-prefix token", diag=s,
+                  groups=[["source", 0, s], ["target prefix", s, s + t]],
+                  note="ALTI+ rollout through encoder, cross- and self-attention: rows sum to 1"),
+            _view("cross-attention", tgt_toks, [*src_toks, "(residual)"],
+                  stack(result.cross_contributions, tgt, torch.cat([src, torch.tensor([S])]),
+                        dec_layers), dec_layers, **dec,
+                  colTitle="encoder output token", diag=None,
+                  groups=[["source", 0, s], ["residual", s, s + 1]],
+                  note="the cross-attention sub-block's contributions; last column: its residual"),
+            _view("decoder self-attention", tgt_toks, tgt_toks,
+                  stack(result.decoder_contributions, tgt, tgt, dec_layers), dec_layers, **dec,
+                  colTitle="target-prefix token", diag=0, groups=None,
+                  note="the decoder self-attention sub-block's contributions"),
+            _view("encoder rollout", src_toks, src_toks,
+                  stack(result.encoder_rollout, src, src, enc_layers), enc_layers,
+                  rowTitle="source token", colTitle="source token", diag=0, groups=None,
+                  note="rollout over the encoder layers"),
+        ]  # fmt: skip
+        bars = {
+            "title": "source contribution per decoder step",
+            "labels": tgt_toks,
+            "values": rounded(result.source_contribution[b, tgt]),
+            "note": "share of each prediction coming from the source (orange) and the target "
+            "prefix (blue), after the last decoder layer; click a bar to inspect its row",
+        }
+        sequences.append({"label": _label(src_toks, b), "views": views, "bars": bars})
+    info = _info(result.metadata, result.reconstruction_error, "max reconstruction error")
+    return {"kind": "matrix", "title": title, "info": info, "sequences": sequences}
+
+
+def alti_logit_section(
+    result: AltiLogitResult, title: str, batch: int | list[int] | None, max_values: int
+) -> dict[str, Any]:
+    seqs = _batches(batch, len(result))
+    _, n_layers, n_heads, _ = result.head_scores.shape
+    sequences = []
+    for b in seqs:
+        idx = torch.tensor(_real(result.attention_mask, b))
+        toks = [result.str_tokens[b][i] for i in idx.tolist()]
+        position = int(result.position[b])
+        target = f"token id {int(result.target[b])}"
+        if result.foil is not None:
+            target += f" minus token id {int(result.foil[b])}"
+        parts = [["input tokens (sum of scores)", float(result.scores[b].sum())]]
+        parts += [[name.replace("_", " "), float(v[b])] for name, v in result.components.items()]
+        parts += [
+            ["sum of the parts", float(result.scores[b].sum())
+             + sum(float(v[b]) for v in result.components.values())],
+            ["model logit" + (" difference" if result.foil is not None else ""),
+             float(result.logit[b])],
+        ]  # fmt: skip
+        head_tokens = result.head_scores[b][:, :, idx]
+        # too large: the head totals still show, but not each head's scores per token
+        per_token = rounded(head_tokens) if head_tokens.numel() <= max_values else None
+        sequences.append(
+            {
+                "label": _label(toks, b),
+                "tokens": toks,
+                "scores": rounded(result.scores[b, idx]),
+                "position": idx.tolist().index(position) if position in idx.tolist() else -1,
+                "summary": f"explains {target} at position {position} "
+                f"(\u201c{result.str_tokens[b][position]}\u201d): "
+                f"logit {float(result.logit[b]):.4g}",
+                "parts": [[name, float(f"{value:.6g}")] for name, value in parts],
+                "heads": {
+                    "rows": [f"layer {layer}" for layer in range(n_layers)],
+                    "cols": [f"head {h}" for h in range(n_heads)],
+                    "data": rounded(result.head_scores[b].sum(-1)),
+                },
+                "headTokens": per_token,
+            }
+        )
+    info = _info(result.metadata, result.logit_error, "|parts − logit|")
+    return {"kind": "logit", "title": title, "info": info, "sequences": sequences}
+
+
+def section(result: Any, title: str, batch: int | list[int] | None, max_values: int):
+    if isinstance(result, AltiPlusResult):
+        return alti_plus_section(result, title, batch, max_values)
+    if isinstance(result, AltiLogitResult):
+        return alti_logit_section(result, title, batch, max_values)
+    if isinstance(result, AltiResult):
+        return alti_section(result, title, batch, max_values)
+    raise TypeError(
+        f"a report shows AltiResult, AltiPlusResult or AltiLogitResult objects; got "
+        f"{type(result).__name__}. Fix: pass the result of alti(), alti_plus() or alti_logit()."
+    )

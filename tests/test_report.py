@@ -1,0 +1,282 @@
+"""The interactive HTML report: content, escaping, size, and a real headless Chromium run.
+
+The browser tests skip when `chromium` is not on PATH, unless ALTI_LENS_REQUIRE_BROWSER=1 (CI),
+where they fail instead.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import bridge, encdec
+
+from alti_lens import alti, alti_logit, alti_plus
+from alti_lens.report import build_report, write_report
+from alti_lens.report.sections import rounded
+
+TEXTS = ["the cat sat on the mat", "a big red dog"]
+EVIL = ["</script><script>alert(1)</script>", "<s>", '"quoted"', "a & b", "\u2028", "<!--"]
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    return alti(bridge("gpt2-preLN"), TEXTS)
+
+
+@pytest.fixture(scope="module")
+def translator():
+    return alti_plus(encdec("marian-postLN"), TEXTS, ["le chat", "le chien est"])
+
+
+@pytest.fixture(scope="module")
+def logit():
+    return alti_logit(bridge("gpt2-preLN"), TEXTS, "the", foil="a")
+
+
+def _close(shown: list, expected: torch.Tensor, atol: float = 0.0) -> None:
+    """Equal up to the report's rounding to 4 significant digits."""
+    torch.testing.assert_close(
+        torch.tensor(shown, dtype=torch.float64), expected.double(), rtol=6e-4, atol=atol
+    )
+
+
+def _data(page: str) -> dict:
+    marker = '<script type="application/json" id="alti-data">'
+    start = page.index(marker) + len(marker)
+    return json.loads(page[start : page.index("</script>", start)])
+
+
+def test_rounded_keeps_four_significant_digits() -> None:
+    values = torch.tensor([0.123456, 0.0, 1.0, 12345.678, -0.00098765, 3e-9, float("nan")])
+    assert rounded(values) == [0.1235, 0, 1.0, 12350.0, -0.0009877, 3e-9, None]
+    text = json.dumps(rounded(torch.rand(50, dtype=torch.float64)))
+    assert max(len(v) for v in re.findall(r"[\d.e-]+", text)) <= 9  # no float noise
+
+
+def test_page_is_self_contained(decoder, translator, logit) -> None:
+    page = build_report([("decoder", decoder), ("translator", translator), logit])
+    assert page.startswith("<!DOCTYPE html>")
+    for external in ("http:", "https:", "src=", "<link", "@import", "url(", "//cdn"):
+        assert external not in page
+    assert page.count("<script") == 3  # error catcher, data, renderer: nothing fetched
+    data = _data(page)
+    kinds = [(s["kind"], s["title"]) for s in data["sections"]]
+    assert kinds == [
+        ("matrix", "decoder"),
+        ("matrix", "translator"),
+        ("logit", "ALTI-Logit \u2014 external"),
+    ]
+    seq = data["sections"][0]["sequences"][1]
+    view = seq["views"][0]
+    n = int(decoder.attention_mask[1].sum())
+    assert view["name"] == "rollout" and view["rows"] == decoder.str_tokens[1][:n]
+    _close(view["data"][-1], decoder.rollout[1, -1, :n, :n])
+
+
+def test_translator_section_lists_every_view(translator) -> None:
+    data = _data(translator.to_html())
+    seq = data["sections"][0]["sequences"][1]
+    names = [v["name"] for v in seq["views"]]
+    assert names == [
+        "extended rollout", "cross-attention", "decoder self-attention", "encoder rollout",
+    ]  # fmt: skip
+    s = int(translator.source_attention_mask[1].sum())
+    t = int(translator.target_attention_mask[1].sum())
+    ext, cross = seq["views"][0], seq["views"][1]
+    assert ext["groups"] == [["source", 0, s], ["target prefix", s, s + t]]
+    assert cross["cols"][-1] == "(residual)" and len(cross["cols"]) == s + 1
+    S = translator.source_tokens.shape[1]
+    _close([row[-1] for row in cross["data"][-1]], translator.cross_contributions[1, -1, :t, S])
+    _close(seq["bars"]["values"], translator.source_contribution[1, :t])
+
+
+def test_logit_section_adds_up(logit) -> None:
+    sec = _data(logit.to_html(title="why 'the'"))["sections"][0]
+    assert sec["title"] == "why 'the'"
+    seq = sec["sequences"][0]
+    parts = dict(seq["parts"])
+    assert parts["sum of the parts"] == pytest.approx(parts["model logit difference"], abs=1e-4)
+    assert parts["input tokens (sum of scores)"] == pytest.approx(float(logit.scores[0].sum()))
+    L, H = logit.head_scores.shape[1:3]
+    assert len(seq["heads"]["data"]) == L and len(seq["heads"]["data"][0]) == H
+    assert seq["position"] == int(logit.position[0])
+
+
+def test_tokens_cannot_break_the_page(decoder) -> None:
+    tokens = [*EVIL, "x"][: len(decoder.str_tokens[0])]
+    evil = dataclasses.replace(decoder, str_tokens=[tokens, decoder.str_tokens[1]])
+    page = build_report([("</script> & <b>title</b>", evil)], title="<title> & </script>")
+    assert page.count("</script>") == 3 and "<s>" not in page and "<!--" not in page
+    assert "&lt;title&gt; &amp; &lt;/script&gt;" in page
+    data = _data(page)
+    assert data["sections"][0]["sequences"][0]["views"][0]["cols"] == tokens
+    assert data["sections"][0]["title"] == "</script> & <b>title</b>"
+
+
+def test_large_reports_keep_the_last_layers(decoder) -> None:
+    n0, n1 = (int(m.sum()) for m in decoder.attention_mask)
+    per_layer = 2 * (n0 * n0 + n1 * n1)
+    with pytest.warns(UserWarning, match="shows the last 2 of 3 layers"):
+        page = decoder.to_html(max_values=2 * per_layer + 1)
+    assert _data(page)["sections"][0]["sequences"][0]["views"][0]["layers"] == [1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = decoder.to_html(batch=1)
+    assert len(_data(one)["sections"][0]["sequences"]) == 1
+    assert len(one) < 40_000
+
+
+def test_bad_items_say_what_is_expected(tmp_path, decoder) -> None:
+    with pytest.raises(TypeError, match="got str"):
+        build_report([("title", "not a result")])
+    with pytest.raises(ValueError, match="at least one result"):
+        build_report([])
+    with pytest.raises(IndexError, match="batch=5 is out of range"):
+        decoder.to_html(batch=5)
+    path = write_report(tmp_path / "r.html", [decoder])
+    assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert decoder.save_html(tmp_path / "one.html").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+
+def _browser() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("ALTI_LENS_REQUIRE_BROWSER") == "1":
+            pytest.fail("ALTI_LENS_REQUIRE_BROWSER=1 but chromium is not on PATH")
+        pytest.skip("chromium is not installed")
+    return path
+
+
+def _chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    command = [
+        _browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}",
+        *args, url,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # console messages and uncaught exceptions of the page
+    console = [
+        line for line in done.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line
+    ]  # fmt: skip
+    assert console == [], console
+    return done
+
+
+def _dom(tmp_path: Path, page: Path, fragment: str = "") -> str:
+    dom = _chromium(tmp_path, page.as_uri() + fragment, "--dump-dom").stdout
+    assert 'data-ready="1"' in dom, dom[:2000]  # the script ran to the end
+    assert ' data-errors="' not in dom  # and window.onerror saw nothing
+    return dom
+
+
+def _attrs(tag: str) -> dict[str, str]:
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
+
+
+def _panel(dom: str, section: int) -> tuple[dict[str, str], list[float]]:
+    """The row panel of one section: its attributes and the values of its coloured tokens."""
+    part = dom[dom.index(f'id="s{section}"') :]
+    start = part.index('<div class="panel"')
+    tag = part[start : part.index(">", start)]
+    body = part[start : part.index("</ol>", start)]
+    values = [
+        float(v) for v in re.findall(r'<span class="tok[^"]*"[^>]*data-value="([^"]*)"', body)
+    ]
+    return _attrs(tag), values
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, decoder, translator, logit) -> Path:
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    tokens = [*EVIL, "x"][: len(decoder.str_tokens[0])]
+    evil = dataclasses.replace(decoder, str_tokens=[tokens, decoder.str_tokens[1]])
+    return write_report(path, [("decoder", evil), ("translator", translator), ("logit", logit)])
+
+
+def test_browser_runs_the_page_and_shows_the_default_row(tmp_path, report, decoder) -> None:
+    dom = _dom(tmp_path, report)
+    assert 'data-sections="3"' in dom
+    n = int(decoder.attention_mask[0].sum())
+    cells = [int(c) for c in re.findall(r'data-cells="(\d+)"', dom)]
+    assert cells[0] == n * n
+    attrs, values = _panel(dom, 0)
+    assert (attrs["data-view"], attrs["data-row"], attrs["data-layer"]) == (
+        "rollout",
+        str(n - 1),
+        "2",
+    )
+    _close(values, decoder.rollout[0, -1, n - 1, :n])
+    # the hostile tokens are shown as text, not parsed as markup
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in dom and "&lt;s&gt;" in dom
+
+
+def test_browser_selection_from_the_url(tmp_path, report, decoder, translator, logit) -> None:
+    fragment = (
+        "#s0-view=contributions&s0-layer=1&s0-row=3&s0-seq=1"
+        "&s1-view=cross-attention&s1-row=1&s2-layer=2&s2-head=1"
+    )
+    dom = _dom(tmp_path, report, fragment)
+    attrs, values = _panel(dom, 0)
+    assert (attrs["data-view"], attrs["data-row"], attrs["data-layer"]) == (
+        "contributions",
+        "3",
+        "1",
+    )
+    n = int(decoder.attention_mask[1].sum())
+    _close(values, decoder.contributions[1, 1, 3, :n])
+    attrs, values = _panel(dom, 1)
+    assert (attrs["data-view"], attrs["data-row"]) == ("cross-attention", "1")
+    s = int(translator.source_attention_mask[0].sum())
+    S = translator.source_tokens.shape[1]
+    expected = translator.cross_contributions[0, -1, 1, [*range(s), S]]
+    _close(values, expected)
+    part = dom[dom.index('id="s2"') :]
+    tag = part[part.index('<div class="panel"') :]
+    assert _attrs(tag[: tag.index(">")])["data-head"] == "1"
+    shown = [float(v) for v in re.findall(r'class="tok[^"]*"[^>]*data-value="([^"]*)"', tag)]
+    _close(shown[:7], logit.head(2, 1)[0, :7], atol=1e-9)
+
+
+def test_browser_reports_script_errors(tmp_path, decoder) -> None:
+    """The error catcher works: a page whose script fails is noticed (so the checks above can
+    fail)."""
+    page = decoder.to_html().replace('"sections":[', '"sections":[{"kind":"matrix"},', 1)
+    path = tmp_path / "broken.html"
+    path.write_text(page, encoding="utf-8")
+    with pytest.raises(AssertionError):
+        _dom(tmp_path, path)
+    done = subprocess.run(
+        [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         f"--user-data-dir={tmp_path / 'p'}", path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ' data-errors="' in done.stdout and 'data-ready="1"' not in done.stdout
+
+
+def test_browser_screenshot_is_not_blank(tmp_path, report) -> None:
+    png = tmp_path / "report.png"
+    _chromium(tmp_path, report.as_uri(), f"--screenshot={png}", "--window-size=1280,1600")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000
+    try:
+        from PIL import Image
+    except ImportError:  # the size check above stands in for the pixel check
+        return
+    image = Image.open(png).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 200  # text, heatmaps and bars, not a blank page
+    oranges = sum(count for count, (r, g, b) in colours if r > 200 and 60 < g < 160 and b < 80)
+    assert oranges > 500  # the heatmap's colour scale is drawn
