@@ -408,14 +408,25 @@ ALIGNMENT_METHODS: dict[str, tuple[str, str]] = {
 }
 
 
-def alignment_error_rates(model: Any, pairs: Sequence[AlignedPair]) -> dict[str, list[float]]:
-    """Method → AER per decoder layer, with teacher forcing of the gold target: decoder row `t`
-    (the representation that predicts target token `t`) is aligned to source words."""
+def alignment_error_rates(
+    model: Any,
+    pairs: Sequence[AlignedPair],
+    methods: dict[str, tuple[str, str]] | None = None,
+    *,
+    row: str = "predicting",
+) -> dict[str, list[float]]:
+    """Method (default: every one of `ALIGNMENT_METHODS`) → AER per decoder layer, with teacher
+    forcing of the gold target. `row="predicting"`: target word `w` is read from the decoder
+    rows that predict its tokens (row `t` predicts label `t`); `"input"`: from the rows that hold
+    them as input (row `t + 1`, Chen et al. 2020's Shift-Att), where the model has seen the word.
+    """
+    if row not in ("predicting", "input"):
+        raise ValueError(f"row must be 'predicting' or 'input', got {row!r}")
     src, src_mask = _pad([p.source_ids for p in pairs])
     tgt, tgt_mask = _pad([p.decoder_input for p in pairs])
     cache: dict[str, Any] = {}
     out: dict[str, list[float]] = {}
-    for name, (measure, matrix) in ALIGNMENT_METHODS.items():
+    for name, (measure, matrix) in (methods or ALIGNMENT_METHODS).items():
         if measure not in cache:
             cache[measure] = alti_plus(
                 model,
@@ -437,7 +448,10 @@ def alignment_error_rates(model: Any, pairs: Sequence[AlignedPair]) -> dict[str,
                     scores = result.cross_contributions[b, layer, :t, :s]
                     if matrix == "cross x enc":
                         scores = scores @ result.encoder_rollout[b, -1, :s, :s]
-                words = metrics.word_level(scores, pair.label_words, pair.source_words)
+                target_words = pair.label_words
+                if row == "input":  # row t + 1 holds label t
+                    target_words = [None, *pair.label_words[:-1]]
+                words = metrics.word_level(scores, target_words, pair.source_words)
                 predicted.append(metrics.argmax_alignment(words))
             rates.append(metrics.alignment_error_rate(predicted, [p.gold for p in pairs]))
         out[name] = rates

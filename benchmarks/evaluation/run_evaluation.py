@@ -28,6 +28,8 @@ from alti_lens.evaluation import runs
 
 SEED = 20261126  # evaluation data seed; the demo models were trained on seed 0
 ROOT = Path(__file__).resolve().parents[2]
+# AER also read from the decoder rows holding each target word as input (Shift-Att)
+INPUT_ROW_METHODS = ("ALTI+ (rollout R^l)", "ALTI cross C_ca^l", "cross-attention (head mean)")
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,18 @@ def aligned_pairs(model: Any, pairs: list[Any]) -> list[runs.AlignedPair]:
         ):
             if len({w for w in words if w is not None}) != len(ids):
                 raise ValueError(f"the tokenizer lost {name} words of {pair}")
-        labels = list(lab["input_ids"])
+        labels, label_words = list(lab["input_ids"]), list(label_words)
+        if tokenizer.eos_token_id is not None and labels[-1] != tokenizer.eos_token_id:
+            # the target as the model was trained on it (`<s> words </s>`), so that the last
+            # word is also a decoder input (the "input row" variant reads it there)
+            labels.append(int(tokenizer.eos_token_id))
+            label_words.append(None)
         out.append(
             runs.AlignedPair(
                 source_ids=list(src["input_ids"]),
                 source_words=list(src_words),
                 decoder_input=[int(start), *labels[:-1]],
-                label_words=list(label_words),
+                label_words=label_words,
                 gold={(t, s) for t, s in pair.alignment},
             )
         )
@@ -146,6 +153,8 @@ def evaluate(
     start = time.perf_counter()
     pairs = aligned_pairs(translator, data.translation_pairs(size.translation_pairs, seed))
     out["aer"] = runs.alignment_error_rates(translator, pairs)
+    shifted = {k: runs.ALIGNMENT_METHODS[k] for k in INPUT_ROW_METHODS}
+    out["aer_input_row"] = runs.alignment_error_rates(translator, pairs, shifted, row="input")
     out["aer_n_target_words"] = sum(len(p.gold) for p in pairs)
     timings["aer"] = time.perf_counter() - start
 
@@ -365,6 +374,13 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
     )
     header = ["method", *[f"layer {i}" for i in range(n_layers)], "best"]
     rows = [[k, *[_f(x) for x in v], _f(min(v))] for k, v in aer.items()]
+    add(_table(header, rows) + "\n")
+    add(
+        "The same, reading each target word from the decoder row that holds it as *input* "
+        "(row `t + 1`; Chen et al. 2020's Shift-Att), for comparison with the protocol above:\n"
+    )
+    shifted = results["aer_input_row"]
+    rows = [[k, *[_f(x) for x in v], _f(min(v))] for k, v in shifted.items()]
     add(_table(header, rows) + "\n")
     if "aer" in plots:
         add(f"![AER per decoder layer]({plots['aer']})\n")
