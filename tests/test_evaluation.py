@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import bridge, encdec, hook_count
+from models import previous_token_model
 
 from alti_lens import alti
 from alti_lens.evaluation import (
@@ -20,6 +21,7 @@ from alti_lens.evaluation import (
     pearson,
     random_orders,
     resample_curve,
+    runs,
     spearman,
     top_source,
     word_level,
@@ -135,6 +137,21 @@ def test_value_zeroing_encoder_decoder_shapes_and_hooks() -> None:
     assert hook_count(model) == before
     with pytest.raises(ValueError, match="part must be"):
         patching.value_zeroing_encoder_decoder(model, source, target, "decoder_self", 0)
+
+
+def test_decoder_deletion_on_a_model_with_a_known_answer() -> None:
+    """The hand-built previous-token model reads only position t − 1 (logit 1 for that token, 0
+    for the others): deleting t − 1 first leaves p = 1 / (e + 7) against e / (e + 7), i.e. the
+    curve (1, 1/e, 1/e, ...), whose area over 5 deletions is 0.1 + 0.9 / e."""
+    model = previous_token_model()
+    tokens = torch.tensor([[3, 1, 4, 1, 5, 2, 6, 0]])
+    report = runs.decoder_deletion(model, tokens, [(0, 6)], replacement=7, n_random=8)
+    assert report.n_examples == 1
+    assert report.auc[runs.LOGIT] == pytest.approx(0.1 + 0.9 / math.e, abs=1e-6)
+    assert report.auc[runs.LOGIT] < report.auc[runs.RANDOM] - 0.05
+    assert report.beats_random[runs.LOGIT] == 1.0
+    assert report.curves[runs.LOGIT][0] == pytest.approx(1.0)
+    assert len(report.curves[runs.RANDOM]) == runs.CURVE_POINTS
 
 
 # --- the report, reduced size -------------------------------------------------------------------
