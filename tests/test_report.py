@@ -225,10 +225,11 @@ def test_browser_runs_the_page_and_shows_the_default_row(tmp_path, report, decod
 
 def test_browser_selection_from_the_url(tmp_path, report, decoder, translator, logit) -> None:
     fragment = (
-        "#s0-view=contributions&s0-layer=1&s0-row=3&s0-seq=1"
+        "#s0-view=contributions&s0-layer=1&s0-row=3&s0-seq=1&s0-scale=row"
         "&s1-view=cross-attention&s1-row=1&s2-layer=2&s2-head=1"
     )
     dom = _dom(tmp_path, report, fragment)
+    assert re.search(r'id="s0"[^>]*data-scale="row"', dom)
     attrs, values = _panel(dom, 0)
     assert (attrs["data-view"], attrs["data-row"], attrs["data-layer"]) == (
         "contributions",

@@ -20,8 +20,8 @@ from alti_lens._version import __version__
 
 from .sections import section
 
-# About 7 bytes per number: the default keeps a report under ~15 MB.
-MAX_VALUES = 2_000_000
+# About 6 bytes per number: the default keeps a report under ~25 MB.
+MAX_VALUES = 4_000_000
 
 __all__ = ["MAX_VALUES", "build_report", "to_html", "write_report"]
 

@@ -1,7 +1,8 @@
 /* alti_lens report: renders the JSON document in #alti-data. No dependencies, no network.
  * Token strings only ever reach the page through textContent, never as markup.
  * State can be set from the URL hash, e.g. #s0-view=contributions&s0-layer=1&s0-row=3
- * (section 0: view, layer, query row; also -seq, -sub (head), -head for ALTI-Logit). */
+ * (section 0: view, layer, query row; also -seq, -sub (head), -scale=row, and -layer with -head
+ * for ALTI-Logit). */
 (function () {
   "use strict";
 
@@ -89,7 +90,7 @@
     var note = el("span");
     box.appendChild(lo); box.appendChild(cv); box.appendChild(hi); box.appendChild(note);
     parent.appendChild(box);
-    return function (peak, diverging, text) {
+    return function (peak, diverging, text, top) {
       var ctx = cv.getContext("2d");
       for (var x = 0; x < 180; x++) {
         var t = x / 179;
@@ -97,7 +98,7 @@
         ctx.fillRect(x, 0, 1, 12);
       }
       lo.textContent = diverging ? fmt(-peak) : "0";
-      hi.textContent = fmt(peak);
+      hi.textContent = top || fmt(peak);
       note.textContent = text || "";
     };
   }
@@ -205,7 +206,7 @@
       var page = (document.getElementById("alti-root") || document.body).clientWidth - 44;
       var width = Math.max(320, Math.min(page > 1000 ? page - 400 : page, 1000));
       var cell = Math.floor((width - 140) / Math.max(C, 1));
-      cell = Math.max(3, Math.min(34, cell, Math.floor(1400 / Math.max(R, 1))));
+      cell = Math.max(1, Math.min(34, cell, Math.floor(1400 / Math.max(R, 1))));
       var fs = Math.max(8, Math.min(12, cell - 2));
       var step = Math.max(1, Math.ceil((fs + 2) / cell));
       ctx.font = fs + "px system-ui, sans-serif";
@@ -226,7 +227,7 @@
       for (var r = 0; r < R; r++) {
         for (var c = 0; c < C; c++) {
           var v = m.matrix[r][c];
-          var col = colour(v, m.peak, m.diverging);
+          var col = colour(v, m.rowPeaks ? m.rowPeaks[r] : m.peak, m.diverging);
           ctx.fillStyle = rgb(col);
           ctx.fillRect(left + c * cell, top + r * cell, cell - gap, cell - gap);
           if (showValues && Math.abs(v) >= 0.005) {
@@ -328,6 +329,7 @@
     st.layer = p("layer");
     st.sub = p("sub");
     st.row = p("row");
+    st.scale = p("scale") === "row" ? 1 : 0;
 
     var controls = el("div", { class: "controls" });
     root.appendChild(controls);
@@ -338,6 +340,9 @@
     controls.appendChild(viewBox);
     var setView = segmented(viewBox, names, function (i) { st.view = i; st.row = undefined; update(); });
     var layerSlider = slider(controls, "layer", function (i) { st.layer = i; update(); });
+    var scaleBox = el("label", { text: "colour scale " });
+    controls.appendChild(scaleBox);
+    var setScale = segmented(scaleBox, ["matrix", "each row"], function (i) { st.scale = i; update(); });
     var subSlider = slider(controls, "head", function (i) { st.sub = i; update(); });
 
     var layout = el("div", { class: "layout" });
@@ -374,12 +379,15 @@
       var what = (view.sub ? "head " + view.sub[st.sub] + ", " : view.name + ", ") + "layer " + view.layers[st.layer];
       title.textContent = what;
       var peak = peakOf(M, !!view.diverging);
+      setScale(st.scale);
+      var rowPeaks = st.scale ? M.map(function (row) { return peakOf([row], !!view.diverging); }) : null;
       heat.draw({
-        matrix: M, rows: view.rows, cols: view.cols, groups: view.groups, peak: peak,
+        matrix: M, rows: view.rows, cols: view.cols, groups: view.groups, peak: peak, rowPeaks: rowPeaks,
         diverging: !!view.diverging, rowTitle: view.rowTitle, colTitle: view.colTitle,
         what: what, selected: st.row,
       });
-      setLegend(peak, !!view.diverging, "colour: 0 to the largest value shown");
+      if (st.scale) setLegend(1, !!view.diverging, "colour: 0 to each row\u2019s largest value", "row max");
+      else setLegend(peak, !!view.diverging, "colour: 0 to the largest value shown");
       caption.textContent = "rows: " + view.rowTitle + " \u00b7 columns: " + view.colTitle +
         (view.note ? " \u00b7 " + view.note : "") + " \u00b7 click a row to inspect it";
 
@@ -399,6 +407,7 @@
       root.setAttribute("data-view", view.name);
       root.setAttribute("data-layer", String(view.layers[st.layer]));
       root.setAttribute("data-row", String(st.row));
+      root.setAttribute("data-scale", st.scale ? "row" : "matrix");
       drawBars(view);
     }
 
