@@ -200,6 +200,27 @@ def reduced_run(tmp_path_factory: pytest.TempPathFactory):
     finally:
         torch.set_num_threads(threads)
     out = tmp_path_factory.mktemp("evaluation")
-    plots = script.make_plots(results, out / "evaluation", out)
+    plots = {}
+    if importlib.util.find_spec("matplotlib") is not None:
+        plots = script.make_plots(results, out / "evaluation", out)
     text = script.render(results, "test", plots)
-    return script, results, text, out
+    return script, results, text, out, plots
+
+
+def test_reduced_report_has_every_section(reduced_run) -> None:
+    _, results, text, out, plots = reduced_run
+    for heading in (
+        "## Summary",
+        "## 1. Word alignment (AER)",
+        "## 2. Induction",
+        "## 3. Faithfulness by deletion",
+        "## 4. Causal check: value zeroing",
+        "## Rerun it",
+    ):
+        assert heading in text
+    assert "n/a" not in text  # no NaN anywhere
+    for name, path in plots.items():
+        assert (out / path).stat().st_size > 1000, name
+    n_decoder_layers = len(results["aer"]["ALTI+ (rollout R^l)"])
+    assert n_decoder_layers == 2
+    assert set(results["induction"]["answer"]) == {*runs.SINGLE_STACK_MEASURES, runs.LOGIT}
