@@ -251,6 +251,39 @@ def test_browser_selection_from_the_url(tmp_path, report, decoder, translator, l
     _close(shown[:7], logit.head(2, 1)[0, :7], atol=1e-9)
 
 
+# Moves the pointer over cell (2, 1) of the first heatmap, notes the tooltip, then clicks.
+POINTER = """<script>
+(function () {
+  var wrap = document.querySelector(".hm-wrap"), canvas = wrap.querySelector("canvas");
+  var g = wrap.getAttribute("data-grid").split(",").map(Number);
+  var box = canvas.getBoundingClientRect();
+  var at = { clientX: box.left + g[0] + 1.5 * g[2], clientY: box.top + g[1] + 2.5 * g[2],
+             bubbles: true };
+  canvas.dispatchEvent(new MouseEvent("mousemove", at));
+  document.body.setAttribute("data-tip", wrap.querySelector(".tip").textContent);
+  canvas.dispatchEvent(new MouseEvent("click", at));
+})();
+</script>"""
+
+
+def test_browser_hover_and_click(tmp_path, decoder) -> None:
+    page = decoder.to_html(batch=0).replace("</body>", POINTER + "</body>")
+    path = tmp_path / "pointer.html"
+    path.write_text(page, encoding="utf-8")
+    dom = _dom(tmp_path, path)
+    tip = re.search(r'data-tip="([^"]*)"', dom)
+    assert tip is not None
+    value = float(decoder.rollout[0, -1, 2, 1])
+    assert tip[1].splitlines() == [
+        "query token 2: \u201ccat\u201d",
+        "source token 1: \u201cthe\u201d",
+        f"rollout, layer 2: {float(f'{value:.4g}'):g}",
+    ]
+    attrs, values = _panel(dom, 0)
+    assert attrs["data-row"] == "2"  # the click selected the row
+    _close(values, decoder.rollout[0, -1, 2, :7])
+
+
 def test_browser_reports_script_errors(tmp_path, decoder) -> None:
     """The error catcher works: a page whose script fails is noticed (so the checks above can
     fail)."""

@@ -265,6 +265,8 @@
       }
       g = { m: m, left: left, top: top, cell: cell, R: R, C: C };
       wrap.setAttribute("data-cells", String(R * C));
+      // the grid's geometry, for tests that simulate the pointer
+      wrap.setAttribute("data-grid", [left, top, cell].join(","));
       parent.style.maxWidth = Math.max(W, 460) + "px";
       hover.style.display = "none";
       this.select(m.selected);
