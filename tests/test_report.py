@@ -107,6 +107,8 @@ def test_logit_section_adds_up(logit) -> None:
     L, H = logit.head_scores.shape[1:3]
     assert len(seq["heads"]["data"]) == L and len(seq["heads"]["data"][0]) == H
     assert seq["position"] == int(logit.position[0])
+    # the result has no vocabulary, but both tokens occur in the inputs
+    assert seq["summary"].startswith("explains \u201cthe\u201d (id 3) minus \u201ca\u201d (id 4)")
 
 
 def test_tokens_cannot_break_the_page(decoder) -> None:

@@ -175,7 +175,7 @@
     var ol = el("ol", { class: "top" });
     order.slice(0, k).forEach(function (j) {
       var v = values[j];
-      var bar = el("span", { class: "bar" + (v < 0 ? " neg" : "") });
+      var bar = el("span", { class: "bar" + (v < 0 ? " neg" : diverging ? " pos" : "") });
       bar.style.width = Math.max(1, Math.round(70 * Math.abs(v) / peak)) + "px";
       ol.appendChild(el("li", { "data-col": String(j), "data-value": String(v) }, [
         bar, el("code", { text: show(labels[j]) }),
@@ -269,14 +269,17 @@
       wrap.setAttribute("data-grid", [left, top, cell].join(","));
       parent.style.maxWidth = Math.max(W, 460) + "px";
       hover.style.display = "none";
-      this.select(m.selected);
+      this.select(m.selected, m.selectedCol);
     };
 
-    this.select = function (r) {
+    // outline a row, or with `c` one cell
+    this.select = function (r, c) {
       if (!g || r === null || r === undefined || r < 0 || r >= g.R) { sel.style.display = "none"; return; }
+      var one = c !== null && c !== undefined && c >= 0;
       sel.style.display = "block";
-      sel.style.left = (g.left - 2) + "px"; sel.style.top = (g.top + r * g.cell - 2) + "px";
-      sel.style.width = (g.C * g.cell + 3) + "px"; sel.style.height = (g.cell + 3) + "px";
+      sel.style.left = (g.left + (one ? c * g.cell : 0) - 2) + "px";
+      sel.style.top = (g.top + r * g.cell - 2) + "px";
+      sel.style.width = ((one ? 1 : g.C) * g.cell + 3) + "px"; sel.style.height = (g.cell + 3) + "px";
     };
 
     function cellAt(ev) {
@@ -512,7 +515,8 @@
       var peak = peakOf(s.heads.data, true);
       heat.draw({
         matrix: s.heads.data, rows: s.heads.rows, cols: s.heads.cols, groups: null, peak: peak,
-        diverging: true, rowTitle: "layer", colTitle: "head", what: "logit share", selected: one ? st.layer : null,
+        diverging: true, rowTitle: "layer", colTitle: "head", what: "logit share",
+        selected: one ? st.layer : null, selectedCol: one ? st.head : null,
       });
       setLegend(peak, true, "");
       root.setAttribute("data-layer", one ? String(st.layer) : "all");

@@ -190,6 +190,16 @@ def alti_plus_section(
     return {"kind": "matrix", "title": title, "info": info, "sequences": sequences}
 
 
+def _token_name(result: AltiLogitResult, token: int) -> str:
+    """`“mat” (id 9)` when the token occurs in the inputs (the result holds no vocabulary),
+    else `token id 9`."""
+    where = (result.tokens == token).nonzero()
+    if len(where):
+        b, j = (int(i) for i in where[0])
+        return f"\u201c{result.str_tokens[b][j]}\u201d (id {token})"
+    return f"token id {token}"
+
+
 def alti_logit_section(
     result: AltiLogitResult, title: str, batch: int | list[int] | None, max_values: int
 ) -> dict[str, Any]:
@@ -200,9 +210,9 @@ def alti_logit_section(
         idx = torch.tensor(_real(result.attention_mask, b))
         toks = [result.str_tokens[b][i] for i in idx.tolist()]
         position = int(result.position[b])
-        target = f"token id {int(result.target[b])}"
+        target = _token_name(result, int(result.target[b]))
         if result.foil is not None:
-            target += f" minus token id {int(result.foil[b])}"
+            target += f" minus {_token_name(result, int(result.foil[b]))}"
         parts = [["input tokens (sum of scores)", float(result.scores[b].sum())]]
         parts += [[name.replace("_", " "), float(v[b])] for name, v in result.components.items()]
         parts += [
