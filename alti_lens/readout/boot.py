@@ -101,6 +101,21 @@ def _offline_flag() -> bool:
     )
 
 
+def _encoder_decoder_tokenizer(where: str) -> Any:
+    """The tokenizer exactly as the checkpoint configures it, for encoder-decoder models; None for
+    the others (TransformerLens' own tokenizer set-up, with its BOS handling, is kept for them).
+
+    Measured with TransformerLens 4.3 and transformers 5: `boot_transformers` reloads a
+    tokenizers-backed tokenizer with `add_bos_token=True`, which rebuilds its post-processor and
+    drops the EOS that encoder-decoder sources end with; a tokenizer passed in is kept as it is.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    if not getattr(AutoConfig.from_pretrained(where), "is_encoder_decoder", False):
+        return None
+    return AutoTokenizer.from_pretrained(where)
+
+
 @contextmanager
 def _progress_bars(show: bool) -> Iterator[None]:
     from transformers.utils import logging as hf_logging
@@ -157,7 +172,10 @@ def load_model(
     bridge = _bridge_class()
     try:
         with _progress_bars(progress):
-            return bridge.boot_transformers(where, device=device, dtype=torch_dtype)
+            tokenizer = _encoder_decoder_tokenizer(where)
+            return bridge.boot_transformers(
+                where, device=device, dtype=torch_dtype, tokenizer=tokenizer
+            )
     except OSError as err:  # transformers' "couldn't connect" / "is not a local folder" errors
         raise ModelUnavailableError(
             f"could not load model {where!r}: {err}. Fix: check the name, or pass a local "
