@@ -95,3 +95,26 @@ def test_models_give_the_same_result_with_either_kernel(name: str, monkeypatch) 
     torch.testing.assert_close(
         with_fused.contributions, with_reference.contributions, rtol=0, atol=1e-12
     )
+
+
+@pytest.mark.parametrize(
+    ("n", "heads", "d", "causal"),
+    [(75, 3, 40, True), (50, 5, 33, False), (33, 12, 64, True), (97, 2, 7, True)],
+)
+@pytest.mark.parametrize("measure", ["l1", "l2", "norm"])
+def test_several_row_blocks_and_partial_tiles(
+    n: int, heads: int, d: int, causal: bool, measure: str
+) -> None:
+    """Sizes that cross the kernel's row blocks (32 rows), leave partial register tiles (8 rows)
+    and partial feature chunks (32 floats / 16 doubles), in float64 and float32."""
+    terms = random_terms(n=n, heads=heads, d=d, causal=causal, seed=n + d)
+    ref = source_scores(terms, measure, kernel="reference")
+    got = source_scores(terms, measure, kernel="fused")
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+    assert torch.equal(got == 0, ref == 0)
+    f32 = AttentionTerms(
+        terms.pattern.float(), None, terms.values.float(), terms.residual.float(),
+        terms.bias.float(), terms.output.float(),
+    )  # fmt: skip
+    got32 = source_scores(f32, measure, kernel="fused").double()
+    assert float((got32 - ref).abs().max()) <= 2e-5 * float(ref.abs().max())
