@@ -202,25 +202,27 @@ class AltiResult(_Stored):
         )  # fmt: skip
 
     def to_dataframe(self) -> Any:
-        """A tidy table (pandas): one row per (sequence, layer, query, source) real pair."""
-        cols: dict[str, list[Any]] = {
-            k: [] for k in ("batch", "layer", "query_pos", "key_pos", "query_token", "key_token",
-                            "contribution", "rollout")
-        }  # fmt: skip
-        for b in range(len(self)):
-            real = self.attention_mask[b].nonzero().flatten().tolist()
-            toks = self.str_tokens[b]
-            for layer in range(self.n_layers):
-                C, R = self.contributions[b, layer], self.rollout[b, layer]
-                for i in real:
-                    for j in real:
-                        for key, value in zip(
-                            cols,
-                            (b, layer, i, j, toks[i], toks[j], float(C[i, j]), float(R[i, j])),
-                            strict=True,
-                        ):
-                            cols[key].append(value)
-        return views.dataframe(cols)
+        """A tidy table (pandas): one row per (sequence, layer, query, source) real pair;
+        `rollout` is NaN in the rows `alti(..., rows="last")` did not compute."""
+        last = self.metadata.get("rollout_rows") if self.metadata.get("rows") == "last" else None
+
+        def rows() -> Any:
+            for b in range(len(self)):
+                real, toks = self.attention_mask[b].nonzero().flatten().tolist(), self.str_tokens[b]
+                for layer in range(self.n_layers):
+                    C, R = self.contributions[b, layer].tolist(), self.rollout[b, layer].tolist()
+                    for i in real:
+                        r = (
+                            R[i]
+                            if last is None
+                            else R[0]
+                            if i == last[b]
+                            else [float("nan")] * len(C)
+                        )
+                        yield from ((b, layer, i, j, toks[i], toks[j], C[i][j], r[j]) for j in real)
+
+        names = ("batch", "layer", "query_pos", "key_pos", "query_token", "key_token")
+        return views.table((*names, "contribution", "rollout"), rows())
 
     def plot(
         self, layer: int = -1, *, batch: int = 0, rollout: bool = True, head: int | None = None
@@ -411,18 +413,12 @@ class AltiPlusResult(_Stored):
 
     def to_dataframe(self) -> Any:
         """A tidy table (pandas): one row per (sequence, decoder step), its source contribution."""
-        cols: dict[str, list[Any]] = {
-            k: [] for k in ("batch", "step", "token", "source_contribution")
-        }
-        for b in range(len(self)):
-            for t in self.target_attention_mask[b].nonzero().flatten().tolist():
-                for key, value in zip(
-                    cols,
-                    (b, t, self.target_str_tokens[b][t], float(self.source_contribution[b, t])),
-                    strict=True,
-                ):
-                    cols[key].append(value)
-        return views.dataframe(cols)
+        rows = (
+            (b, t, self.target_str_tokens[b][t], float(self.source_contribution[b, t]))
+            for b in range(len(self))
+            for t in self.target_attention_mask[b].nonzero().flatten().tolist()
+        )
+        return views.table(("batch", "step", "token", "source_contribution"), rows)
 
     def _repr_html_(self) -> str:
         t = int(self.target_attention_mask[0].sum())
@@ -494,12 +490,9 @@ class AltiLogitResult(_Stored):
     def top_heads(self, k: int = 5, *, batch: int = 0) -> list[tuple[int, int, float]]:
         """The `k` heads routing the most logit (summed over tokens), as (layer, head, share)."""
         totals = self.head_scores[batch].sum(-1)
-        best = torch.topk(totals.flatten(), min(k, totals.numel()))
         n_heads = totals.shape[1]
-        return [
-            (int(i) // n_heads, int(i) % n_heads, float(v))
-            for v, i in zip(best.values, best.indices, strict=True)
-        ]
+        best = views.top(totals.flatten(), [""] * totals.numel(), k)
+        return [(i // n_heads, i % n_heads, v) for i, _, v in best]
 
     def coloured_text(
         self,
@@ -526,13 +519,12 @@ class AltiLogitResult(_Stored):
 
     def to_dataframe(self) -> Any:
         """A tidy table (pandas): one row per (sequence, real input position) with its score."""
-        cols: dict[str, list[Any]] = {k: [] for k in ("batch", "pos", "token", "score")}
-        for b in range(len(self)):
-            for j in self.attention_mask[b].nonzero().flatten().tolist():
-                row = (b, j, self.str_tokens[b][j], float(self.scores[b, j]))
-                for key, value in zip(cols, row, strict=True):
-                    cols[key].append(value)
-        return views.dataframe(cols)
+        rows = (
+            (b, j, self.str_tokens[b][j], float(self.scores[b, j]))
+            for b in range(len(self))
+            for j in self.attention_mask[b].nonzero().flatten().tolist()
+        )
+        return views.table(("batch", "pos", "token", "score"), rows)
 
     def _repr_html_(self) -> str:
         n = int(self.attention_mask[0].sum())

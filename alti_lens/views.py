@@ -242,6 +242,15 @@ def circuitsvis_patterns(
     return attention_heads(attention=patterns, tokens=tokens, attention_head_names=names)
 
 
+def table(names: tuple[str, ...], rows: Any) -> Any:
+    """A pandas DataFrame with columns `names` from an iterable of row tuples."""
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for row in rows:
+        for name, value in zip(names, row, strict=True):
+            columns[name].append(value)
+    return dataframe(columns)
+
+
 def dataframe(columns: dict[str, list[Any]]) -> Any:
     try:
         import pandas as pd

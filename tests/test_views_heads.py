@@ -191,6 +191,20 @@ def test_coloured_text_of_a_last_row_result(plain) -> None:
     )
     with pytest.raises(InputError, match='rows="last"'):
         last.coloured_text(2)
+    # the report shows the one rollout row per sequence
+    import json
+
+    page = last.to_html()
+    start = page.index('id="alti-data">') + len('id="alti-data">')
+    view = json.loads(page[start : page.index("</script>", start)])["sections"][0]
+    rollout = view["sequences"][1]["views"][0]
+    assert rollout["rows"] == ["dog"] and rollout["diag"] == 4 and len(rollout["data"][-1]) == 1
+    pytest.importorskip("pandas", reason="pandas is an optional dependency")
+    frame, full = last.to_dataframe(), plain.to_dataframe()
+    assert len(frame) == len(full)
+    computed = frame.rollout.notna()
+    assert (frame.rollout[computed] - full.rollout[computed]).abs().max() < 1e-12
+    assert computed.sum() == sum(last.n_layers * int(m.sum()) for m in last.attention_mask)
 
 
 def test_circuitsvis_missing_says_how_to_install(monkeypatch, heads) -> None:
