@@ -1,0 +1,133 @@
+"""The `alti-lens` command line, run for real: console script and `python -m alti_lens` in
+subprocesses on checkpoint directories written to disk; error paths through `main()`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from checkpoints import save_bart, save_gpt2
+
+from alti_lens import AltiPlusResult, AltiResult
+from alti_lens.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {"gpt2": save_gpt2(root / "gpt2"), "bart": save_bart(root / "bart")}
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alti_lens", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **OFFLINE, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_console_script_is_installed_and_answers() -> None:
+    script = Path(sys.executable).parent / "alti-lens"
+    assert script.exists(), "reinstall the package (pip install -e .) to get the console script"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("alti-lens ")
+    out = subprocess.run([str(script), "explain"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == EXIT_USAGE and "the following arguments are required" in out.stderr
+
+
+def test_explain_end_to_end(dirs: dict[str, Path], tmp_path: Path) -> None:
+    files = {k: tmp_path / f"out.{k}" for k in ("html", "png", "safetensors", "json")}
+    out = run(
+        "explain", "--model", str(dirs["gpt2"]), "the cat sat on the mat", "--top", "3",
+        "--position", "-2", "--html", str(files["html"]), "--png", str(files["png"]),
+        "--save", str(files["safetensors"]), "--json", str(files["json"]),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Top sources of position 5 ('the')" in out.stdout
+    assert "loading model" in out.stderr and "done in" in out.stderr  # progress
+    data = json.loads(files["json"].read_text())
+    assert data["tokens"] == ["<bos>", "the", "cat", "sat", "on", "the", "mat"]
+    assert data["position"] == 5
+    row = torch.tensor(data["rollout_row"])
+    assert abs(float(row.sum()) - 1) < 1e-4 and float(row[6]) == 0  # causal: no future source
+    values = [s["value"] for s in data["top_sources"]]
+    assert len(values) == 3 and values == sorted(values, reverse=True)
+    # ALTI-Logit explains the model's own prediction after position 5, and adds up to its logit
+    logit = data["alti_logit"]
+    total = sum(logit["scores"]) + sum(logit["components"].values())
+    assert abs(total - logit["logit"]) < 1e-3
+    assert data["prediction"]["token"] in out.stdout
+    saved = AltiResult.load(files["safetensors"])
+    torch.testing.assert_close(saved.rollout[0, -1, 5, :7], row, atol=1e-6, rtol=0)
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<script" in files["html"].read_text(encoding="utf-8")
+
+
+def test_translate_json_to_stdout(dirs: dict[str, Path]) -> None:
+    out = run(
+        "translate", "--model", str(dirs["bart"]), "--source", "the cat sat",
+        "--target", "le chat est", "--json", "-", "--step", "1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)  # nothing else on stdout with --json -
+    assert data["source_tokens"] == ["the", "cat", "sat", "</s>"]
+    assert data["predicted"] == ["le", "chat", "est", "</s>"]  # row t predicts target word t
+    assert len(data["source_contribution"]) == 4
+    assert all(0 <= v <= 1 for v in data["source_contribution"])
+    assert len(data["top_sources"]) == 5
+
+
+def test_translate_generates_when_no_target(dirs: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "plus.safetensors"
+    assert main(["translate", "-q", "--model", str(dirs["bart"]), "--source", "the dog",
+                 "--save", str(path)]) == 0  # fmt: skip
+    result = AltiPlusResult.load(path)
+    assert result.metadata.get("generated") or result.target_labels is not None
+    assert result.source_str_tokens[0] == ["the", "dog", "</s>"]
+
+
+def test_offline_hub_name_fails_fast_with_a_fix() -> None:
+    out = run("explain", "--model", "no-such-org/no-such-model-xyz", "hello")
+    assert out.returncode == EXIT_UNAVAILABLE
+    assert "offline mode is set" in out.stderr and "Fix:" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", "--model", "./missing-dir", "hi"], "neither a built-in name"),
+        (["explain", "--model", "{bart}", "the cat"], "alti-lens translate"),
+        (["translate", "--model", "{gpt2}", "--source", "the cat"], "alti-lens explain"),
+        (["explain", "--model", "{gpt2}", "the cat", "--position", "9"], "outside the 3 tokens"),
+        (["explain", "--model", "{gpt2}", "the cat", "--layer", "2"], "outside the model's 2"),
+        (["explain", "--model", "{gpt2}", "the cat", "--top", "0"], "--top must be at least 1"),
+        (["explain", "--model", "{gpt2}", "the cat", "--dtype", "float64", "--position", "-4"],
+         "outside the 3 tokens"),
+    ],
+)  # fmt: skip
+def test_bad_input_exits_2_with_a_message(
+    dirs: dict[str, Path],
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    args = [a.format(**{k: str(v) for k, v in dirs.items()}) for a in args]
+    assert main([*args, "-q"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("alti-lens: error: ") and message in err, err
+
+
+def test_directory_without_config_is_explained(tmp_path: Path, capsys) -> None:
+    assert main(["explain", "-q", "--model", str(tmp_path), "hi"]) == EXIT_USAGE
+    assert "holds no config.json" in capsys.readouterr().err
