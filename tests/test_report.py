@@ -253,7 +253,8 @@ def test_browser_selection_from_the_url(tmp_path, report, decoder, translator, l
     _close(shown[:7], logit.head(2, 1)[0, :7], atol=1e-9)
 
 
-# Moves the pointer over cell (2, 1) of the first heatmap, notes the tooltip, then clicks.
+# Moves the pointer over cell (2, 1) of the first heatmap, notes the tooltip, clicks, notes the
+# selected row, then presses the down arrow.
 POINTER = """<script>
 (function () {
   var wrap = document.querySelector(".hm-wrap"), canvas = wrap.querySelector("canvas");
@@ -264,6 +265,9 @@ POINTER = """<script>
   canvas.dispatchEvent(new MouseEvent("mousemove", at));
   document.body.setAttribute("data-tip", wrap.querySelector(".tip").textContent);
   canvas.dispatchEvent(new MouseEvent("click", at));
+  var panel = document.querySelector(".panel");
+  document.body.setAttribute("data-clicked", panel.getAttribute("data-row"));
+  canvas.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
 })();
 </script>"""
 
@@ -281,9 +285,10 @@ def test_browser_hover_and_click(tmp_path, decoder) -> None:
         "source token 1: \u201cthe\u201d",
         f"rollout, layer 2: {float(f'{value:.4g}'):g}",
     ]
+    assert 'data-clicked="2"' in dom  # the click selected the row
     attrs, values = _panel(dom, 0)
-    assert attrs["data-row"] == "2"  # the click selected the row
-    _close(values, decoder.rollout[0, -1, 2, :7])
+    assert attrs["data-row"] == "3"  # and the down arrow the next one
+    _close(values, decoder.rollout[0, -1, 3, :7])
 
 
 def test_browser_reports_script_errors(tmp_path, decoder) -> None:

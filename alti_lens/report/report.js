@@ -190,7 +190,7 @@
 
   function Heatmap(parent, onClick) {
     var wrap = el("div", { class: "hm-wrap" });
-    var canvas = el("canvas", { class: "hm" });
+    var canvas = el("canvas", { class: "hm", tabindex: "0", "aria-label": "heatmap; arrow keys move the selected row" });
     var hover = el("div", { class: "hm-hover" });
     var sel = el("div", { class: "hm-sel" });
     var tip = el("div", { class: "tip" });
@@ -310,6 +310,13 @@
       var at = cellAt(ev);
       if (at) onClick(at.r, at.c);
     });
+    canvas.addEventListener("keydown", function (ev) {
+      if (!g || (ev.key !== "ArrowUp" && ev.key !== "ArrowDown")) return;
+      ev.preventDefault();
+      var r = g.m.selected === null || g.m.selected === undefined ? 0 : g.m.selected;
+      r = Math.max(0, Math.min(g.R - 1, r + (ev.key === "ArrowUp" ? -1 : 1)));
+      onClick(r, g.m.selectedCol === null || g.m.selectedCol === undefined ? -1 : g.m.selectedCol);
+    });
   }
 
   /* ---------- sections ---------- */
@@ -391,8 +398,10 @@
         diverging: !!view.diverging, rowTitle: view.rowTitle, colTitle: view.colTitle,
         what: what, selected: st.row,
       });
-      if (st.scale) setLegend(1, !!view.diverging, "colour: 0 to each row\u2019s largest value", "row max");
-      else setLegend(peak, !!view.diverging, "colour: 0 to the largest value shown");
+      var missing = M.some(function (row) { return row.some(function (v) { return v === null; }); });
+      var grey = missing ? " \u00b7 grey: not computed" : "";
+      if (st.scale) setLegend(1, !!view.diverging, "colour: 0 to each row\u2019s largest value" + grey, "row max");
+      else setLegend(peak, !!view.diverging, "colour: 0 to the largest value shown" + grey);
       caption.textContent = "rows: " + view.rowTitle + " \u00b7 columns: " + view.colTitle +
         (view.note ? " \u00b7 " + view.note : "") + " \u00b7 click a row to inspect it";
 
