@@ -37,8 +37,9 @@ class _Stored:
         return report.to_html(self, title=title, **options)
 
     def save_html(self, path: str | Path, *, title: str | None = None, **options: Any) -> Path:
-        """Write `to_html()` to `path`; returns the path."""
+        """Write `to_html()` to `path` (parent folders created); returns the path."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_html(title=title, **options), encoding="utf-8")
         return path
 

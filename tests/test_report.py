@@ -144,7 +144,7 @@ def test_bad_items_say_what_is_expected(tmp_path, decoder) -> None:
         decoder.to_html(batch=5)
     path = write_report(tmp_path / "r.html", [decoder])
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
-    assert decoder.save_html(tmp_path / "one.html").stat().st_size > 10_000
+    assert decoder.save_html(tmp_path / "new" / "one.html").stat().st_size > 10_000
 
 
 # ---------------------------------------------------------------- headless Chromium

@@ -92,7 +92,9 @@ def to_html(result: Any, *, title: str | None = None, **options: Any) -> str:
 
 
 def write_report(path: str | Path, items: Sequence[Any], **options: Any) -> Path:
-    """Write `build_report(items, **options)` to `path` (UTF-8); returns the path."""
+    """Write `build_report(items, **options)` to `path` (UTF-8, parent folders created);
+    returns the path."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(build_report(items, **options), encoding="utf-8")
     return path
