@@ -223,6 +223,7 @@ def test_browser_runs_the_page_and_shows_the_default_row(tmp_path, report, decod
     _close(values, decoder.rollout[0, -1, n - 1, :n])
     # the hostile tokens are shown as text, not parsed as markup
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in dom and "&lt;s&gt;" in dom
+    assert ">U+2028</span>" in dom  # an invisible token is named
 
 
 def test_browser_selection_from_the_url(tmp_path, report, decoder, translator, logit) -> None:

@@ -38,7 +38,12 @@
   // Whitespace made visible, so " cat" and "cat" and "\n" can be told apart.
   function show(tok) {
     var s = String(tok).replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5").replace(/\r/g, "\u240d");
-    return s.trim() === "" ? s.replace(/ /g, "\u2423") || "\u2205" : s;
+    if (s === "") return "\u2205";
+    if (s.trim() !== "") return s;
+    // whitespace only: spaces as open boxes, other blanks by their code point
+    return Array.from(s).map(function (ch) {
+      return ch === " " ? "\u2423" : "U+" + ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+    }).join("");
   }
   function short(tok, n) {
     var s = show(tok);
