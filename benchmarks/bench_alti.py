@@ -1,11 +1,19 @@
-"""Time and peak memory of `alti()` against a plain forward pass, GPT-2-small shape, random weights.
+"""Time and peak memory of `alti()` against a plain forward pass of the same model, random weights.
 
-    python benchmarks/bench_alti.py                      # 128, 512 and 2,048 tokens, 2 threads
+    python benchmarks/bench_alti.py                        # CPU: GPT-2 small, 128/512/2,048 tokens
     python benchmarks/bench_alti.py --lengths 512 --repeats 5
-    python benchmarks/bench_alti.py --reference          # also time the chunked PyTorch path
+    python benchmarks/bench_alti.py --compare              # + chunked PyTorch path, rows="last"
+    python benchmarks/bench_alti.py --variants last last-reference --lengths 512 2048
+    python benchmarks/bench_alti.py --device cuda          # the GPU rows: GPT-2 small @1,024 and
+                                                           # the Llama-3-8B shape @4,096 (bf16)
 
-Each measurement runs in a fresh subprocess so that peak resident memory (ru_maxrss) belongs to
-that measurement alone; "extra memory" is alti's peak minus the forward pass's peak.
+Variants: `fused` (default: `alti()` as shipped, the fused kernel of the device), `reference` (the
+straightforward chunked PyTorch path, `ALTI_LENS_KERNEL=reference`), `last` (`rows="last"`: the
+rollout of the last token only), `last-reference` (both).
+
+Each measurement runs in a fresh subprocess so that peak memory belongs to that measurement
+alone: on a CPU the process's maximum resident memory (ru_maxrss), on CUDA the allocator's peak
+(`torch.cuda.max_memory_allocated`). "extra" is alti's peak minus the forward pass's peak.
 Not a test: numbers depend on the machine. Quote them with the machine they came from.
 """
 
@@ -20,28 +28,70 @@ import sys
 import time
 import warnings
 
+PRESETS = {
+    # name: (layers, d_model, heads, kv_heads, weight dtype)
+    "gpt2-small": (12, 768, 12, 12, "float32"),
+    "llama3-8b": (32, 4096, 32, 8, "bfloat16"),
+}
+VARIANTS = {  # name: (ALTI_LENS_KERNEL, rows)
+    "fused": ("auto", "all"),
+    "reference": ("reference", "all"),
+    "last": ("auto", "last"),
+    "last-reference": ("reference", "last"),
+}
 
-def build(n_ctx: int, layers: int, d_model: int, heads: int):
+
+def build(args: argparse.Namespace, n_ctx: int):
+    """A randomly initialised model of the preset's shape (overridable), as a TransformerBridge."""
     import torch
     from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
     from transformer_lens.utilities.attn_implementation import force_eager_attention
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=layers, n_embd=d_model, n_head=heads, n_positions=n_ctx)
-    hf = GPT2LMHeadModel(cfg).eval()
-    force_eager_attention(hf)
+    layers, d_model, heads, kv_heads, dtype_name = PRESETS[args.preset]
+    layers = args.layers or layers
+    d_model = args.d_model or d_model
+    heads = args.heads or heads
+    kv_heads = args.kv_heads or (heads if args.preset == "gpt2-small" else kv_heads)
+    dtype = getattr(torch, dtype_name)
+    device = torch.device(args.device)
+    with torch.device(device):
+        if args.preset == "gpt2-small":
+            from transformers import GPT2Config, GPT2LMHeadModel
+
+            cfg = GPT2Config(n_layer=layers, n_embd=d_model, n_head=heads, n_positions=n_ctx)
+            hf, arch = GPT2LMHeadModel(cfg), "GPT2LMHeadModel"
+        else:
+            from transformers import LlamaConfig, LlamaForCausalLM
+
+            cfg = LlamaConfig(
+                hidden_size=d_model, intermediate_size=int(d_model * 3.5), num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=128_256,
+                max_position_embeddings=max(n_ctx, 8192), rope_theta=500_000.0,
+            )  # fmt: skip
+            # Weights drawn directly in bf16 on the device: 8B float32 parameters would not fit.
+            default = torch.get_default_dtype()
+            torch.set_default_dtype(dtype)
+            try:
+                hf, arch = LlamaForCausalLM(cfg), "LlamaForCausalLM"
+            finally:
+                torch.set_default_dtype(default)
+    hf = hf.to(dtype).eval()
+    force_eager_attention(hf)  # hook_pattern fires only with eager attention
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return build_bridge_from_module(hf, "GPT2LMHeadModel", hf_config=hf.config).eval()
+        return build_bridge_from_module(hf, arch, hf_config=hf.config).eval()
 
 
 def child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    model = build(max(args.length, 1024), args.layers, args.d_model, args.heads)
-    tokens = torch.randint(0, 50_000, (1, args.length), generator=torch.Generator().manual_seed(1))
+    cuda = args.device == "cuda"
+    model = build(args, max(args.length, 1024))
+    vocab = 50_000 if args.preset == "gpt2-small" else 128_000
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, vocab, (1, args.length), generator=gen).to(args.device)
     if args.mode == "forward":
 
         def run() -> None:
@@ -51,77 +101,111 @@ def child(args: argparse.Namespace) -> None:
         from alti_lens import alti
 
         def run() -> None:
-            alti(model, tokens)
+            alti(model, tokens, rows=args.rows)
 
-    run()  # warm-up (lazy bridge set-up, allocator)
+    run()  # warm-up (lazy bridge set-up, allocator, kernel compilation)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
         run()
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": statistics.median(times), "peak_mb": peak_mb}))
+    if cuda:
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": statistics.median(times), "peak_mb": peak_mb, "times": times}))
 
 
-def measure(args: argparse.Namespace, length: int, mode: str, kernel: str = "auto") -> dict:
+def measure(args: argparse.Namespace, length: int, mode: str, variant: str = "fused") -> dict:
+    kernel, rows = VARIANTS[variant]
+    repeats = 1 if length >= 2048 and args.device == "cpu" else args.repeats
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--length", str(length)]
-    cmd += ["--repeats", str(1 if length >= 2048 else args.repeats), "--threads", str(args.threads)]
-    cmd += [
-        "--layers",
-        str(args.layers),
-        "--d-model",
-        str(args.d_model),
-        "--heads",
-        str(args.heads),
-    ]
+    cmd += ["--repeats", str(repeats), "--threads", str(args.threads), "--rows", rows]
+    cmd += ["--device", args.device, "--preset", args.preset]
+    for flag, value in (
+        ("--layers", args.layers),
+        ("--d-model", args.d_model),
+        ("--heads", args.heads),
+        ("--kv-heads", args.kv_heads),
+    ):
+        if value:
+            cmd += [flag, str(value)]
     env = {**os.environ, "ALTI_LENS_KERNEL": kernel}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
+def table(args: argparse.Namespace, lengths: list[int]) -> None:
+    import torch
+
+    layers, d_model, heads, kv_heads, dtype = PRESETS[args.preset]
+    where = (
+        torch.cuda.get_device_name() if args.device == "cuda"
+        else f"{platform.processor() or platform.machine()}, {args.threads} threads"
+    )  # fmt: skip
+    print(
+        f"\n{args.preset} shape (layers {args.layers or layers}, "
+        f"d_model {args.d_model or d_model}, heads {args.heads or heads}, "
+        f"kv heads {args.kv_heads or kv_heads}), random {dtype} "
+        f"weights, float32 ALTI, {where}, torch {torch.__version__}; median of {args.repeats}"
+        + (" (1 at 2,048+ tokens)" if args.device == "cpu" else "")
+    )
+    cols = ["tokens", "variant", "forward (s)", "alti (s)", "ratio", "forward peak (MB)"]
+    cols += ["alti peak (MB)", "extra (MB)"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for length in lengths:
+        fwd = measure(args, length, "forward")
+        for variant in args.variants:
+            alt = measure(args, length, "alti", variant)
+            print(
+                f"| {length} | {variant} | {fwd['seconds']:.3f} | {alt['seconds']:.3f} | "
+                f"{alt['seconds'] / fwd['seconds']:.2f}× | {fwd['peak_mb']:.0f} | "
+                f"{alt['peak_mb']:.0f} | {alt['peak_mb'] - fwd['peak_mb']:.0f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--d-model", type=int, default=768)
-    parser.add_argument("--heads", type=int, default=12)
-    parser.add_argument(
-        "--reference", action="store_true", help="also time the chunked PyTorch reference path"
-    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--preset", choices=list(PRESETS), default=None)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["fused"])
+    parser.add_argument("--compare", action="store_true", help="variants fused, reference and last")
+    parser.add_argument("--reference", action="store_true", help="add the reference variant")
+    # Shape overrides (e.g. a small Llama-shaped model to try the script on a CPU).
+    parser.add_argument("--layers", type=int, default=0)
+    parser.add_argument("--d-model", type=int, default=0)
+    parser.add_argument("--heads", type=int, default=0)
+    parser.add_argument("--kv-heads", type=int, default=0)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["forward", "alti"], help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rows", default="all", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
-    import torch
-
-    print(
-        f"GPT-2-small shape (layers {args.layers}, d_model {args.d_model}, heads {args.heads}), "
-        f"random weights, float32, {args.threads} threads, torch {torch.__version__}, "
-        f"{platform.processor() or platform.machine()}; median of {args.repeats} "
-        "(1 at 2,048 tokens)"
-    )
-    columns = ["tokens", "forward (s)", "alti (s)", "ratio", "forward peak (MB)", "alti peak (MB)"]
-    extra = ["reference alti (s)", "reference ratio"] if args.reference else []
-    print("| " + " | ".join([*columns, "extra (MB)", *extra]) + " |")
-    print("|" + "---|" * (7 + len(extra)))
-    for length in args.lengths:
-        fwd = measure(args, length, "forward")
-        alt = measure(args, length, "alti")
-        print(
-            f"| {length} | {fwd['seconds']:.3f} | {alt['seconds']:.3f} | "
-            f"{alt['seconds'] / fwd['seconds']:.2f}× | {fwd['peak_mb']:.0f} | "
-            f"{alt['peak_mb']:.0f} | {alt['peak_mb'] - fwd['peak_mb']:.0f} |",
-            end="",
-        )
-        if args.reference:
-            ref = measure(args, length, "alti", kernel="reference")
-            print(f" {ref['seconds']:.3f} | {ref['seconds'] / fwd['seconds']:.2f}× |", end="")
-        print(flush=True)
+    if args.compare:
+        args.variants = ["fused", "reference", "last"]
+    elif args.reference and "reference" not in args.variants:
+        args.variants.append("reference")
+    if args.device == "cuda" and args.preset is None and args.lengths is None:
+        # The GPU rows of the performance targets.
+        for preset, length in (("gpt2-small", 1024), ("llama3-8b", 4096)):
+            args.preset = preset
+            table(args, [length])
+        return
+    args.preset = args.preset or "gpt2-small"
+    table(args, args.lengths or ([128, 512, 2048] if args.device == "cpu" else [1024]))
 
 
 if __name__ == "__main__":
