@@ -122,12 +122,18 @@ def test_tokens_cannot_break_the_page(decoder) -> None:
     assert data["sections"][0]["title"] == "</script> & <b>title</b>"
 
 
-def test_large_reports_keep_the_last_layers(decoder) -> None:
+def test_large_reports_keep_the_last_layers(tmp_path, decoder) -> None:
     n0, n1 = (int(m.sum()) for m in decoder.attention_mask)
     per_layer = 2 * (n0 * n0 + n1 * n1)
     with pytest.warns(UserWarning, match="shows the last 2 of 3 layers"):
         page = decoder.to_html(max_values=2 * per_layer + 1)
     assert _data(page)["sections"][0]["sequences"][0]["views"][0]["layers"] == [1, 2]
+    if shutil.which("chromium") or os.environ.get("ALTI_LENS_REQUIRE_BROWSER") == "1":
+        path = tmp_path / "two.html"
+        path.write_text(page, encoding="utf-8")
+        attrs, values = _panel(_dom(tmp_path, path, "#s0-layer=1&s0-row=2"), 0)
+        assert attrs["data-layer"] == "1"  # the URL names the model's layer, not the slider's
+        _close(values, decoder.rollout[0, 1, 2, :7])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         one = decoder.to_html(batch=1)

@@ -1,6 +1,7 @@
 /* alti_lens report: renders the JSON document in #alti-data. No dependencies, no network.
  * Token strings only ever reach the page through textContent, never as markup.
- * State can be set from the URL hash, e.g. #s0-view=contributions&s0-layer=1&s0-row=3
+ * State can be set from the URL hash, e.g. #s0-view=contributions&s0-layer=1&s0-row=3 (layer: the
+ * model's layer number)
  * (section 0: view, layer, query row; also -seq, -sub (head), -scale=row, and -layer with -head
  * for ALTI-Logit). */
 (function () {
@@ -382,6 +383,10 @@
       var view = seq.views[Math.min(st.view, seq.views.length - 1)];
       setSeq(st.seq);
       setView(st.view);
+      if (typeof st.layer === "string") {  // from the URL: a model layer number
+        var at = view.layers.indexOf(parseInt(st.layer, 10));
+        if (at >= 0) st.layer = at;
+      }
       st.layer = intParam(st.layer, view.layers.length, view.layers.length - 1);
       layerSlider.set(st.layer, view.layers);
       var M = view.data[st.layer];
