@@ -156,8 +156,10 @@ def _load(name: str, args: argparse.Namespace, status: _Status) -> Any:
         )
 
 
-def _colour(args: argparse.Namespace) -> bool:
-    return not args.no_color and sys.stdout.isatty()
+def _colour(args: argparse.Namespace) -> bool | None:
+    """False with --no-color; else None: colour when stdout is a colour terminal (NO_COLOR and
+    FORCE_COLOR are honoured)."""
+    return False if args.no_color else None
 
 
 def _outputs(result: Any, args: argparse.Namespace, summary_json: dict[str, Any]) -> None:

@@ -1,10 +1,8 @@
 """Plain-text summaries of results for a terminal (used by the `alti-lens` command line).
 
-Each function returns a string (no printing here); colour is ANSI and optional, so the same text
-reads the same when piped to a file.
+Each function returns a string (no printing here); colour is ANSI and optional (the results' own
+`coloured_text`), so the same text reads the same when piped to a file.
 """
-
-from torch import Tensor
 
 from .results import AltiLogitResult, AltiPlusResult, AltiResult
 
@@ -13,31 +11,6 @@ _BAR = "█"
 
 def _bar(value: float, width: int = 20) -> str:
     return _BAR * max(0, min(width, round(value * width)))
-
-
-def _shade(token: str, value: float, colour: bool) -> str:
-    """A token on a background whose strength follows `value` in [0, 1] (ANSI 256 colours)."""
-    if not colour:
-        return token
-    # the 256-colour ramp from white (231) through light to deep blue
-    ramp = [231, 195, 159, 123, 117, 111, 75, 69, 33, 27]
-    code = ramp[max(0, min(len(ramp) - 1, int(value * (len(ramp) - 1) + 0.5)))]
-    fg = 16 if code in (231, 195, 159, 123, 117) else 231
-    return f"\x1b[48;5;{code}m\x1b[38;5;{fg}m{token}\x1b[0m"
-
-
-def coloured_row(tokens: list[str], values: Tensor, *, colour: bool) -> str:
-    """The tokens of one row, each shaded by its value relative to the row's maximum; without
-    colour, each token is followed by its value in brackets."""
-    top = float(values.max()) if len(values) else 0.0
-    parts = []
-    for token, value in zip(tokens, values.tolist(), strict=True):
-        shown = token.replace("\n", "\\n")
-        if colour:
-            parts.append(_shade(shown, value / top if top > 0 else 0.0, colour))
-        else:
-            parts.append(f"{shown}[{value:.2f}]")
-    return " ".join(parts)
 
 
 def _table(rows: list[tuple[int, str, float]]) -> list[str]:
@@ -55,7 +28,7 @@ def explain_summary(
     position: int,
     layer: int,
     k: int,
-    colour: bool,
+    colour: bool | None,
     prediction: tuple[str, float] | None = None,
     logit: AltiLogitResult | None = None,
 ) -> str:
@@ -66,15 +39,14 @@ def explain_summary(
     row = position if position >= 0 else n + position
     n_layers = result.n_layers
     shown_layer = layer if layer >= 0 else n_layers + layer
-    values = result.rollout[0, layer, row, :n]
     lines = [
         f"model {model} · {n} tokens · {n_layers} layers · measure "
         f"{result.metadata.get('measure')} · max reconstruction error "
         f"{float(result.reconstruction_error.max()):.1e}",
         "",
-        f"Contributions to position {row} ({tokens[row]!r}) after layer {shown_layer + 1} "
-        "(rollout):",
-        "  " + coloured_row(tokens, values, colour=colour),
+        f"Contributions to position {row} ({tokens[row]!r}) after layer {shown_layer} "
+        f"(0-based, of 0–{n_layers - 1}; rollout):",
+        "  " + result.coloured_text(row, layer=layer, colour=colour),
         "",
         f"Top sources of position {row} ({tokens[row]!r}):",
         *_table(result.top_sources(row, k, layer=layer)),

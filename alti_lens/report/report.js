@@ -133,7 +133,8 @@
         wrap.style.display = labels.length > 1 ? "" : "none";
         input.max = String(labels.length - 1);
         input.value = String(i);
-        value.textContent = String(labels[i]) + " / " + String(labels[labels.length - 1]);
+        // indices are 0-based, as in TransformerLens (blocks.0 ...): show the range, not "i / n"
+        value.textContent = String(labels[i]) + " (of " + String(labels[0]) + "\u2013" + String(labels[labels.length - 1]) + ")";
       },
     };
   }
