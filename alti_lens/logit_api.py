@@ -147,6 +147,11 @@ def alti_logit(
         info, measure="l1", dtype=dtype, check=check, chunk_size=chunk_size, block_kinds=kinds
     )
     metadata |= {
+        # readable names of the explained tokens (the result holds ids only)
+        "target_str": [row[0] for row in readout.str_tokens(model, targets[:, None])],
+        "foil_str": None
+        if foils is None
+        else [row[0] for row in readout.str_tokens(model, foils[:, None])],
         "logit_soft_cap": final.soft_cap,
         "pre_soft_cap_logit": raw.to(dtype) if final.soft_cap else None,
     }

@@ -190,9 +190,12 @@ def alti_plus_section(
     return {"kind": "matrix", "title": title, "info": info, "sequences": sequences}
 
 
-def _token_name(result: AltiLogitResult, token: int) -> str:
-    """`“mat” (id 9)` when the token occurs in the inputs (the result holds no vocabulary),
-    else `token id 9`."""
+def _token_name(result: AltiLogitResult, token: int, b: int = 0, key: str = "target_str") -> str:
+    """`“mat” (id 9)`: from the names `alti_logit` records, else from the inputs when the token
+    occurs there, else `token id 9`."""
+    names = result.metadata.get(key)
+    if isinstance(names, list) and b < len(names):
+        return f"\u201c{names[b]}\u201d (id {token})"
     where = (result.tokens == token).nonzero()
     if len(where):
         b, j = (int(i) for i in where[0])
@@ -210,9 +213,9 @@ def alti_logit_section(
         idx = torch.tensor(_real(result.attention_mask, b))
         toks = [result.str_tokens[b][i] for i in idx.tolist()]
         position = int(result.position[b])
-        target = _token_name(result, int(result.target[b]))
+        target = _token_name(result, int(result.target[b]), b)
         if result.foil is not None:
-            target += f" minus {_token_name(result, int(result.foil[b]))}"
+            target += f" minus {_token_name(result, int(result.foil[b]), b, 'foil_str')}"
         parts = [["input tokens (sum of scores)", float(result.scores[b].sum())]]
         parts += [[name.replace("_", " "), float(v[b])] for name, v in result.components.items()]
         parts += [
