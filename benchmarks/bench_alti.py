@@ -103,12 +103,13 @@ def child(args: argparse.Namespace) -> None:
 
         alti(model, tokens, rows=args.rows)
 
-    def timed(run: Callable[[], None]) -> float:
-        start = time.perf_counter()
+    def timed(run: Callable[[], None]) -> tuple[float, float]:
+        """Wall-clock and CPU time (all threads of this process) of one run."""
+        start, cpu = time.perf_counter(), time.process_time()
         run()
         if cuda:
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
     runs = [forward] if args.mode == "forward" else [forward, run_alti]
     for run in runs:
@@ -118,18 +119,23 @@ def child(args: argparse.Namespace) -> None:
         torch.cuda.reset_peak_memory_stats()
     # Forward and alti alternate in one process, so that both see the same load on a shared machine.
     times: list[list[float]] = [[] for _ in runs]
+    cpu_times: list[list[float]] = [[] for _ in runs]
     for _ in range(args.repeats):
         for k, run in enumerate(runs):
-            times[k].append(timed(run))
+            wall, cpu = timed(run)
+            times[k].append(wall)
+            cpu_times[k].append(cpu)
     if cuda:
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ratios = [a / f for f, a in zip(times[0], times[-1], strict=True)]
+    cpu_ratios = [a / f for f, a in zip(cpu_times[0], cpu_times[-1], strict=True)]
     result = {
         "seconds": statistics.median(times[-1]),
         "forward_seconds": statistics.median(times[0]),
         "ratio": statistics.median(ratios),
+        "cpu_ratio": statistics.median(cpu_ratios),
         "peak_mb": peak_mb,
         "times": times,
     }
@@ -172,10 +178,12 @@ def table(args: argparse.Namespace, lengths: list[int]) -> None:
     )
     print(
         "forward (s): the plain forward pass timed in the same process, alternating with alti; "
-        "ratio: median of the per-repeat ratios alti / forward; forward peak: a process that "
-        "runs the forward pass only"
+        "ratio: median of the per-repeat ratios alti / forward (wall clock); CPU ratio: the "
+        "same with the process's CPU time (less sensitive to other load on a shared machine); "
+        "forward peak: a process that runs the forward pass only"
     )
-    cols = ["tokens", "variant", "forward (s)", "alti (s)", "ratio", "forward peak (MB)"]
+    cols = ["tokens", "variant", "forward (s)", "alti (s)", "ratio", "CPU ratio"]
+    cols += ["forward peak (MB)"]
     cols += ["alti peak (MB)", "extra (MB)"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
@@ -185,7 +193,7 @@ def table(args: argparse.Namespace, lengths: list[int]) -> None:
             alt = measure(args, length, "alti", variant)
             print(
                 f"| {length} | {variant} | {alt['forward_seconds']:.3f} | {alt['seconds']:.3f} | "
-                f"{alt['ratio']:.2f}× | {fwd['peak_mb']:.0f} | "
+                f"{alt['ratio']:.2f}× | {alt['cpu_ratio']:.2f}× | {fwd['peak_mb']:.0f} | "
                 f"{alt['peak_mb']:.0f} | {alt['peak_mb'] - fwd['peak_mb']:.0f} |",
                 flush=True,
             )
