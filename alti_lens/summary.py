@@ -105,7 +105,7 @@ def translate_summary(
         value = float(sc[i])
         lines.append(
             f"  {i:>4}  {target[i]!r:<{width}} -> {predicted[i]!r:<{width}}  {value:6.3f}  "
-            f"{1 - value:6.3f}  {_bar(value, 10)}"
+            f"{max(0.0, 1 - value):6.3f}  {_bar(value, 10)}"
         )
     mean = float(sc.mean()) if t else float("nan")
     lines += ["", f"mean source contribution: {mean:.3f}"]

@@ -46,17 +46,20 @@ print("gold alignment (target word, source word):", pair.alignment)
 
 # %% [markdown]
 # ## Teacher forcing on the reference translation
-# Give the target as text: `alti_plus` tokenizes it as a target and shifts it right, so decoder
-# row `t` is the step that predicts target word `t`.
+# Give the target as text: `alti_plus` tokenizes it as a target and shifts it right, so decoder row
+# `t` is the step that predicts target token `t` (`result.target_labels[b, t]`). This BART, like the
+# real ones, starts its targets with `<s>` and ends them with `</s>`, and its sources with `<s>`: we
+# locate the word positions by leaving the special tokens out.
 
 # %%
 result = alti_plus(model, " ".join(pair.source), " ".join(pair.target))
 print(result)
+special = set(model.tokenizer.all_special_tokens)
+predicts = model.tokenizer.convert_ids_to_tokens(result.target_labels[0].tolist())
 steps = int(result.target_attention_mask[0].sum())
 for t in range(steps):
-    predicts = pair.target[t] if t < len(pair.target) else "</s>"
     sc = float(result.source_contribution[0, t])
-    print(f"step {t:>2} predicts {predicts!r:<12} source {sc:.2f}  target prefix {1 - sc:.2f}")
+    print(f"step {t:>2} predicts {predicts[t]!r:<12} source {sc:.2f}  target prefix {max(0.0, 1 - sc):.2f}")
 
 # %% [markdown]
 # The first step can only use the source (the prefix is just the decoder start token, which
@@ -75,8 +78,10 @@ result.plot().savefig(OUT / "translation_source_contribution.png", dpi=100, bbox
 # the EOS column) and compare it with the gold alignment.
 
 # %%
-n_source = len(pair.source)  # the source tokens are the words, then EOS
-R = result.rollout[0, -1, : len(pair.target), :n_source]  # target words × source words
+word_cols = [j for j, tok in enumerate(result.source_str_tokens[0]) if tok not in special]
+word_rows = [t for t in range(steps) if predicts[t] not in special]
+assert len(word_cols) == len(pair.source) and len(word_rows) == len(pair.target)
+R = result.rollout[0, -1][word_rows][:, word_cols]  # target words × source words
 predicted = R.argmax(-1).tolist()
 gold = dict(pair.alignment)
 hits = sum(predicted[t] == gold[t] for t in range(len(pair.target)))
@@ -84,6 +89,7 @@ for t, word in enumerate(pair.target):
     mark = "✓" if predicted[t] == gold[t] else "✗"
     print(f"{word:>10} -> {pair.source[predicted[t]]:<8} (gold {pair.source[gold[t]]}) {mark}")
 print(f"{hits}/{len(pair.target)} target words aligned to their gold source word")
+assert hits >= len(pair.target) // 2  # the known answer, found from the contributions alone
 
 # %% [markdown]
 # A picture: the extended rollout's source columns, with the gold alignment marked.
@@ -98,7 +104,7 @@ fig, ax = plt.subplots(figsize=(6, 5))
 ax.imshow(R.numpy(), cmap="Blues", aspect="auto")
 ax.scatter([s for _, s in pair.alignment], [t for t, _ in pair.alignment], marker="s",
            s=90, facecolors="none", edgecolors="crimson", label="gold alignment")  # fmt: skip
-ax.set_xticks(range(n_source), pair.source, rotation=60, ha="right")
+ax.set_xticks(range(len(pair.source)), pair.source, rotation=60, ha="right")
 ax.set_yticks(range(len(pair.target)), pair.target)
 ax.set_xlabel("source word")
 ax.set_ylabel("predicted target word")
@@ -113,7 +119,8 @@ fig.savefig(OUT / "translation_alignment.png", dpi=100, bbox_inches="tight")
 
 # %%
 own = alti_plus(model, " ".join(pair.source))
-print("model's translation:", " ".join(own.target_str_tokens[0][1:]))
+translation = model.tokenizer.convert_ids_to_tokens(own.target_labels[0].tolist())
+print("model's translation:", " ".join(w for w in translation if w not in special))
 print("mean source contribution:", round(float(own.source_contribution[0].mean()), 3))
 result.save_html(OUT / "translation_report.html")
 assert torch.isfinite(own.rollout).all()
