@@ -175,7 +175,7 @@ def _demo_models_present() -> bool:
     models = getattr(demo, "BUILTIN_MODELS", {})
     return all(
         name in models and (Path(models[name]) / "config.json").exists()
-        for name in ("induction", "translator")
+        for name in ("demo-induction", "demo-translator")
     )
 
 

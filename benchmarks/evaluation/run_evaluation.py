@@ -63,8 +63,7 @@ def load(path: str | Path, dtype: torch.dtype = torch.float64) -> Any:
 def demo_model_dirs() -> tuple[Path, Path]:
     from alti_lens import demo
 
-    models = demo.BUILTIN_MODELS
-    return Path(models["induction"]), Path(models["translator"])
+    return demo.builtin_path("demo-induction"), demo.builtin_path("demo-translator")
 
 
 def minilm_dir() -> Path:
