@@ -59,7 +59,9 @@ predicts = model.tokenizer.convert_ids_to_tokens(result.target_labels[0].tolist(
 steps = int(result.target_attention_mask[0].sum())
 for t in range(steps):
     sc = float(result.source_contribution[0, t])
-    print(f"step {t:>2} predicts {predicts[t]!r:<12} source {sc:.2f}  target prefix {max(0.0, 1 - sc):.2f}")
+    print(
+        f"step {t:>2} predicts {predicts[t]!r:<12} source {sc:.2f}  target prefix {max(0.0, 1 - sc):.2f}"
+    )
 
 # %% [markdown]
 # The first step can only use the source (the prefix is just the decoder start token, which

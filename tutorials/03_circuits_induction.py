@@ -36,7 +36,9 @@ OUT = Path(os.environ.get("ALTI_LENS_TUTORIAL_OUT", "tutorial_output"))
 OUT.mkdir(parents=True, exist_ok=True)
 
 model = load_model("demo-induction")
-words = induction_sequences(1, seed=7, min_len=8, max_len=8)[0]  # held out: training used other seeds
+words = induction_sequences(1, seed=7, min_len=8, max_len=8)[
+    0
+]  # held out: training used other seeds
 text = " ".join(words)
 k = len(words) // 2
 print(text)
@@ -54,7 +56,7 @@ prev_share = heads[0][:, rows, rows - 1].mean(-1)  # per head, mean over positio
 for h, share in enumerate(prev_share.tolist()):
     print(f"layer 0 head {h}: mean contribution from the previous token {share:.3f}")
 prev_head = int(prev_share.argmax())
-print("previous-token head: L0H%d" % prev_head)
+print(f"previous-token head: L0H{prev_head}")
 
 # %% [markdown]
 # ## Layer 1: an induction head
@@ -68,7 +70,7 @@ ind_share = heads[1][:, second, targets].mean(-1)
 for h, share in enumerate(ind_share.tolist()):
     print(f"layer 1 head {h}: mean contribution from the induction target {share:.3f}")
 ind_head = int(ind_share.argmax())
-print("induction head: L1H%d" % ind_head)
+print(f"induction head: L1H{ind_head}")
 
 # %% [markdown]
 # ## The prediction, decomposed: ALTI-Logit
@@ -89,9 +91,11 @@ print(f"identity: {total:.4f} == {float(logit.logit[0]):.4f}")
 # %%
 by_head = logit.head_scores[0].sum(-1)  # [layer, head]: logit share routed by each head
 for layer in range(by_head.shape[0]):
-    print(f"layer {layer}:", " ".join(f"H{h} {v:+.2f}" for h, v in enumerate(by_head[layer].tolist())))
+    print(
+        f"layer {layer}:", " ".join(f"H{h} {v:+.2f}" for h, v in enumerate(by_head[layer].tolist()))
+    )
 best = divmod(int(by_head.abs().argmax()), by_head.shape[1])
-print("head that moves the most logit: L%dH%d" % best)
+print(f"head that moves the most logit: L{best[0]}H{best[1]}")
 
 # %% [markdown]
 # The head that moves most of the logit in layer 1 should be the induction head found above, and the

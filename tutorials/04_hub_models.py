@@ -50,7 +50,9 @@ def load_or_builtin(name: str, builtin: str):
         return builtin, load_model(builtin)
 
 
-decoder_name, decoder = load_or_builtin(os.environ.get("ALTI_LENS_DECODER", "gpt2"), "demo-induction")
+decoder_name, decoder = load_or_builtin(
+    os.environ.get("ALTI_LENS_DECODER", "gpt2"), "demo-induction"
+)
 
 # %% [markdown]
 # ## A decoder-only model
@@ -80,7 +82,9 @@ translator_name, translator = load_or_builtin(
     os.environ.get("ALTI_LENS_TRANSLATOR", "Helsinki-NLP/opus-mt-en-de"), "demo-translator"
 )
 source = (
-    "The cat sat on the mat." if translator_name.startswith("Helsinki") else "the old cat sees a dog"
+    "The cat sat on the mat."
+    if translator_name.startswith("Helsinki")
+    else "the old cat sees a dog"
 )
 plus = alti_plus(translator, source)  # no target: translate greedily, then explain
 print(plus)
