@@ -319,7 +319,7 @@ def _average(per: dict) -> Correlations:
     }
 
 
-def patching_correlations(model: Any, sequences: Sequence[Int[Tensor, " pos"]]) -> Correlations:
+def patching_correlations(model: Any, sequences: Sequence[Int[Tensor, " _pos"]]) -> Correlations:
     """measure → where (`"sub-block"`: the attention sub-block output `y_i^l`; `"layer"`: the
     layer output after the MLP) → layer → (Spearman, Pearson, per-row Spearman), averaged over
     the sequences, between `C^l[i, j]` and the value-zeroing effect of `j` over the pairs `i ≠ j`
@@ -351,8 +351,8 @@ def _mean_pair(values: list[tuple[float, float, float]]) -> tuple[float, float, 
 
 def cross_patching_correlations(
     model: Any,
-    sources: Sequence[Int[Tensor, " src_pos"]],
-    decoder_inputs: Sequence[Int[Tensor, " tgt_pos"]],
+    sources: Sequence[Int[Tensor, " _src_pos"]],
+    decoder_inputs: Sequence[Int[Tensor, " _tgt_pos"]],
 ) -> Correlations:
     """As `patching_correlations` for an encoder-decoder: per encoder layer (`"encoder L"`, pairs
     `i ≠ j`) and per decoder cross-attention (`"cross L"`, every target row × source, against the
