@@ -394,7 +394,8 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
     add(_table(header, rows) + "\n")
     add(
         "The same, reading each target word from the decoder row that holds it as *input* "
-        "(row `t + 1`; Chen et al. 2020's Shift-Att), for comparison with the protocol above:\n"
+        "(the row after the predicting one; Chen et al. 2020's Shift-Att), for comparison with "
+        "the protocol above:\n"
     )
     shifted = results["aer_input_row"]
     rows = [[k, *[_f(x) for x in v], _f(min(v))] for k, v in shifted.items()]
