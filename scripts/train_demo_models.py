@@ -443,7 +443,7 @@ from alti_lens import alti_logit
 from alti_lens.demo import builtin_path
 
 model = TransformerBridge.boot_transformers(str(builtin_path("demo-induction")))  # offline
-result = alti_logit(model, "dog tree sun cold dog tree", " sun")
+result = alti_logit(model, "dog tree sun cold rain dog tree", " sun")  # p(sun) = 0.98
 ```
 
 ## Model
