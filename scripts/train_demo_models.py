@@ -1,6 +1,6 @@
 """Train the two built-in demo models and write them into alti_lens/demo/models/.
 
-    python scripts/train_demo_models.py                 # both models (a few minutes on 2 CPU cores)
+    python scripts/train_demo_models.py                 # both models (2-7 min each on 2 CPU cores)
     python scripts/train_demo_models.py --only induction
     python scripts/train_demo_models.py --out /tmp/demo # elsewhere (to compare with the shipped)
 
