@@ -190,7 +190,9 @@ def _fused_scores(
         result = fused.distances(*args, diagonal=diagonal, offset=query_offset)
         if result is None:
             return None
-        dist, sums = result
+        dist, sums, kernel_norm = result
+        if measure != "norm":  # summed in the kernel's order: T_ij == 0 scores exactly 0
+            y_norm = kernel_norm
     scores = dist if measure == "norm" else (y_norm[:, None] - dist).clamp_min_(0)
     scores = scores * support
     if terms.residual_column:

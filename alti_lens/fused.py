@@ -44,7 +44,7 @@ def extension() -> Any | None:
 
             log.info("compiling the fused ALTI kernel (once per machine)")
             _state["module"] = load(
-                name="alti_lens_distances_v2",
+                name="alti_lens_distances_v3",
                 sources=[str(_SOURCE)],
                 extra_cflags=["-O3", "-march=native", "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
@@ -72,17 +72,25 @@ def distances(
     p: int,
     diagonal: bool,
     offset: int = 0,
-) -> tuple[Float[Tensor, "query_pos key_pos"], Float[Tensor, "query_pos d_model"]] | None:
+) -> (
+    tuple[
+        Float[Tensor, "query_pos key_pos"],
+        Float[Tensor, "query_pos d_model"],
+        Float[Tensor, " query_pos"],
+    ]
+    | None
+):
     """`||y_i − T_ij||_p` (p = 1, 2) or `||T_ij||_2` (p = 0) for keys `key_start ≤ j < key_stop`,
     and `Σ_j T_ij` per row (for the exactness check); None where the kernel does not apply (not
     compiled, not a CPU tensor). With `diagonal`, row `i`'s residual is added to key
-    `i + offset`."""
+    `i + offset`. Also `||y_i||_p` (p = 1, 2), summed in the order of the distances, so that a
+    source with `T_ij = 0` scores exactly 0."""
     if pattern.device.type != "cpu" or pattern.dtype not in (torch.float32, torch.float64):
         return None
     module = extension()
     if module is None:
         return None
-    dist, sums = module.distances(
+    dist, sums, y_norm = module.distances(
         pattern, values, residual, output, key_start, key_stop, p, offset if diagonal else -1
     )
-    return dist, sums
+    return dist, sums, y_norm

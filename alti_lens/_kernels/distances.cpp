@@ -10,7 +10,8 @@
 // is never written, not even to a cache buffer:
 //   p = 1 or 2: dist[i, j] = || y_i - T_ij ||_p;   p = 0: dist[i, j] = || T_ij ||_2.
 // Only keys [kmin[i], kmax[i]) are formed; others stay 0. diag < 0: no residual term (cross).
-// Also returns sums[i] = sum_j T_ij over the formed keys, for the exactness check.
+// Also returns sums[i] = sum_j T_ij over the formed keys, for the exactness check, and
+// ||y_i||_p (p = 1, 2) summed in the same order as the distances.
 //
 // Loop order: row blocks of RB rows (parallel) > keys j > feature chunks > micro tiles of MR rows.
 // V[j] (H x d) is read from memory once per row block and reused by its RB / MR micro tiles from
@@ -67,7 +68,7 @@ struct Tile {
 template <typename scalar_t>
 void kernel(const scalar_t* A, const scalar_t* V, const scalar_t* R, const scalar_t* Y,
             const int64_t* kmin, const int64_t* kmax, scalar_t* out, scalar_t* sums,
-            int64_t H, int64_t nq, int64_t nk, int64_t d, int64_t p, int64_t diag) {
+            scalar_t* ynorm, int64_t H, int64_t nq, int64_t nk, int64_t d, int64_t p, int64_t diag) {
   constexpr int KC = ALTI_KCB / sizeof(scalar_t);  // 32 floats or 16 doubles: 2 AVX-512 registers
   const int64_t nblocks = (nq + RB - 1) / RB;
   // Threads take contiguous ranges of `order`: zigzag (0, N-1, 1, N-2, ...) pairs the cheap early
@@ -83,6 +84,25 @@ void kernel(const scalar_t* A, const scalar_t* V, const scalar_t* R, const scala
       const int64_t blk = o % 2 == 0 ? o / 2 : nblocks - 1 - o / 2;
       const int64_t i0 = blk * RB, i1 = std::min(nq, i0 + RB), nr = i1 - i0;
       const int64_t ntiles = (nr + MR - 1) / MR;
+      // ||y_i||_p summed in exactly the order of the distances below, so that a source with
+      // T_ij == 0 scores exactly ||y_i|| - d_ij == 0 (no rounding residue from another order).
+      for (int64_t i = i0; p != 0 && i < i1; ++i) {
+        scalar_t* Pi = part.data();
+        std::fill(Pi, Pi + KC, scalar_t(0));
+        const scalar_t zero = 0;
+        for (int64_t k0 = 0; k0 < d; k0 += KC) {
+          const int64_t kc = std::min<int64_t>(KC, d - k0);
+          const scalar_t* Yi = Y + i * d + k0;
+          if (p == 1) {
+            for (int64_t c = 0; c < kc; ++c) Pi[c] += std::abs(Yi[c] - zero);
+          } else {
+            for (int64_t c = 0; c < kc; ++c) { const scalar_t e = Yi[c] - zero; Pi[c] += e * e; }
+          }
+        }
+        scalar_t s = 0;
+        for (int c = 0; c < KC; ++c) s += Pi[c];
+        ynorm[i] = p == 1 ? s : std::sqrt(s);
+      }
       int64_t lo = nk, hi = 0;
       for (int64_t i = i0; i < i1; ++i) { lo = std::min(lo, kmin[i]); hi = std::max(hi, kmax[i]); }
       for (int64_t j = lo; j < hi; ++j) {
@@ -148,12 +168,14 @@ std::vector<torch::Tensor> distances(torch::Tensor A, torch::Tensor V, torch::Te
   const int64_t H = A.size(0), nq = A.size(1), nk = A.size(2), d = V.size(2);
   auto out = torch::zeros({nq, nk}, A.options());
   auto sums = torch::zeros({nq, d}, A.options());
+  auto ynorm = torch::zeros({nq}, A.options());
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "alti_distances", [&] {
     kernel<scalar_t>(A.data_ptr<scalar_t>(), V.data_ptr<scalar_t>(), R.data_ptr<scalar_t>(),
                      Y.data_ptr<scalar_t>(), kmin.data_ptr<int64_t>(), kmax.data_ptr<int64_t>(),
-                     out.data_ptr<scalar_t>(), sums.data_ptr<scalar_t>(), H, nq, nk, d, p, diag);
+                     out.data_ptr<scalar_t>(), sums.data_ptr<scalar_t>(), ynorm.data_ptr<scalar_t>(),
+                     H, nq, nk, d, p, diag);
   });
-  return {out, sums};
+  return {out, sums, ynorm};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("distances", &distances); }
