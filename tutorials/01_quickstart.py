@@ -52,21 +52,25 @@ assert float(result.rollout[0, -1].sum(-1).sub(1).abs().max()) < 1e-5  # rows su
 # %% [markdown]
 # ## Which tokens make up the last token's representation?
 # The last token, `music`, is the third word of the repeated run. A model that continues the
-# sequence must find the word that followed the first `music`, namely `window`.
+# sequence must find the word that followed the first `music`, namely `window`: the rollout of the
+# last layer puts it first.
 
 # %%
 for position, token, value in result.top_sources(-1, k=4):
     print(f"{position:>3} {token!r:>10} {value:.3f}")
 
+# %%
+assert result.top_sources(-1, k=1)[0][1] == "window"  # the rollout finds the word to copy
+
 # %% [markdown]
-# The rollout mixes in the token itself and the BOS token (an "attention sink"). The per-layer view
-# separates the layers: `layer=-1, rollout=False` is the last layer's own `C^L` row.
+# The per-layer view shows each layer's own step instead of the chain: `rollout=False` gives the
+# last layer's `C^L` row, which attributes to that layer's *inputs* (the residual stream after the
+# first layer), not to the input tokens. Here the last layer reads from a position whose first-layer
+# output already carries `window` — how this model's circuit works is the subject of tutorial 3.
 
 # %%
 for position, token, value in result.top_sources(-1, k=4, layer=-1, rollout=False):
     print(f"{position:>3} {token!r:>10} {value:.3f}")
-window = result.str_tokens[0].index("window")
-print("C^2[last, 'window'] =", round(float(result.contributions[0, -1, -1, window]), 3))
 
 # %% [markdown]
 # ## Views: dropping tokens, tables, pictures, reports
