@@ -321,7 +321,10 @@ def _demo(args: argparse.Namespace, status: _Status) -> int:
     with status.stage("ALTI-Logit on the induction model"):
         info = readout.describe(decoder)
         logits = readout.next_token_logits(decoder, info, result.tokens, result.attention_mask)
-        logit = alti_logit(decoder, DEMO_TEXT, int(logits[0].argmax()))
+        probs = logits.softmax(-1)[0]
+        token_id = int(probs.argmax())
+        logit = alti_logit(decoder, DEMO_TEXT, token_id)
+    prediction = (logit.metadata["target_str"][0], float(probs[token_id]))
     translator = _load(DEFAULT_TRANSLATOR, args, status)
     with status.stage("ALTI+ on the toy translator"):
         plus = alti_plus(translator, DEMO_SOURCE, None)
@@ -334,7 +337,14 @@ def _demo(args: argparse.Namespace, status: _Status) -> int:
     colour = _colour(args)
     sys.stdout.write(
         summary.explain_summary(
-            result, model=DEFAULT_DECODER, position=n - 1, layer=-1, k=5, colour=colour
+            result,
+            model=DEFAULT_DECODER,
+            position=n - 1,
+            layer=-1,
+            k=5,
+            colour=colour,
+            prediction=prediction,
+            logit=logit,
         )
         + "\n\n"
     )

@@ -131,3 +131,28 @@ def test_bad_input_exits_2_with_a_message(
 def test_directory_without_config_is_explained(tmp_path: Path, capsys) -> None:
     assert main(["explain", "-q", "--model", str(tmp_path), "hi"]) == EXIT_USAGE
     assert "holds no config.json" in capsys.readouterr().err
+
+
+def test_demo_runs_both_builtin_models_and_writes_a_report(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "alti-lens"
+    out = subprocess.run(
+        [str(script), "demo", "--out", str(tmp_path / "demo"), "--no-color"],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    # the induction model finds the word to copy, and predicts it
+    assert "Top sources of position 9 ('music')" in out.stdout
+    assert "1. pos    4  'window'" in out.stdout
+    assert "Prediction after position 9: 'window'" in out.stdout
+    assert "model demo-translator" in out.stdout and "mean source contribution" in out.stdout
+    report = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
+    for title in ("ALTI \\u00b7 demo-induction", "ALTI-Logit \\u00b7 demo-induction",
+                  "ALTI+ \\u00b7 demo-translator"):  # fmt: skip
+        assert f'"title":"{title}' in report  # one section per result
+
+
+def test_explain_defaults_to_the_builtin_induction_model(capsys) -> None:
+    assert main(["explain", "-q", "--no-color", "king river music window king river"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("model demo-induction")
+    assert "Prediction after position 6: 'music'" in text  # induction: river was followed by music

@@ -173,7 +173,7 @@ def load_model(
     try:
         with _progress_bars(progress):
             tokenizer = _encoder_decoder_tokenizer(where)
-            return bridge.boot_transformers(
+            model = bridge.boot_transformers(
                 where, device=device, dtype=torch_dtype, tokenizer=tokenizer
             )
     except OSError as err:  # transformers' "couldn't connect" / "is not a local folder" errors
@@ -185,3 +185,6 @@ def load_model(
         raise UnsupportedModelError(
             f"TransformerLens cannot boot {where!r}: {type(err).__name__}: {err}"
         ) from err
+    if kind == "builtin":  # name results and reports "demo-induction", not a site-packages path
+        model.cfg.model_name = name_or_dir
+    return model
