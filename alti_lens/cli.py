@@ -184,18 +184,27 @@ def _write_html(path: Path, items: list[tuple[str, Any]]) -> None:
     report.write_report(path, items)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before any work when an output cannot be written."""
+    if args.top < 1:
+        raise InputError(f"--top must be at least 1, got {args.top}.")
+    if args.png:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as err:
+            raise InputError(
+                "--png needs matplotlib: pip install matplotlib (or alti-lens[viz])."
+            ) from err
+
+
 def _write_png(result: Any, path: Path) -> None:
-    try:
-        fig = result.plot()
-    except ImportError as err:
-        raise InputError(f"--png needs matplotlib: pip install matplotlib ({err})") from err
+    fig = result.plot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
 def _explain(args: argparse.Namespace, status: _Status) -> int:
-    if args.top < 1:
-        raise InputError(f"--top must be at least 1, got {args.top}.")
+    _check_outputs(args)
     model = _load(args.model, args, status)
     if readout.is_encoder_decoder(model):
         raise InputError(
@@ -262,8 +271,7 @@ def _sources(rows: list[tuple[int, str, float]]) -> list[dict[str, Any]]:
 
 
 def _translate(args: argparse.Namespace, status: _Status) -> int:
-    if args.top < 1:
-        raise InputError(f"--top must be at least 1, got {args.top}.")
+    _check_outputs(args)
     model = _load(args.model, args, status)
     if not readout.is_encoder_decoder(model):
         raise InputError(

@@ -156,3 +156,14 @@ def test_explain_defaults_to_the_builtin_induction_model(capsys) -> None:
     text = capsys.readouterr().out
     assert text.startswith("model demo-induction")
     assert "Prediction after position 6: 'music'" in text  # induction: river was followed by music
+
+
+def test_png_without_matplotlib_fails_before_any_work(
+    dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    args = ["explain", "-q", "--model", str(dirs["gpt2"]), "the cat", "--png", str(tmp_path / "x")]
+    assert main(args) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "--png needs matplotlib: pip install matplotlib" in captured.err
+    assert captured.out == ""  # nothing computed or printed first
