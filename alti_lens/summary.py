@@ -13,10 +13,12 @@ def _bar(value: float, width: int = 20) -> str:
     return _BAR * max(0, min(width, round(value * width)))
 
 
-def _table(rows: list[tuple[int, str, float]]) -> list[str]:
+def _table(rows: list[tuple[int, str, float]], *, signed: bool = False) -> list[str]:
+    """Ranked (position, token, value) rows; shares get a bar, signed scores a sign."""
     width = max((len(repr(token)) for _, token, _ in rows), default=0)
     return [
-        f"  {rank:>2}. pos {pos:>4}  {token!r:<{width}}  {value:7.4f}  {_bar(value)}"
+        f"  {rank:>2}. pos {pos:>4}  {token!r:<{width}}  "
+        + (f"{value:+8.3f}" if signed else f"{value:7.4f}  {_bar(value)}")
         for rank, (pos, token, value) in enumerate(rows, start=1)
     ]
 
@@ -61,18 +63,9 @@ def explain_summary(
         lines += [
             f"ALTI-Logit: the logit of {target!r}, {float(logit.logit[0]):.3f}, is tokens "
             f"{float(scores.sum()):+.3f} plus {parts}. Tokens that raised it most:",
-            *_logit_table(logit, k),
+            *_table(logit.top_sources(k), signed=True),
         ]
     return "\n".join(lines)
-
-
-def _logit_table(logit: AltiLogitResult, k: int) -> list[str]:
-    rows = logit.top_sources(k)
-    width = max((len(repr(token)) for _, token, _ in rows), default=0)
-    return [
-        f"  {rank:>2}. pos {pos:>4}  {token!r:<{width}}  {value:+8.3f}"
-        for rank, (pos, token, value) in enumerate(rows, start=1)
-    ]
 
 
 def translate_summary(
