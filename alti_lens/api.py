@@ -14,6 +14,7 @@ from . import inputs as _inputs
 from . import readout
 from ._measure import measure_block, run_metadata, warn_weight_processing
 from .decompose import BlockTensors
+from .errors import InputError
 from .heads import head_source_scores, normalise_heads
 from .results import AltiResult
 from .rollout import last_row_rollout, rollout_step
@@ -75,13 +76,13 @@ def alti(
     """
     measure = _inputs.check_measure(measure)
     if rows not in ("all", "last"):
-        raise ValueError(
+        raise InputError(
             f'rows must be "all" (every query position) or "last" (the rollout of each '
             f"sequence's last real token only), got {rows!r}"
         )
     last_only = rows == "last"
     if last_only and per_head:
-        raise ValueError(
+        raise InputError(
             'rows="last" does not compute the last layer\'s other rows, which per_head=True '
             'needs; use rows="all" with per_head=True'
         )

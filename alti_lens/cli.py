@@ -32,7 +32,7 @@ from .errors import (
 )
 from .logit_api import alti_logit
 from .plus import alti_plus
-from .results import AltiLogitResult, AltiPlusResult, AltiResult
+from .results import AltiPlusResult
 
 DEFAULT_DECODER = "demo-induction"
 DEFAULT_TRANSLATOR = "demo-translator"
@@ -152,7 +152,10 @@ def _parser() -> argparse.ArgumentParser:
 def _load(name: str, args: argparse.Namespace, status: _Status) -> Any:
     with status.stage(f"loading model {name}"):
         return readout.load_model(
-            name, device=args.device, dtype=getattr(args, "dtype", None), progress=not args.quiet
+            name,
+            device=getattr(args, "device", None),  # `demo` has neither option
+            dtype=getattr(args, "dtype", None),
+            progress=not args.quiet,
         )
 
 
@@ -211,27 +214,24 @@ def _explain(args: argparse.Namespace, status: _Status) -> int:
             f"{args.model} is an encoder-decoder model; `explain` takes decoder-only and encoder "
             "models. Fix: alti-lens translate --model ... --source TEXT"
         )
-    with status.stage("computing ALTI"):
-        result = alti(model, args.text, measure=args.measure)
-    n = int(result.attention_mask[0].sum())
+    tokens, mask = readout.tokenize(model, [args.text])
+    n, n_layers = int(mask[0].sum()), readout.describe(model).n_layers
     if not -n <= args.position < n:
         raise InputError(f"--position {args.position} is outside the {n} tokens of the text.")
-    if not -result.n_layers <= args.layer < result.n_layers:
-        raise InputError(f"--layer {args.layer} is outside the model's {result.n_layers} layers.")
+    if not -n_layers <= args.layer < n_layers:
+        raise InputError(f"--layer {args.layer} is outside the model's {n_layers} layers.")
     row = args.position % n
     prediction = logit = None
     if readout.is_causal_lm(model):
-        info = readout.describe(model)
-        logits = readout.next_token_logits(
-            model, info, result.tokens[:, : row + 1], result.attention_mask[:, : row + 1]
-        )
-        probs = logits.softmax(-1)[0]
-        token_id = int(probs.argmax())
-        token = readout.str_tokens(model, probs.new_tensor([[token_id]]).long())[0][0]
-        prediction = (token, float(probs[token_id]))
+        token_id, prediction = _predict(model, tokens[:, : row + 1], mask[:, : row + 1])
         if not args.no_logit:
             with status.stage("computing ALTI-Logit"):
                 logit = alti_logit(model, args.text, token_id, position=row)
+    if logit is not None and args.measure == "l1":
+        result = logit.alti  # alti_logit measured every layer with ALTI already
+    else:
+        with status.stage("computing ALTI"):
+            result = alti(model, args.text, measure=args.measure)
     text = summary.explain_summary(
         result,
         model=args.model,
@@ -264,6 +264,15 @@ def _explain(args: argparse.Namespace, status: _Status) -> int:
         sys.stdout.write(text + "\n")
     _outputs(result, args, data)
     return 0
+
+
+def _predict(model: Any, tokens: Any, mask: Any) -> tuple[int, tuple[str, float]]:
+    """The model's own next token after the last position: (id, (string, probability))."""
+    logits = readout.next_token_logits(model, readout.describe(model), tokens, mask)
+    probs = logits.softmax(-1)[0]
+    token_id = int(probs.argmax())
+    token = readout.str_tokens(model, probs.new_tensor([[token_id]]).long())[0][0]
+    return token_id, (token, float(probs[token_id]))
 
 
 def _sources(rows: list[tuple[int, str, float]]) -> list[dict[str, Any]]:
@@ -320,19 +329,12 @@ def _predicted(model: Any, result: AltiPlusResult, t: int) -> list[str]:
 
 
 def _demo(args: argparse.Namespace, status: _Status) -> int:
-    args.device = None
     args.out.mkdir(parents=True, exist_ok=True)
-    items: list[tuple[str, AltiResult | AltiPlusResult | AltiLogitResult]] = []
     decoder = _load(DEFAULT_DECODER, args, status)
-    with status.stage("ALTI on the induction model"):
-        result = alti(decoder, DEMO_TEXT)
-    with status.stage("ALTI-Logit on the induction model"):
-        info = readout.describe(decoder)
-        logits = readout.next_token_logits(decoder, info, result.tokens, result.attention_mask)
-        probs = logits.softmax(-1)[0]
-        token_id = int(probs.argmax())
+    with status.stage("ALTI and ALTI-Logit on the induction model"):
+        token_id, prediction = _predict(decoder, *readout.tokenize(decoder, [DEMO_TEXT]))
         logit = alti_logit(decoder, DEMO_TEXT, token_id)
-    prediction = (logit.metadata["target_str"][0], float(probs[token_id]))
+        result = logit.alti  # every layer's ALTI, measured by the same run
     translator = _load(DEFAULT_TRANSLATOR, args, status)
     with status.stage("ALTI+ on the toy translator"):
         plus = alti_plus(translator, DEMO_SOURCE, None)

@@ -1,6 +1,5 @@
 """Selecting heads, coloured-token text (terminal and HTML), and the CircuitsVis hand-off."""
 
-import inspect
 import re
 import sys
 
@@ -183,7 +182,6 @@ def test_alti_logit_heads_and_text() -> None:
         logit.coloured_text(layer=1)
 
 
-@pytest.mark.skipif("rows" not in inspect.signature(alti).parameters, reason="no rows= option")
 def test_coloured_text_of_a_last_row_result(plain) -> None:
     last = alti(bridge("gpt2-preLN", torch.float64), TEXTS, rows="last")
     assert _plain_values(last.coloured_text(colour=False)) == _plain_values(

@@ -276,6 +276,15 @@ def _ranked(values: dict[str, float], lower_is_better: bool = True) -> list[str]
     return sorted(values, key=lambda k: values[k] if lower_is_better else -values[k])
 
 
+def _deletion_table(report: dict) -> str:
+    """AUC per ordering and how often it beats that example's random orders."""
+    rows = [
+        [k, _f(v), "" if k == runs.RANDOM else f"{100 * report['beats_random'][k]:.0f}%"]
+        for k, v in report["auc"].items()
+    ]
+    return _table(["ordering", "AUC (lower is better)", "beats random"], rows)
+
+
 def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
     """docs/EVALUATION.md."""
     h = headline(results)
@@ -437,11 +446,7 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
         f"{cfg['random_orders']} random orders per example. *beats random*: share of examples "
         "whose area is below that example's random mean.\n"
     )
-    rows = [
-        [k, _f(v), "" if k == runs.RANDOM else f"{100 * dind['beats_random'][k]:.0f}%"]
-        for k, v in dind["auc"].items()
-    ]
-    add(_table(["ordering", "AUC (lower is better)", "beats random"], rows) + "\n")
+    add(_deletion_table(dind) + "\n")
     if "deletion_induction" in plots:
         add(f"![Deletion curves, induction model]({plots['deletion_induction']})\n")
     add(
@@ -452,11 +457,7 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
         "the pooled embedding: the mean over the rows of the last layer's matrix at column `j`. "
         "MiniLM is an encoder, so there is no ALTI-Logit here.\n"
     )
-    rows = [
-        [k, _f(v), "" if k == runs.RANDOM else f"{100 * dmin['beats_random'][k]:.0f}%"]
-        for k, v in dmin["auc"].items()
-    ]
-    add(_table(["ordering", "AUC (lower is better)", "beats random"], rows) + "\n")
+    add(_deletion_table(dmin) + "\n")
     if "deletion_minilm" in plots:
         add(f"![Deletion curves, MiniLM]({plots['deletion_minilm']})\n")
 
