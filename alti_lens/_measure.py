@@ -2,6 +2,7 @@
 
 import math
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -107,9 +108,15 @@ def run_metadata(
     check: bool,
     chunk_size: int | None,
     block_kinds: Any,
+    block_precisions: Iterable[torch.dtype | None] = (),
 ) -> dict[str, Any]:
-    """The metadata every result records: model, versions, options, weight processing."""
+    """The metadata every result records: model, versions, options, weight processing, and
+    `model_precision`: the narrowest dtype the model computed in (its own dtype, or narrower where
+    a block measured so, see `BlockTensors.model_precision`), which bounds how closely two runs of
+    the model (a padded batch and a single text, two kernels, two backends) can agree."""
     rtol, atol = _inputs.tolerance([info.dtype, dtype])
+    computed = [info.dtype, *(p for p in block_precisions if p is not None)]
+    model_precision = max(computed, key=lambda d: torch.finfo(d).eps)
     return {
         "model_name": info.name,
         "architecture": info.architecture,
@@ -119,6 +126,7 @@ def run_metadata(
         "measure": measure,
         "dtype": str(dtype).removeprefix("torch."),
         "model_dtype": str(info.dtype).removeprefix("torch."),
+        "model_precision": str(model_precision).removeprefix("torch."),
         "device": str(info.device),
         "block_kinds": block_kinds,
         "weight_processing": dict(info.weight_processing),

@@ -101,11 +101,13 @@ def alti(
         heads = torch.zeros(batch, info.n_layers, info.n_heads, n, n, dtype=dtype)
         residuals = torch.zeros(batch, info.n_layers, n, dtype=dtype)
     kinds: list[str] = ["?"] * info.n_layers
+    precisions: list[torch.dtype | None] = [None] * info.n_layers
     positions = [row.nonzero().flatten().to(info.device) for row in mask]
     previous: list[Tensor | None] = [None] * batch  # R^{l-1} of each sequence, on the model device
 
     def on_block(layer: int, block: BlockTensors) -> None:
         kinds[layer] = block.kind.value
+        precisions[layer] = block.model_precision
         if last_only and layer == info.n_layers - 1:
             # Only row t of the last layer's C enters R^L[t]; its other rows are not computed.
             contributions[:, layer] = float("nan")
@@ -142,7 +144,13 @@ def alti(
 
     readout.read_blocks(model, info, tokens, mask, on_block)
     metadata = run_metadata(
-        info, measure=measure, dtype=dtype, check=check, chunk_size=chunk_size, block_kinds=kinds
+        info,
+        measure=measure,
+        dtype=dtype,
+        check=check,
+        chunk_size=chunk_size,
+        block_kinds=kinds,
+        block_precisions=precisions,
     )
     metadata["rows"] = rows
     if last_only:

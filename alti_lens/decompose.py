@@ -67,6 +67,12 @@ class BlockTensors:
     # Set when the model computed part of this block in a narrower dtype than its weights (Hugging
     # Face RMSNorms run in float32 even in float64 models): the exactness check cannot be tighter.
     precision: torch.dtype | None = None
+    # The narrowest dtype the model computed this block in, where narrower than its weights, as
+    # measured on the block's tensors (`readout.run.computed_precision`): e.g. float32 for the
+    # float32 softmax of Hugging Face's eager attention in float64 OPT, Llama, Gemma-2 and GPT-J
+    # models. The decomposition stays exact (it uses those very tensors), but two runs of the model
+    # (a padded batch and a single text) agree only to this precision. Never wider than `precision`.
+    model_precision: torch.dtype | None = None
 
 
 @dataclass(frozen=True)

@@ -43,5 +43,13 @@ class NonFiniteActivationError(AltiLensError, FloatingPointError):
     """The model produced NaN or infinite activations, so no decomposition is meaningful."""
 
 
-class WeightProcessingWarning(UserWarning):
+class AltiLensWarning(UserWarning):
+    """Base class of every warning issued by `alti_lens`."""
+
+
+class WeightProcessingWarning(AltiLensWarning):
     """The weights were centred or had value biases folded, which changes ALTI's numbers."""
+
+
+class UnknownTokenWarning(AltiLensWarning):
+    """Text mapped to the tokenizer's unknown token: the model cannot read those words."""

@@ -84,6 +84,7 @@ def alti_logit(
     }
     embedding = torch.zeros(batch, dtype=dtype)
     kinds: list[str] = ["?"] * info.n_layers
+    precisions: list[torch.dtype | None] = [None] * info.n_layers
     positions = [row.nonzero().flatten().to(info.device) for row in mask]
     previous: list[Tensor | None] = [None] * batch
 
@@ -94,6 +95,7 @@ def alti_logit(
                 f"block ({info.architecture}). Fix: use alti(model, inputs)."
             )
         kinds[layer] = block.kind.value
+        precisions[layer] = block.model_precision
         for b, keep in enumerate(positions):
             C, errors[b, layer], terms = measure_block(
                 block, b, keep, keep, info, dtype, "l1", chunk_size, check, layer
@@ -144,7 +146,13 @@ def alti_logit(
     if check:
         _check_identity(logit_error, raw, scores, components, info, dtype, final.precision)
     metadata = run_metadata(
-        info, measure="l1", dtype=dtype, check=check, chunk_size=chunk_size, block_kinds=kinds
+        info,
+        measure="l1",
+        dtype=dtype,
+        check=check,
+        chunk_size=chunk_size,
+        block_kinds=kinds,
+        block_precisions=[*precisions, final.precision],
     )
     metadata |= {
         # readable names of the explained tokens (the result holds ids only)

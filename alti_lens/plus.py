@@ -91,6 +91,7 @@ def alti_plus(
     sub_blocks += [f"decoder.{i}.{part}" for i in range(n_dec) for part in ("self", "cross")]
     errors = torch.full((batch, len(sub_blocks)), float("nan"), dtype=dtype)
     kinds: dict[str, str] = {}
+    precisions: list[torch.dtype | None] = []
     src_pos = [row.nonzero().flatten().to(info.device) for row in src_mask]
     tgt_pos = [row.nonzero().flatten().to(info.device) for row in tgt_mask]
     enc_rollout: list[Tensor | None] = [None] * batch  # R_enc so far, per sequence
@@ -99,6 +100,7 @@ def alti_plus(
 
     def on_block(part: str, layer: int, block: BlockTensors) -> None:
         kinds[f"{part}.{layer}"] = block.kind.value
+        precisions.append(block.model_precision)
         column = layer if part == ENCODER else n_enc + 2 * layer + (part == DECODER_CROSS)
         for b in range(batch):
             rows = src_pos[b] if part == ENCODER else tgt_pos[b]
@@ -130,7 +132,13 @@ def alti_plus(
 
     readout.read_encoder_decoder(model, info, src, src_mask, tgt, tgt_mask, on_block)
     metadata = run_metadata(
-        info, measure=measure, dtype=dtype, check=check, chunk_size=chunk_size, block_kinds=kinds
+        info,
+        measure=measure,
+        dtype=dtype,
+        check=check,
+        chunk_size=chunk_size,
+        block_kinds=kinds,
+        block_precisions=precisions,
     )
     metadata |= {
         "sub_blocks": sub_blocks,

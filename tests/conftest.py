@@ -45,6 +45,25 @@ def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+# Two runs of one model (a padded batch and single texts, two backends) agree to a few rounding
+# errors of the narrowest dtype the model computed in (measured: ≤ 12 epsilons on AVX2 and
+# AVX-512 machines); 500 leaves room for deeper models without hiding a real difference.
+RUN_EPSILONS = 500
+
+
+def between_runs(*results: object) -> float:
+    """atol for comparing two runs of a model, from the precision it really computed in.
+
+    `metadata["model_precision"]` is the narrowest dtype the model computed in (float32 for the
+    float32 softmax of Hugging Face's eager attention and for its RMSNorms, even in float64
+    models); `metadata["dtype"]` that of the decomposition. A float64-throughout model gets
+    ~1e-13, one that computes attention in float32 ~6e-5.
+    """
+    names = [r.metadata[k] for r in results for k in ("model_precision", "dtype")]  # type: ignore[attr-defined]
+    eps = max(torch.finfo(getattr(torch, name)).eps for name in names)
+    return RUN_EPSILONS * eps
+
+
 def hook_count(model: torch.nn.Module) -> int:
     """Every PyTorch hook on the model's modules (TransformerLens and plain ones)."""
     return sum(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import bridge, encdec, hook_count
+from conftest import between_runs, bridge, encdec, hook_count
 from models import previous_token_model
 
 from alti_lens import alti
@@ -116,12 +116,16 @@ def test_value_zeroing_is_the_norm_measure_off_the_diagonal() -> None:
     model = bridge("gpt2-preLN", torch.float64)
     before = hook_count(model)
     tokens = torch.tensor([[0, 3, 4, 5, 6, 7, 8]])
-    norm = alti(model, tokens, measure="norm").contributions[0]
+    result = alti(model, tokens, measure="norm")
+    norm = result.contributions[0]
+    # Later tokens cannot change earlier rows. The copies of the sequence run as one batch, whose
+    # rows the BLAS may round differently (AVX2 machines: ~1e-16), so "zero" is to rounding.
+    zero = between_runs(result)
     for layer in range(model.cfg.n_layers):
         effects = patching.value_zeroing(model, tokens, layer)
         sub = effects[patching.SUB_BLOCK]
-        assert torch.all(sub.triu(1) == 0)  # later tokens cannot change earlier rows
-        assert torch.all(effects[patching.LAYER].triu(1) == 0)
+        assert float(sub.triu(1).abs().max()) <= zero
+        assert float(effects[patching.LAYER].triu(1).abs().max()) <= zero
         for i in range(2, tokens.shape[1]):
             ratio = sub[i, :i] / norm[layer, i, :i]
             torch.testing.assert_close(ratio, ratio[0].expand_as(ratio), rtol=1e-9, atol=0)

@@ -4,7 +4,7 @@ test_logit_reference.py."""
 
 import pytest
 import torch
-from conftest import bridge, hook_count
+from conftest import between_runs, bridge, hook_count
 from models import previous_token_model
 
 from alti_lens import InputError, UnsupportedModelError, alti, alti_logit
@@ -82,8 +82,11 @@ def test_padded_batch_equals_single_runs() -> None:
     for b, text in enumerate(TEXTS):
         one = alti_logit(model, text, "the", foil="cat")
         n = one.tokens.shape[1]
-        torch.testing.assert_close(batch.scores[b, :n], one.scores[0], rtol=0, atol=1e-10)
-        torch.testing.assert_close(batch.logit[b], one.logit[0], rtol=0, atol=1e-10)
+        # Llama's softmax and RMSNorms run in float32 in Hugging Face: so do the scores' digits
+        assert batch.metadata["model_precision"] == "float32"
+        atol = between_runs(batch, one) * max(1.0, float(one.logit.abs().max()))
+        torch.testing.assert_close(batch.scores[b, :n], one.scores[0], rtol=0, atol=atol)
+        torch.testing.assert_close(batch.logit[b], one.logit[0], rtol=0, atol=atol)
 
 
 def test_positions_and_targets() -> None:

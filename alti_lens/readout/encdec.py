@@ -24,7 +24,14 @@ from torch import Tensor
 from alti_lens.decompose import BlockKind, BlockTensors
 
 from .models import BRIDGE, HOOKED_ENCODER_DECODER, ModelInfo, decoder_blocks, encoder_blocks
-from .run import Plan, fired_after, hf_rms_precision, norm_tensors, run_plans
+from .run import (
+    Plan,
+    computed_precision,
+    fired_after,
+    hf_rms_precision,
+    norm_tensors,
+    run_plans,
+)
 
 ENCODER, DECODER_SELF, DECODER_CROSS = "encoder", "decoder_self", "decoder_cross"
 
@@ -68,6 +75,7 @@ def _bridge_plan(model: Any, part: str, layer: int, rows_real: Tensor, keys_real
             y = got["ln2_out"] if post else got["ln3_in"]
             if post:
                 norm = norm_tensors(model, BRIDGE, block.ln2, got["ln2_scale"])
+        precision = hf_rms_precision(BRIDGE, norm)
         return BlockTensors(
             kind=kind,
             pattern=got["pattern"],
@@ -78,7 +86,8 @@ def _bridge_plan(model: Any, part: str, layer: int, rows_real: Tensor, keys_real
             output=y,
             norm=norm,
             cross=part == DECODER_CROSS,
-            precision=hf_rms_precision(BRIDGE, norm),
+            precision=precision,
+            model_precision=computed_precision(precision, got["pattern"]),
         )
 
     return Plan((part, layer), names, assemble, rows_real, keys_real)
@@ -107,6 +116,7 @@ def _hooked_plan(model: Any, part: str, layer: int, rows_real: Tensor, keys_real
             resid_pre=got["resid_pre"],
             output=got["output"],
             cross=part == DECODER_CROSS,
+            model_precision=computed_precision(None, got["pattern"]),
         )
 
     return Plan((part, layer), names, assemble, rows_real, keys_real)

@@ -75,6 +75,42 @@ def hf_rms_precision(backend: str, norm: NormTensors | None) -> torch.dtype | No
     return torch.float32 if backend == BRIDGE and norm is not None and not norm.centred else None
 
 
+# Architectures whose attention scores Hugging Face computes in float32 whatever the model's dtype,
+# in a way the hooked pattern does not show (its values are not float32s): measured on GPT-J, whose
+# float64 model differs by 9.7e-9 between a padded batch and single runs (GPT-2: 1.8e-15).
+_FLOAT32_SCORES = ("GPTJ",)
+
+
+def float32_scores(architecture: str) -> bool:
+    return architecture.startswith(_FLOAT32_SCORES)
+
+
+def computed_precision(
+    precision: torch.dtype | None, *computed: Tensor, float32_scores: bool = False
+) -> torch.dtype | None:
+    """The narrowest dtype the model computed a block in, where narrower than its weights.
+
+    `precision` is what the exactness check already knows (`hf_rms_precision`); `computed` are
+    tensors the model produced (its attention pattern). A float64 tensor every value of which is
+    a float32 was computed in float32 and cast up: Hugging Face's eager attention takes the
+    softmax in float32 for OPT, Llama, Gemma-2 and computes GPT-J's scores in float32, even in
+    float64 models. Such a model's own activations differ by float32 rounding between a padded
+    batch and a single run (measured 6e-8 on AVX2 machines), so comparisons of two runs can be no
+    tighter than this. Exact zeros and ones (masked keys, one-key rows) say nothing and are left
+    out; a float64 value is a float32 by chance with probability 2^-29."""
+    if precision is not None:
+        return precision
+    if float32_scores and any(t.dtype == torch.float64 for t in computed):
+        return torch.float32
+    for tensor in computed:
+        if tensor.dtype != torch.float64:
+            continue
+        informative = tensor[(tensor != 0) & (tensor != 1)]
+        if informative.numel() > 0 and bool((informative.float().double() == informative).all()):
+            return torch.float32
+    return None
+
+
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Disable dropout for the run and restore every module's own training flag afterwards."""

@@ -17,7 +17,17 @@ from alti_lens.decompose import BlockKind, BlockTensors, NormTensors
 from alti_lens.logit import FinalTensors
 
 from .models import HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
-from .run import Key, Plan, fired_after, hf_rms_precision, norm_affine, norm_tensors, run_plans
+from .run import (
+    Key,
+    Plan,
+    computed_precision,
+    fired_after,
+    float32_scores,
+    hf_rms_precision,
+    norm_affine,
+    norm_tensors,
+    run_plans,
+)
 
 
 def _hook(layer: int, name: str) -> str:
@@ -57,7 +67,8 @@ def _kind_and_names(model: Any, backend: str, layer: int) -> tuple[BlockKind | N
     return None, names
 
 
-def _plan(model: Any, backend: str, layer: int, real: Tensor, resid_post: bool) -> Plan:
+def _plan(model: Any, info: ModelInfo, layer: int, real: Tensor, resid_post: bool) -> Plan:
+    backend = info.backend
     planned, names = _kind_and_names(model, backend, layer)
     if resid_post:
         names["resid_post"] = _hook(layer, "hook_resid_post")
@@ -82,6 +93,7 @@ def _plan(model: Any, backend: str, layer: int, real: Tensor, resid_post: bool) 
             ln = block.ln1_post if kind is BlockKind.SANDWICH else block.ln1
             norm = norm_tensors(model, backend, ln, got["scale"])
         b_O = block.attn.b_O
+        precision = hf_rms_precision(backend, norm)
         return BlockTensors(
             kind=kind,
             pattern=got["pattern"],
@@ -91,7 +103,10 @@ def _plan(model: Any, backend: str, layer: int, real: Tensor, resid_post: bool) 
             resid_pre=x,
             output=y,
             norm=norm,
-            precision=hf_rms_precision(backend, norm),
+            precision=precision,
+            model_precision=computed_precision(
+                precision, got["pattern"], float32_scores=float32_scores(info.architecture)
+            ),
             resid_post=got.get("resid_post"),
         )
 
@@ -147,7 +162,7 @@ def read_blocks(
     norm are returned (ALTI-Logit).
     """
     real = mask.bool().to(info.device)
-    plans = [_plan(model, info.backend, layer, real, final) for layer in range(info.n_layers)]
+    plans = [_plan(model, info, layer, real, final) for layer in range(info.n_layers)]
     final_norm: list[NormTensors] = []
     final_plan = _final_plan(model, info.backend, real, final_norm) if final else None
     if final_plan is not None:
