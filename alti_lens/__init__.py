@@ -9,10 +9,12 @@ from .api import alti
 from .contributions import MEASURES
 from .errors import (
     AltiLensError,
+    AltiLensWarning,
     InputError,
     ModelUnavailableError,
     NonFiniteActivationError,
     ReconstructionError,
+    UnknownTokenWarning,
     UnsupportedModelError,
     WeightProcessingWarning,
 )
@@ -24,6 +26,7 @@ from .results import AltiLogitResult, AltiPlusResult, AltiResult
 __all__ = [
     "MEASURES",
     "AltiLensError",
+    "AltiLensWarning",
     "AltiLogitResult",
     "AltiPlusResult",
     "AltiResult",
@@ -31,6 +34,7 @@ __all__ = [
     "ModelUnavailableError",
     "NonFiniteActivationError",
     "ReconstructionError",
+    "UnknownTokenWarning",
     "UnsupportedModelError",
     "WeightProcessingWarning",
     "__version__",

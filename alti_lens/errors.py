@@ -5,6 +5,25 @@ built-in exception a Python user would try first (`ValueError`, `TypeError`), so
 `except AltiLensError` and `except ValueError` work.
 """
 
+import sys
+import warnings
+from pathlib import Path
+
+_PACKAGE = str(Path(__file__).parent)
+_WRAPPERS = ("jaxtyping", "beartype", "typeguard")  # runtime type checkers' frames
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """`warnings.warn` pointing at the user's line: the first frame outside alti_lens (and the
+    type checkers' wrappers), however deep inside the package the warning was raised."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the caller of warn_user
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE)
+        or any(f"{name}/" in frame.f_code.co_filename for name in _WRAPPERS)
+    ):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
 
 class AltiLensError(Exception):
     """Base class of every error raised by `alti_lens`."""

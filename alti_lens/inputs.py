@@ -102,7 +102,7 @@ def prepare(
     """Tokens `[batch, pos]` (long, CPU) and mask (long, 1 = real) from whatever the user passed."""
     texts = _as_texts(inputs, attention_mask, name, mask_name)
     if texts is not None:
-        tokens, mask = readout.tokenize(model, texts)
+        tokens, mask = readout.tokenize(model, texts, name)
     else:
         tokens = _check_tokens(inputs, info, name)  # type: ignore[arg-type]
         mask = _check_mask(attention_mask, tokens, mask_name)

@@ -64,6 +64,7 @@ def alti_logit(
     rows = _positions(position, mask)
     targets = _token_ids(model, info, target, batch, "target")
     foils = None if foil is None else _token_ids(model, info, foil, batch, "foil")
+    _check_explainable(model, targets, foils)
 
     W_U, _ = readout.unembedding(model)
     direction = W_U[:, targets.to(W_U.device)].T.to(dtype)
@@ -235,6 +236,29 @@ def _token_ids(model: Any, info: readout.ModelInfo, value: object, batch: int, n
     if bool((out < 0).any()) or bool((out >= info.d_vocab).any()):
         raise InputError(f"{name} ids {ids} are outside the vocabulary [0, {info.d_vocab - 1}].")
     return out
+
+
+def _check_explainable(model: Any, targets: Tensor, foils: Tensor | None) -> None:
+    """Refuse what has no answer: the unknown token (its logit says nothing about a word), and a
+    target equal to its foil (every score would be exactly 0)."""
+    unk = readout.unknown_token_id(model)
+    for name, ids in (("target", targets), ("foil", foils)):
+        if unk is not None and ids is not None and bool((ids == unk).any()):
+            token = model.tokenizer.unk_token
+            raise InputError(
+                f"the {name} is the tokenizer's unknown token {token!r} (id {unk}) in sequences "
+                f"{(ids == unk).nonzero().flatten().tolist()}: the word is not in the model's "
+                f"vocabulary, so its logit explains nothing about it. Fix: choose a {name} the "
+                "tokenizer knows."
+            )
+    if foils is not None and bool((targets == foils).any()):
+        same = (targets == foils).nonzero().flatten().tolist()
+        pieces = readout.str_tokens(model, targets[same][None])[0]
+        raise InputError(
+            f"target and foil are the same token {pieces[0]!r} (id {int(targets[same[0]])}) in "
+            f"sequences {same} after tokenization: their logit difference is 0 by definition and "
+            "every score would be 0. Fix: pick a foil that differs from the target."
+        )
 
 
 def _pick(b_U: Tensor | None, targets: Tensor, foils: Tensor | None, dtype: torch.dtype) -> Tensor:

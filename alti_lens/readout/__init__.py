@@ -39,6 +39,8 @@ from .tokens import (
     str_tokens,
     tokenize,
     tokenize_targets,
+    unknown_token_id,
+    unknown_words,
 )
 
 __all__ = [
@@ -71,5 +73,7 @@ __all__ = [
     "tokenize",
     "tokenize_targets",
     "unembedding",
+    "unknown_token_id",
+    "unknown_words",
     "weight_processing",
 ]

@@ -5,7 +5,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from alti_lens.errors import InputError
+from alti_lens.errors import InputError, UnknownTokenWarning, warn_user
 
 from .models import BRIDGE, ModelInfo, backend_of, is_encoder_decoder
 
@@ -38,7 +38,50 @@ def _right_pad(model: Any, rows: list[Tensor]) -> tuple[Tensor, Tensor]:
     return tokens, mask
 
 
-def tokenize(model: Any, texts: list[str]) -> tuple[Tensor, Tensor]:
+def unknown_token_id(model: Any) -> int | None:
+    """The tokenizer's unknown token, where it is a real one: byte-level BPE tokenizers (GPT-2)
+    name their BOS/EOS token as `unk_token` but never produce it for text."""
+    tokenizer = getattr(model, "tokenizer", None)
+    unk = None if tokenizer is None else getattr(tokenizer, "unk_token_id", None)
+    if not isinstance(unk, int):
+        return None
+    others = {getattr(tokenizer, f"{name}_token_id", None) for name in ("bos", "eos", "pad")}
+    return None if unk in others else unk
+
+
+def unknown_words(model: Any, text: str, target: bool = False) -> list[str]:
+    """The words of `text` that the tokenizer maps to its unknown token (none if it has none)."""
+    unk = unknown_token_id(model)
+    if unk is None:
+        return []
+    tokenizer = model.tokenizer
+    key = "text_target" if target else "text"
+    words = []
+    for word in text.split():
+        ids = tokenizer(**{key: word}, add_special_tokens=False)["input_ids"]
+        if unk in ids and word not in words:
+            words.append(word)
+    return words
+
+
+def warn_unknown(model: Any, texts: list[str], name: str, target: bool = False) -> None:
+    """Warn once per call, naming the words the model cannot read (they all become one token)."""
+    found: list[str] = []
+    for text in texts:
+        found += [w for w in unknown_words(model, text, target) if w not in found]
+    if found:
+        shown = ", ".join(map(repr, found[:12])) + (" ..." if len(found) > 12 else "")
+        token = model.tokenizer.unk_token
+        warn_user(
+            f"{len(found)} word(s) of the {name} are not in the model's vocabulary and become "
+            f"its unknown token {token!r}: {shown}. Their contributions are those of {token!r}, "
+            "not of the words. Fix: use words the tokenizer knows (the built-in demo models "
+            "know only their toy vocabularies: alti_lens.demo.data), or a model that reads them.",
+            UnknownTokenWarning,
+        )
+
+
+def tokenize(model: Any, texts: list[str], name: str = "text") -> tuple[Tensor, Tensor]:
     """Tokenize each text as the model does, then right-pad; returns (tokens, mask).
 
     Each text is tokenized alone, so the mask is known exactly even where the pad token is also the
@@ -57,6 +100,7 @@ def tokenize(model: Any, texts: list[str]) -> tuple[Tensor, Tensor]:
                 0
             ]  # HookedEncoder: (ids, types, mask)
         rows.append(ids.cpu())
+    warn_unknown(model, texts, name)
     return _right_pad(model, rows)
 
 
@@ -69,6 +113,7 @@ def tokenize_targets(
     tokenizer = _tokenizer(model)
     start = _decoder_start(model, info)
     labels = [torch.tensor(tokenizer(text_target=t)["input_ids"], dtype=torch.long) for t in texts]
+    warn_unknown(model, texts, "target", target=True)
     inputs = [torch.cat([torch.tensor([start]), row[:-1]]) for row in labels]
     tokens, mask = _right_pad(model, inputs)
     label_ids, _ = _right_pad(model, labels)
