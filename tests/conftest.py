@@ -27,6 +27,22 @@ def bridge(name: str, dtype: torch.dtype = torch.float32):
     return model
 
 
+# Test modules whose outcome cannot depend on the TransformerLens version: pure tensor code, the
+# kernels, rendering, the command line's own behaviour and the tutorials (all through the public
+# API). .ci/run's 3.x environment runs only what differs on 3.x: `-m "not tl_independent"`.
+TL_INDEPENDENT = {
+    "test_cli", "test_contributions", "test_fused", "test_precision", "test_report",
+    "test_rollout", "test_rollout_plus", "test_triton", "test_tutorials", "test_views",
+    "test_views_heads",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__ in TL_INDEPENDENT:
+            item.add_marker(pytest.mark.tl_independent)
+
+
 TL_MAJOR = int(importlib.metadata.version("transformer-lens").split(".")[0])
 
 
