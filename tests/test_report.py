@@ -5,6 +5,7 @@ where they fail instead.
 """
 
 import dataclasses
+import html
 import json
 import os
 import re
@@ -328,3 +329,49 @@ def test_browser_screenshot_is_not_blank(tmp_path, report) -> None:
     assert len(colours) > 200  # text, heatmaps and bars, not a blank page
     oranges = sum(count for count, (r, g, b) in colours if r > 200 and 60 < g < 160 and b < 80)
     assert oranges > 500  # the heatmap's colour scale is drawn
+
+
+# Writes the bounding boxes of the ALTI+ chart's bars, and of their orange (source) parts, into
+# the body's attributes as JSON.
+BARS = """<script>
+(function () {
+  function boxes(selector) {
+    return Array.prototype.map.call(document.querySelectorAll(selector), function (e) {
+      var r = e.getBoundingClientRect();
+      return [r.top, r.bottom, r.height];
+    });
+  }
+  document.body.setAttribute("data-stacks", JSON.stringify(boxes(".bars .stack")));
+  document.body.setAttribute("data-sources", JSON.stringify(boxes(".bars .stack .src")));
+})();
+</script>"""
+
+# Labels from one character to far more than a bar's label can show; whitespace-only, markup.
+LABELS = ["a", "a-very-long-decoder-token-label", "\n", "mm", "<s>", "translation", " ", "x" * 40]
+
+
+def test_browser_bars_share_one_baseline(tmp_path, translator) -> None:
+    """Every stacked bar of the per-step chart ends on the same line whatever its label's length,
+    so the source shares can be compared by eye, and each orange part is its share of the bar."""
+    t = int(translator.target_attention_mask[1].sum())
+    tokens = [*LABELS, *LABELS][:t]
+    rows = [translator.target_str_tokens[0], tokens + translator.target_str_tokens[1][t:]]
+    result = dataclasses.replace(translator, target_str_tokens=rows)
+    page = result.to_html(batch=1).replace("</body>", BARS + "</body>")
+    path = tmp_path / "bars.html"
+    path.write_text(page, encoding="utf-8")
+    dom = _dom(tmp_path, path)
+    stacks = json.loads(html.unescape(re.search(r'data-stacks="([^"]*)"', dom)[1]))
+    sources = json.loads(html.unescape(re.search(r'data-sources="([^"]*)"', dom)[1]))
+    assert len(stacks) == len(sources) == t
+    bottoms = [bottom for _, bottom, _ in stacks]
+    assert max(bottoms) - min(bottoms) <= 1, bottoms
+    tops = [top for top, _, _ in stacks]
+    assert max(tops) - min(tops) <= 1, tops
+    # the orange part sits on the bar's bottom and its height is the source share
+    inner = stacks[0][2] - 2  # the 1px border on either side
+    for (_, bottom, _), (_, src_bottom, height), v in zip(
+        stacks, sources, translator.source_contribution[1, :t].tolist(), strict=True
+    ):
+        assert abs(src_bottom - (bottom - 1)) <= 1
+        assert height == pytest.approx(inner * v, abs=1.0)
