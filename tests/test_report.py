@@ -375,3 +375,86 @@ def test_browser_bars_share_one_baseline(tmp_path, translator) -> None:
     ):
         assert abs(src_bottom - (bottom - 1)) <= 1
         assert height == pytest.approx(inner * v, abs=1.0)
+
+
+# Shows every view of each matrix section in turn, and one head of the logit section, noting the
+# sentences that say what the numbers of the figures shown mean.
+SENTENCES = """<script>
+(function () {
+  var seen = {};
+  document.querySelectorAll("section.alti").forEach(function (sec) {
+    var shown = [];
+    var note = function () {
+      shown.push(Array.prototype.map.call(sec.querySelectorAll(".explain"), function (p) {
+        return p.textContent;
+      }));
+    };
+    if (sec.getAttribute("data-kind") === "logit") {
+      note();
+      var wrap = sec.querySelector(".hm-wrap"), canvas = wrap.querySelector("canvas");
+      var g = wrap.getAttribute("data-grid").split(",").map(Number);
+      var box = canvas.getBoundingClientRect();
+      canvas.dispatchEvent(new MouseEvent("click", { clientX: box.left + g[0] + 1.5 * g[2],
+        clientY: box.top + g[1] + 0.5 * g[2], bubbles: true }));
+      note();
+    } else {
+      sec.querySelector(".controls .seg").querySelectorAll("button").forEach(function (b) {
+        b.click(); note();
+      });
+    }
+    seen[sec.id] = shown;
+  });
+  document.body.setAttribute("data-sentences", JSON.stringify(seen));
+})();
+</script>"""
+
+
+def test_every_figure_says_what_its_numbers_mean(tmp_path, decoder, translator, logit) -> None:
+    model = bridge("gpt2-preLN")
+    heads, last = alti(model, TEXTS, per_head=True), alti(model, TEXTS, rows="last")
+    items = [("heads", heads), ("last", last), ("translator", translator), ("logit", logit)]
+    page = build_report(items, batch=0)
+    data = _data(page)
+    expected = {}
+    for i, sec in enumerate(data["sections"]):
+        seq = sec["sequences"][0]
+        if sec["kind"] == "logit":
+            e = seq["explain"]
+            expected[f"s{i}"] = [
+                [e["scores"], e["parts"], e["heads"]],
+                [e["head"], e["parts"], e["heads"]],
+            ]
+            assert "logit units" in e["scores"] and "logit units" in e["heads"]
+            # the grid's cells add up to the token scores (its sentence says so)
+            total = sum(sum(row) for row in seq["heads"]["data"])
+            assert total == pytest.approx(
+                dict(seq["parts"])["input tokens (sum of scores)"], abs=1e-3
+            )
+            assert (
+                "difference between \u201cthe\u201d (id 3) and \u201ca\u201d (id 4)" in e["scores"]
+            )
+        else:
+            bars = [seq["bars"]["explain"]] if "bars" in seq else []
+            expected[f"s{i}"] = [[v["explain"], *bars] for v in seq["views"]]
+            for view in seq["views"]:  # shares: every matrix row sums to 1
+                assert "sums to 1 (100%)" in view["explain"], view["name"]
+    names = [[v["name"] for v in s["sequences"][0]["views"]] for s in data["sections"][:2]]
+    assert names == [["rollout", "contributions", "heads"], ["rollout", "contributions"]]
+    assert data["sections"][1]["sequences"][0]["views"][0]["explain"].startswith("The row shows")
+    path = tmp_path / "sentences.html"
+    path.write_text(page.replace("</body>", SENTENCES + "</body>"), encoding="utf-8")
+    dom = _dom(tmp_path, path)
+    shown = json.loads(html.unescape(re.search(r'data-sentences="([^"]*)"', dom)[1]))
+    assert shown == expected
+    sentences = {text for views in shown.values() for texts in views for text in texts}
+    assert len(sentences) == 3 + 1 + 5 + 4  # one of its own for each kind of figure
+    assert all(text.endswith(".") and len(text) > 80 for text in sentences)
+    # titles say what is shown: the head grid holds logit amounts, not shares
+    logit_part = dom[dom.index('id="s3"') :]
+    titles = re.findall(r"<h3>([^<]*)", logit_part)
+    assert "logit contribution of each head (logit units, summed over input tokens)" in titles
+    assert not any("share" in title for title in titles), titles
+    bars_title = (
+        "source and target-prefix shares of each decoder step (after the last decoder layer)"
+    )
+    assert bars_title in re.findall(r"<h3>([^<]*)", dom[dom.index('id="s2"') :])
