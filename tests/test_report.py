@@ -5,6 +5,7 @@ where they fail instead.
 """
 
 import dataclasses
+import html
 import json
 import os
 import re
@@ -328,3 +329,132 @@ def test_browser_screenshot_is_not_blank(tmp_path, report) -> None:
     assert len(colours) > 200  # text, heatmaps and bars, not a blank page
     oranges = sum(count for count, (r, g, b) in colours if r > 200 and 60 < g < 160 and b < 80)
     assert oranges > 500  # the heatmap's colour scale is drawn
+
+
+# Writes the bounding boxes of the ALTI+ chart's bars, and of their orange (source) parts, into
+# the body's attributes as JSON.
+BARS = """<script>
+(function () {
+  function boxes(selector) {
+    return Array.prototype.map.call(document.querySelectorAll(selector), function (e) {
+      var r = e.getBoundingClientRect();
+      return [r.top, r.bottom, r.height];
+    });
+  }
+  document.body.setAttribute("data-stacks", JSON.stringify(boxes(".bars .stack")));
+  document.body.setAttribute("data-sources", JSON.stringify(boxes(".bars .stack .src")));
+})();
+</script>"""
+
+# Labels from one character to far more than a bar's label can show; whitespace-only, markup.
+LABELS = ["a", "a-very-long-decoder-token-label", "\n", "mm", "<s>", "translation", " ", "x" * 40]
+
+
+def test_browser_bars_share_one_baseline(tmp_path, translator) -> None:
+    """Every stacked bar of the per-step chart ends on the same line whatever its label's length,
+    so the source shares can be compared by eye, and each orange part is its share of the bar."""
+    t = int(translator.target_attention_mask[1].sum())
+    tokens = [*LABELS, *LABELS][:t]
+    rows = [translator.target_str_tokens[0], tokens + translator.target_str_tokens[1][t:]]
+    result = dataclasses.replace(translator, target_str_tokens=rows)
+    page = result.to_html(batch=1).replace("</body>", BARS + "</body>")
+    path = tmp_path / "bars.html"
+    path.write_text(page, encoding="utf-8")
+    dom = _dom(tmp_path, path)
+    stacks = json.loads(html.unescape(re.search(r'data-stacks="([^"]*)"', dom)[1]))
+    sources = json.loads(html.unescape(re.search(r'data-sources="([^"]*)"', dom)[1]))
+    assert len(stacks) == len(sources) == t
+    bottoms = [bottom for _, bottom, _ in stacks]
+    assert max(bottoms) - min(bottoms) <= 1, bottoms
+    tops = [top for top, _, _ in stacks]
+    assert max(tops) - min(tops) <= 1, tops
+    # the orange part sits on the bar's bottom and its height is the source share
+    inner = stacks[0][2] - 2  # the 1px border on either side
+    for (_, bottom, _), (_, src_bottom, height), v in zip(
+        stacks, sources, translator.source_contribution[1, :t].tolist(), strict=True
+    ):
+        assert abs(src_bottom - (bottom - 1)) <= 1
+        assert height == pytest.approx(inner * v, abs=1.0)
+
+
+# Shows every view of each matrix section in turn, and one head of the logit section, noting the
+# sentences that say what the numbers of the figures shown mean.
+SENTENCES = """<script>
+(function () {
+  var seen = {};
+  document.querySelectorAll("section.alti").forEach(function (sec) {
+    var shown = [];
+    var note = function () {
+      shown.push(Array.prototype.map.call(sec.querySelectorAll(".explain"), function (p) {
+        return p.textContent;
+      }));
+    };
+    if (sec.getAttribute("data-kind") === "logit") {
+      note();
+      var wrap = sec.querySelector(".hm-wrap"), canvas = wrap.querySelector("canvas");
+      var g = wrap.getAttribute("data-grid").split(",").map(Number);
+      var box = canvas.getBoundingClientRect();
+      canvas.dispatchEvent(new MouseEvent("click", { clientX: box.left + g[0] + 1.5 * g[2],
+        clientY: box.top + g[1] + 0.5 * g[2], bubbles: true }));
+      note();
+    } else {
+      sec.querySelector(".controls .seg").querySelectorAll("button").forEach(function (b) {
+        b.click(); note();
+      });
+    }
+    seen[sec.id] = shown;
+  });
+  document.body.setAttribute("data-sentences", JSON.stringify(seen));
+})();
+</script>"""
+
+
+def test_every_figure_says_what_its_numbers_mean(tmp_path, decoder, translator, logit) -> None:
+    model = bridge("gpt2-preLN")
+    heads, last = alti(model, TEXTS, per_head=True), alti(model, TEXTS, rows="last")
+    items = [("heads", heads), ("last", last), ("translator", translator), ("logit", logit)]
+    page = build_report(items, batch=0)
+    data = _data(page)
+    expected = {}
+    for i, sec in enumerate(data["sections"]):
+        seq = sec["sequences"][0]
+        if sec["kind"] == "logit":
+            e = seq["explain"]
+            expected[f"s{i}"] = [
+                [e["scores"], e["parts"], e["heads"]],
+                [e["head"], e["parts"], e["heads"]],
+            ]
+            assert "logit units" in e["scores"] and "logit units" in e["heads"]
+            # the grid's cells add up to the token scores (its sentence says so)
+            total = sum(sum(row) for row in seq["heads"]["data"])
+            assert total == pytest.approx(
+                dict(seq["parts"])["input tokens (sum of scores)"], abs=1e-3
+            )
+            assert (
+                "difference between \u201cthe\u201d (id 3) and \u201ca\u201d (id 4)" in e["scores"]
+            )
+        else:
+            bars = [seq["bars"]["explain"]] if "bars" in seq else []
+            expected[f"s{i}"] = [[v["explain"], *bars] for v in seq["views"]]
+            for view in seq["views"]:  # shares: every matrix row sums to 1
+                assert "sums to 1 (100%)" in view["explain"], view["name"]
+    names = [[v["name"] for v in s["sequences"][0]["views"]] for s in data["sections"][:2]]
+    assert names == [["rollout", "contributions", "heads"], ["rollout", "contributions"]]
+    assert data["sections"][1]["sequences"][0]["views"][0]["explain"].startswith("The row shows")
+    path = tmp_path / "sentences.html"
+    path.write_text(page.replace("</body>", SENTENCES + "</body>"), encoding="utf-8")
+    dom = _dom(tmp_path, path)
+    shown = json.loads(html.unescape(re.search(r'data-sentences="([^"]*)"', dom)[1]))
+    assert shown == expected
+    sentences = {text for views in shown.values() for texts in views for text in texts}
+    assert len(sentences) == 3 + 1 + 5 + 4  # one of its own for each kind of figure
+    assert all(text.endswith(".") and len(text) > 80 for text in sentences)
+    # titles say what is shown: the head grid holds logit amounts, not shares
+    logit_part = dom[dom.index('id="s3"') :]
+    titles = re.findall(r"<h3>([^<]*)", logit_part)
+    assert "logit contribution of each head (logit units, summed over input tokens)" in titles
+    assert not any("share" in title for title in titles), titles
+    bars_title = (
+        "source and target-prefix shares of each decoder step (after the last decoder layer)"
+    )
+    assert bars_title in re.findall(r"<h3>([^<]*)", dom[dom.index('id="s2"') :])

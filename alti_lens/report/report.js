@@ -369,6 +369,8 @@
     var figure = el("div", { class: "figure" });
     var title = el("h3");
     figure.appendChild(title);
+    var explain = el("p", { class: "explain" });
+    figure.appendChild(explain);
     layout.appendChild(figure);
     var heat = new Heatmap(figure, function (r) { st.row = r; update(); });
     var setLegend = legend(figure);
@@ -401,6 +403,7 @@
       st.row = intParam(st.row, view.rows.length, view.rows.length - 1);
       var what = (view.sub ? "head " + view.sub[st.sub] + ", " : view.name + ", ") + "layer " + view.layers[st.layer];
       title.textContent = what;
+      explain.textContent = view.explain || "";
       var peak = peakOf(M, !!view.diverging);
       setScale(st.scale);
       var rowPeaks = st.scale ? M.map(function (row) { return peakOf([row], !!view.diverging); }) : null;
@@ -426,7 +429,7 @@
       panel.appendChild(el("div", { class: "caption", text: what + " (shaded by this row\u2019s largest value)" }));
       var mark = view.diag === null || view.diag === undefined ? -1 : view.diag + st.row;
       tokenRow(panel, view.cols, M[st.row], { groups: view.groups, mark: mark, diverging: !!view.diverging });
-      panel.appendChild(el("h3", { text: "top sources" }));
+      panel.appendChild(el("h3", { text: "largest contributions" }));
       topList(panel, view.cols, M[st.row], 5, !!view.diverging);
 
       root.setAttribute("data-view", view.name);
@@ -441,6 +444,7 @@
       if (!seq.bars) return;
       var b = seq.bars;
       barsBox.appendChild(el("h3", { text: b.title }));
+      if (b.explain) barsBox.appendChild(el("p", { class: "explain", text: b.explain }));
       var key = el("div", { class: "key" });
       key.appendChild(el("span", {}, [el("i", { style: "background: var(--source)" }), document.createTextNode("source")]));
       key.appendChild(el("span", {}, [el("i", { style: "background: var(--target)" }), document.createTextNode("target prefix")]));
@@ -487,14 +491,16 @@
     var left = el("div", { class: "panel" });
     var right = el("div", { class: "figure" });
     layout.appendChild(left); layout.appendChild(right);
-    var heatTitle = el("h3", { text: "logit share routed through each head (summed over tokens)" });
+    var heatTitle = el("h3", { text: "logit contribution of each head (logit units, summed over input tokens)" });
     right.appendChild(heatTitle);
+    var headsExplain = el("p", { class: "explain" });
+    right.appendChild(headsExplain);
     var heat = new Heatmap(right, function (r, c) {
       if (c < 0 || !sec.sequences[st.seq].headTokens) return;
       st.layer = r; st.head = c; update();
     });
     var setLegend = legend(right);
-    right.appendChild(el("div", { class: "caption", text: "click a head to colour the tokens by its share alone" }));
+    right.appendChild(el("div", { class: "caption", text: "click a head to colour the tokens by its contribution alone" }));
 
     if (p("layer") !== undefined && p("head") !== undefined && sec.sequences[st.seq].headTokens) {
       var s0 = sec.sequences[st.seq];
@@ -509,7 +515,8 @@
       left.textContent = "";
       var one = st.layer !== null && st.head !== null;
       var values = one ? s.headTokens[st.layer][st.head] : s.scores;
-      var what = one ? "share through layer " + st.layer + ", head " + st.head : "ALTI-Logit score per input token";
+      var what = one ? "logit contribution through layer " + st.layer + ", head " + st.head + " (logit units)"
+        : "ALTI-Logit score per input token (logit units)";
       var h = el("h3", { text: what });
       if (one) {
         var back = el("button", { type: "button", class: "link", text: "all heads" });
@@ -517,14 +524,17 @@
         h.appendChild(back);
       }
       left.appendChild(h);
+      var ex = s.explain || {};
+      left.appendChild(el("p", { class: "explain", text: (one ? ex.head : ex.scores) || "" }));
       left.setAttribute("data-layer", one ? String(st.layer) : "all");
       left.setAttribute("data-head", one ? String(st.head) : "all");
       tokenRow(left, s.tokens, values, { mark: s.position, diverging: true });
       var lg = legend(left);
-      lg(peakOf([values], true), true, "red pushes the logit up, blue down; outlined: explained position");
+      lg(peakOf([values], true), true, "red raises the logit, blue lowers it; outlined: explained position");
       left.appendChild(el("h3", { text: "largest scores (either sign)" }));
       topList(left, s.tokens, values, 5, true);
-      left.appendChild(el("h3", { text: "the logit, part by part" }));
+      left.appendChild(el("h3", { text: "the logit, part by part (logit units)" }));
+      left.appendChild(el("p", { class: "explain", text: ex.parts || "" }));
       var table = el("table", { class: "parts" });
       s.parts.forEach(function (kv, i) {
         table.appendChild(el("tr", { class: i === s.parts.length - 1 ? "total" : "" }, [
@@ -535,10 +545,11 @@
       var peak = peakOf(s.heads.data, true);
       heat.draw({
         matrix: s.heads.data, rows: s.heads.rows, cols: s.heads.cols, groups: null, peak: peak,
-        diverging: true, rowTitle: "layer", colTitle: "head", what: "logit share",
+        diverging: true, rowTitle: "layer", colTitle: "head", what: "logit contribution",
         selected: one ? st.layer : null, selectedCol: one ? st.head : null,
       });
-      setLegend(peak, true, "");
+      setLegend(peak, true, "logit units: red raises the logit, blue lowers it");
+      headsExplain.textContent = ex.heads || "";
       root.setAttribute("data-layer", one ? String(st.layer) : "all");
     }
     update();

@@ -82,8 +82,44 @@ def _batches(batch: int | list[int] | None, size: int) -> list[int]:
     return [b % size for b in chosen]
 
 
+# One plain-language sentence per figure: what its numbers mean (docs/ALTI_SPEC.md, sections 3-5).
+EXPLAIN = {
+    "rollout": "Each row shows how much every input token (column) contributes to the "
+    "representation of the row's token after the chosen layer, counting all layers up to it; "
+    "a row sums to 1 (100%).",
+    "rollout last": "The row shows how much every input token (column) contributes to the "
+    "representation of the last token after the chosen layer, counting all layers up to it; "
+    "it sums to 1 (100%).",
+    "contributions": "Each row shows how much every token's input to the chosen layer "
+    "(column) contributes to the row token's output of that layer's attention block, this "
+    "layer alone (the token's own residual stream is on the diagonal); a row sums to 1 (100%).",
+    "heads": "Each row shows how much every token (column) contributes, through the chosen "
+    "head alone, to the row token's output of the chosen layer's attention block; over all "
+    "heads together with the residual stream, a row sums to 1 (100%).",
+    "extended rollout": "Each row is one decoder step, labelled with its decoder input token "
+    "(it predicts the next target token): how much every source token and every target-prefix "
+    "token contributes to that step's representation after the chosen decoder layer, through "
+    "the encoder and the decoder's cross- and self-attention; a row sums to 1 (100%).",
+    "cross-attention": "Each row shows, for one decoder step, how much the encoder's output "
+    "at every source position and the decoder's own residual stream (last column) contribute "
+    "to the output of the chosen layer's cross-attention block, this layer alone; a row sums to "
+    "1 (100%).",
+    "decoder self-attention": "Each row shows how much every target-prefix token up to the "
+    "step (column) contributes to the step's output of the chosen layer's decoder "
+    "self-attention block, this layer alone; a row sums to 1 (100%).",
+    "encoder rollout": "Each row shows how much every source token (column) contributes to "
+    "the encoder's representation of the row's source token after the chosen encoder layer, "
+    "counting all encoder layers up to it; a row sums to 1 (100%).",
+    "bars": "Each bar is one decoder step, labelled with its decoder input token: orange is the "
+    "share of the step's final representation (after the last decoder layer, the one the next "
+    "token is predicted from) that comes from the source sentence, blue the share that comes "
+    "from the target prefix (the target tokens given to the decoder so far); together 100%.",
+}
+
+
 def _view(name: str, rows: list[str], cols: list[str], data: Any, layers: list[int], **extra: Any):
-    return {"name": name, "rows": rows, "cols": cols, "data": data, "layers": layers, **extra}
+    view = {"name": name, "rows": rows, "cols": cols, "data": data, "layers": layers, **extra}
+    return {"explain": EXPLAIN[name], **view}
 
 
 def alti_section(
@@ -109,7 +145,7 @@ def alti_section(
             last = int(result.metadata["rollout_rows"][b])
             one = torch.stack([result.rollout[b, layer][:1, idx] for layer in layers])
             row_labels, data = [result.str_tokens[b][last]], rounded(one)
-            diag = {**common, "diag": idx.tolist().index(last)}
+            diag = {**common, "diag": idx.tolist().index(last), "explain": EXPLAIN["rollout last"]}
         else:
             row_labels, data, diag = toks, matrices(result.rollout), common
         rollout_view = _view("rollout", row_labels, toks, data, layers, **diag, note=note)
@@ -179,11 +215,12 @@ def alti_plus_section(
                   note="rollout over the encoder layers"),
         ]  # fmt: skip
         bars = {
-            "title": "source contribution per decoder step",
+            "title": "source and target-prefix shares of each decoder step (after the last "
+            "decoder layer)",
             "labels": tgt_toks,
             "values": rounded(result.source_contribution[b, tgt]),
-            "note": "share of each prediction coming from the source (orange) and the target "
-            "prefix (blue), after the last decoder layer; click a bar to inspect its row",
+            "explain": EXPLAIN["bars"],
+            "note": "labels: each step's decoder input token \u00b7 click a bar to inspect its row",
         }
         sequences.append({"label": _label(src_toks, b), "views": views, "bars": bars})
     info = _info(result.metadata, result.reconstruction_error, "max reconstruction error")
@@ -215,7 +252,12 @@ def alti_logit_section(
         position = int(result.position[b])
         target = _token_name(result, int(result.target[b]), b)
         if result.foil is not None:
-            target += f" minus {_token_name(result, int(result.foil[b]), b, 'foil_str')}"
+            foil = _token_name(result, int(result.foil[b]), b, "foil_str")
+            quantity = f"logit difference between {target} and {foil}"
+            target += f" minus {foil}"
+        else:
+            quantity = f"logit of {target}"
+        quantity += f" predicted at position {position}"
         parts = [["input tokens (sum of scores)", float(result.scores[b].sum())]]
         parts += [[name.replace("_", " "), float(v[b])] for name, v in result.components.items()]
         parts += [
@@ -243,6 +285,23 @@ def alti_logit_section(
                     "data": rounded(result.head_scores[b].sum(-1)),
                 },
                 "headTokens": per_token,
+                "explain": {
+                    "scores": "Each input token's score is how much it raises (positive, red) "
+                    f"or lowers (negative, blue) the {quantity}, in logit units: what the "
+                    "attention blocks write into that position, handed back to the input tokens "
+                    "by the ALTI rollout; the scores and the parts that belong to no token "
+                    "(table below) add up to the model's logit.",
+                    "head": "Each token's value is the part of its score that passes through "
+                    "the chosen head, in logit units (positive raises the logit, negative lowers "
+                    "it); over all heads of all layers these parts add up to the token's score.",
+                    "heads": "Each cell is how much that attention head (row: layer, column: "
+                    "head) adds to the logit, summed over the input tokens, in logit units: "
+                    "positive raises the logit, negative lowers it; all cells together add up "
+                    "to the sum of the token scores.",
+                    "parts": "The model's logit split into the input tokens' total (the sum of "
+                    "their scores) and the pieces the scores leave out (the position's own "
+                    "embedding, biases, MLP outputs); the parts add up to the logit.",
+                },
             }
         )
     info = _info(result.metadata, result.logit_error, "|parts − logit|")
