@@ -54,7 +54,8 @@ def effective_direction(
 def source_logit_parts(
     terms: AttentionTerms, row: int, g: Float[Tensor, " d_model"]
 ) -> Float[Tensor, "head_index key_pos"]:
-    """`Δ^{l,h}(j) = g · (r_t A^h_tj values[j, h])`: each head's and source's logit share at `row`.
+    """`Δ^{l,h}(j) = g · (r_t A^h_tj values[j, h])`: each head's and source's logit
+    contribution (logit units) at `row`.
 
     Summed over heads it is `Δ^l(j)`; the residual and the bias are not included.
     """

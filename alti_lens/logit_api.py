@@ -1,7 +1,8 @@
 """`alti_logit`: explain one prediction's logit over the input tokens (spec §5).
 
 Runs like `alti` (every layer measured as it completes, rollout kept per sequence) and, at the
-same time, takes each layer's logit shares at the explained position through the rollout so far.
+same time, takes each layer's logit contributions (logit units) at the explained position through
+the rollout so far.
 The final norm's scale `s_t` is only known at the end of the forward pass; since every share is
 linear in `1/s_t`, it is divided out at the end.
 """

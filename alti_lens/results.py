@@ -451,8 +451,8 @@ class AltiLogitResult(_Stored):
     scores: Float[Tensor, "batch pos"]
     components: dict[str, Tensor]  # each [batch]: embedding, attention_biases, mlps, ...
     logit: Float[Tensor, " batch"]  # the model's own logit (or target − foil difference)
-    # Extension: per layer and head, the logit share routed through that head, over input tokens;
-    # summed over layers and heads it is `scores`.
+    # Extension: per layer and head, the logit contribution (logit units) routed through that
+    # head, over input tokens; summed over layers and heads it is `scores`.
     head_scores: Float[Tensor, "batch layer head pos"]
     # The components per layer (attention biases, MLP outputs), each [batch, layer].
     layer_components: dict[str, Tensor]
@@ -482,14 +482,16 @@ class AltiLogitResult(_Stored):
         return views.top(self.scores[batch], self.str_tokens[batch], k)
 
     def head(self, layer: int, head: int) -> Float[Tensor, "batch pos"]:
-        """The logit share routed through one head, over input tokens: `[batch, pos]`."""
+        """The logit contribution (logit units) routed through one head, over input tokens:
+        `[batch, pos]`."""
         n_heads = self.head_scores.shape[2]
         if not -n_heads <= head < n_heads:
             raise InputError(f"head={head} is out of range: this model has {n_heads} heads.")
         return self.head_scores[:, layer, head]
 
     def top_heads(self, k: int = 5, *, batch: int = 0) -> list[tuple[int, int, float]]:
-        """The `k` heads routing the most logit (summed over tokens), as (layer, head, share)."""
+        """The `k` heads routing the most logit (summed over tokens), as
+        (layer, head, logit contribution in logit units)."""
         totals = self.head_scores[batch].sum(-1)
         n_heads = totals.shape[1]
         best = views.top(totals.flatten(), [""] * totals.numel(), k)
