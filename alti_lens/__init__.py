@@ -2,11 +2,16 @@
 
 `alti(model, "The cat sat on the mat").rollout[0, -1]` is how much each input token contributes to
 each token's representation after the last layer (Ferrando et al. 2022).
+
+`import alti_lens` is light: the version and the error classes are loaded at once, everything that
+needs torch or TransformerLens (`alti`, `load_model`, the result classes, `MEASURES`, the
+submodules) on first use (PEP 562), so the command line answers `--help` without loading torch.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .api import alti
-from .contributions import MEASURES
 from .errors import (
     AltiLensError,
     AltiLensWarning,
@@ -18,10 +23,53 @@ from .errors import (
     UnsupportedModelError,
     WeightProcessingWarning,
 )
-from .logit_api import alti_logit
-from .plus import alti_plus
-from .readout.boot import load_model
-from .results import AltiLogitResult, AltiPlusResult, AltiResult
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` loads these
+    from .api import alti
+    from .contributions import MEASURES
+    from .logit_api import alti_logit
+    from .plus import alti_plus
+    from .readout.boot import load_model
+    from .results import AltiLogitResult, AltiPlusResult, AltiResult
+
+# public name → the module that defines it (imported on first access)
+_LAZY = {
+    "MEASURES": ".contributions",
+    "AltiLogitResult": ".results",
+    "AltiPlusResult": ".results",
+    "AltiResult": ".results",
+    "alti": ".api",
+    "alti_logit": ".logit_api",
+    "alti_plus": ".plus",
+    "load_model": ".readout.boot",
+}
+# submodules reachable as attributes of the package without importing them first, as they were
+# when `import alti_lens` imported everything
+_SUBMODULES = frozenset(
+    {
+        "api",
+        "cli",
+        "contributions",
+        "decompose",
+        "demo",
+        "evaluation",
+        "fused",
+        "heads",
+        "inputs",
+        "logit",
+        "logit_api",
+        "plus",
+        "readout",
+        "report",
+        "results",
+        "rollout",
+        "storage",
+        "summary",
+        "triton_kernel",
+        "views",
+        "viz",
+    }
+)
 
 __all__ = [
     "MEASURES",
@@ -43,3 +91,17 @@ __all__ = [
     "alti_plus",
     "load_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later look-ups are plain attribute reads
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

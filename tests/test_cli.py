@@ -13,6 +13,7 @@ from checkpoints import save_bart, save_gpt2
 
 from alti_lens import AltiPlusResult, AltiResult
 from alti_lens.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
+from alti_lens.readout.boot import _download_command
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -98,6 +99,10 @@ def test_offline_hub_name_fails_fast_with_a_fix() -> None:
     assert out.returncode == EXIT_UNAVAILABLE
     assert "offline mode is set" in out.stderr and "Fix:" in out.stderr
     assert "Traceback" not in out.stderr
+    # the stage line says the stage failed, and the fix names the installed hub's command
+    assert "loading model no-such-org/no-such-model-xyz: failed after " in out.stderr
+    assert "done in" not in out.stderr
+    assert f"`{_download_command('no-such-org/no-such-model-xyz')}`" in out.stderr
 
 
 @pytest.mark.parametrize(
@@ -167,3 +172,136 @@ def test_png_without_matplotlib_fails_before_any_work(
     captured = capsys.readouterr()
     assert "--png needs matplotlib: pip install matplotlib" in captured.err
     assert captured.out == ""  # nothing computed or printed first
+
+
+def test_offline_fix_names_the_installed_hub_command() -> None:
+    from importlib import metadata
+
+    assert _download_command("gpt2", "0.20.3") == "huggingface-cli download gpt2"
+    assert _download_command("gpt2", "0.34.0") == "hf download gpt2"
+    assert _download_command("gpt2", "1.2.0") == "hf download gpt2"
+    command = _download_command("org/name")  # the installed version's command, shipped with it
+    assert command.endswith(" download org/name")
+    script = Path(sys.executable).parent / command.split()[0]
+    version = metadata.version("huggingface_hub")
+    assert script.exists(), f"{command} suggested for huggingface_hub {version}; {script} missing"
+
+
+def test_status_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    from alti_lens.cli import _Status
+
+    status = _Status(quiet=False)
+    with status.stage("easy"):
+        pass
+    with pytest.raises(RuntimeError), status.stage("hard"):
+        raise RuntimeError("boom")
+    err = capsys.readouterr().err
+    assert "easy: done in " in err and "hard: failed after " in err and "hard: done" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--html", "/proc/r.html"], "--html /proc/r.html: cannot create files in /proc"),
+        (["--json", "/proc/x.json"], "--json /proc/x.json: cannot create files in /proc"),
+        (["--png", "/proc/x.png"], "--png /proc/x.png: cannot create files in /proc"),
+        (["--html", "{tmp}"], "--html {tmp}: is a directory; give a file path, e.g. {tmp}/report"),
+        (["--save", "{file}/r.safetensors"], "{file} is a file, not a folder"),
+        (["--json", "{file}/deeper/x.json"], "{file} is a file, not a folder"),
+    ],
+)  # fmt: skip
+def test_unwritable_outputs_exit_2_before_any_work(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    if "/proc/" in " ".join(args) and not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    names = {"tmp": str(tmp_path), "file": str(tmp_path / "a-file")}
+    (tmp_path / "a-file").write_text("x")
+    out = run("explain", "king river music king", *(a.format(**names) for a in args))
+    assert out.returncode == EXIT_USAGE, out.stderr
+    assert out.stderr.startswith("alti-lens: error: ") and message.format(**names) in out.stderr
+    assert "; " in out.stderr  # what is wrong; how to fix it
+    assert "Traceback" not in out.stderr
+    assert "loading model" not in out.stderr and out.stdout == ""  # nothing computed first
+
+
+def test_unwritable_folder_exits_2(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes to read-only folders")
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o500)
+    out = run("explain", "king river", "--html", str(folder / "r.html"))
+    assert out.returncode == EXIT_USAGE and "cannot create files in" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_demo_out_must_be_a_folder(tmp_path: Path) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    for out_dir, message in [(file, "is a file, not a folder"), ("/proc/demo", "in /proc")]:
+        out = run("demo", "--out", str(out_dir))
+        assert out.returncode == EXIT_USAGE, out.stderr
+        assert f"alti-lens: error: --out {out_dir}: " in out.stderr and message in out.stderr
+        assert "Traceback" not in out.stderr and "loading model" not in out.stderr
+
+
+def test_missing_parent_folders_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "deeper" / "summary.json"
+    assert main(["explain", "-q", "king river music king", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["model"] == "demo-induction"
+
+
+WRITE_FAILS = """
+import sys
+import alti_lens.report
+def boom(path, items):
+    raise PermissionError(13, "Permission denied", str(path))
+alti_lens.report.write_report = boom
+from alti_lens.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_write_that_fails_after_the_check_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "r.html"
+    out = subprocess.run(
+        [sys.executable, "-c", WRITE_FAILS, "explain", "-q", "king river", "--html", str(path)],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == EXIT_USAGE, out.stderr
+    assert f"alti-lens: error: --html {path}: could not write it (Permission denied)" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", ""], "TEXT is empty; expected the text to explain"),
+        (["explain", "  "], "TEXT is empty; expected the text to explain"),
+        (["translate", "--source", ""], "--source is empty; expected the source sentence"),
+        (["translate", "--source", "the cat", "--target", ""], "--target is empty; expected"),
+    ],
+)
+def test_empty_text_names_the_argument(args: list[str], message: str) -> None:
+    out = run(*args)
+    assert out.returncode == EXIT_USAGE
+    assert out.stderr.startswith("alti-lens: error: ") and message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+WARNS = """
+import sys, warnings
+import alti_lens.cli as cli
+from alti_lens import WeightProcessingWarning
+def explain(args, status):
+    warnings.warn("the weights were\\n  processed", WeightProcessingWarning, stacklevel=2)
+    return 0
+cli._explain = explain
+sys.exit(cli.main(["explain", "hi"]))
+"""
+
+
+def test_warnings_are_one_clean_line() -> None:
+    out = subprocess.run([sys.executable, "-c", WARNS], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "alti-lens: warning: the weights were processed\n"

@@ -7,9 +7,12 @@ the half minute of retries `transformers` spends before failing.
 """
 
 import os
+import re
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -101,6 +104,32 @@ def _offline_flag() -> bool:
     )
 
 
+def _download_command(name: str, version: str | None = None) -> str:
+    """The command that downloads hub model `name` with the installed huggingface_hub.
+
+    huggingface_hub 0.34 introduced `hf` and deprecated `huggingface-cli`, which 1.0 removed;
+    older versions ship `huggingface-cli` only. `version` defaults to the installed one; when it
+    is unknown, the scripts next to this Python (a virtual environment's bin folder) decide.
+    """
+    if version is None:
+        try:
+            version = metadata.version("huggingface_hub")
+        except metadata.PackageNotFoundError:
+            version = None
+    parts = re.match(r"(\d+)\.(\d+)", version or "")
+    if parts is not None:
+        modern = (int(parts[1]), int(parts[2])) >= (0, 34)
+    else:
+        bindir = Path(sys.executable).parent
+        has = {
+            cmd
+            for cmd in ("hf", "huggingface-cli")
+            if (bindir / cmd).exists() or (bindir / f"{cmd}.exe").exists()
+        }
+        modern = "hf" in has or "huggingface-cli" not in has
+    return f"hf download {name}" if modern else f"huggingface-cli download {name}"
+
+
 def _encoder_decoder_tokenizer(where: str) -> Any:
     """The tokenizer exactly as the checkpoint configures it, for encoder-decoder models; None for
     the others (TransformerLens' own tokenizer set-up, with its BOS handling, is kept for them).
@@ -166,7 +195,7 @@ def load_model(
                 f"model {where!r} is not a built-in name ({', '.join(sorted(builtin_models()))}), "
                 f"not a local directory, and not in the Hugging Face cache; {why}. Fix: use a "
                 "built-in model (e.g. --model demo-induction), download the model where there is "
-                "internet (`huggingface-cli download NAME` or `model.save_pretrained(dir)` with "
+                f"internet (`{_download_command(where)}`, or `model.save_pretrained(dir)` with "
                 "its tokenizer) and pass that directory, or run where huggingface.co is reachable."
             )
     bridge = _bridge_class()
