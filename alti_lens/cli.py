@@ -466,12 +466,13 @@ def _explain(args: argparse.Namespace, status: _Status) -> int:
         token_id, prediction = _predict(model, tokens[:, : row + 1], mask[:, : row + 1])
         if not args.no_logit:
             with status.stage("computing ALTI-Logit"):
-                logit = alti_logit(model, args.text, token_id, position=row)
+                # the tokens read above: text is tokenized (and unknown words warned of) once
+                logit = alti_logit(model, tokens, token_id, attention_mask=mask, position=row)
     if logit is not None and args.measure == "l1":
         result = logit.alti  # alti_logit measured every layer with ALTI already
     else:
         with status.stage("computing ALTI"):
-            result = alti(model, args.text, measure=args.measure)
+            result = alti(model, tokens, attention_mask=mask, measure=args.measure)
     text = summary.explain_summary(
         result,
         model=args.model,
@@ -592,8 +593,9 @@ def _demo(args: argparse.Namespace, status: _Status) -> int:
 
     decoder = _load(DEFAULT_DECODER, args, status)
     with status.stage("ALTI and ALTI-Logit on the induction model"):
-        token_id, prediction = _predict(decoder, *readout.tokenize(decoder, [DEMO_TEXT]))
-        logit = alti_logit(decoder, DEMO_TEXT, token_id)
+        tokens, mask = readout.tokenize(decoder, [DEMO_TEXT])
+        token_id, prediction = _predict(decoder, tokens, mask)
+        logit = alti_logit(decoder, tokens, token_id, attention_mask=mask)
         result = logit.alti  # every layer's ALTI, measured by the same run
     translator = _load(DEFAULT_TRANSLATOR, args, status)
     with status.stage("ALTI+ on the toy translator"):

@@ -305,3 +305,10 @@ def test_warnings_are_one_clean_line() -> None:
     out = subprocess.run([sys.executable, "-c", WARNS], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stderr == "alti-lens: warning: the weights were processed\n"
+
+
+def test_unknown_words_are_warned_of_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "-q", "--no-color", "king zebra river music"]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("alti-lens: warning:")]
+    assert len(warned) == 1 and "'zebra'" in warned[0] and "'<unk>'" in warned[0], err
