@@ -71,7 +71,8 @@ def scores_and_sums(
 
     Sources are the key positions, plus the residual as a last column when
     `terms.residual_column` (cross-attention, spec §2.4). `kernel`: "auto" uses the fused kernel
-    where it is available (C++ on a CPU, `alti_lens.fused`; Triton on CUDA,
+    where it is available and pays (C++ on a CPU for layers from `fused.CROSSOVER_PAIRS` attended
+    pairs on, or at every size with `ALTI_LENS_KERNEL=fused`: `fused.use_kernel`; Triton on CUDA,
     `alti_lens.triton_kernel`), "reference" the chunked PyTorch path below, "fused" requires the
     fused kernel of the device, "triton" the Triton kernel (on CPU tensors only under
     `TRITON_INTERPRET=1`, for tests). The C++ kernel also returns `Σ_j T_i(x_j)` of the very
@@ -179,6 +180,8 @@ def _fused_scores(
     last = n_keys - support.flip(dims=(1,)).to(torch.int8).argmax(dim=1)
     start = torch.where(attended, first, 0).to(torch.int64)
     stop = torch.where(attended, last, 0).to(torch.int64)
+    if not use_triton and not fused.use_kernel(int((stop - start).sum()), kernel):
+        return None  # a small layer in auto mode: the PyTorch path, and nothing is compiled
     if terms.row_scale is not None:
         pattern = pattern * terms.row_scale[None, :, None]
     args = (pattern, terms.values, terms.residual, y, start, stop, 0 if measure == "norm" else p)
