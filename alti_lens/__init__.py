@@ -25,8 +25,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` loads these
+    from ._types import MEASURES
     from .api import alti
-    from .contributions import MEASURES
     from .logit_api import alti_logit
     from .plus import alti_plus
     from .readout.boot import load_model
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
 
 # public name → the module that defines it (imported on first access)
 _LAZY = {
-    "MEASURES": ".contributions",
+    "MEASURES": "._types",
     "AltiLogitResult": ".results",
     "AltiPlusResult": ".results",
     "AltiResult": ".results",

@@ -3,6 +3,7 @@
 import math
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,10 +12,22 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import readout
+from ._types import Measure, Rows
 from ._version import __version__
 from .contributions import normalise, scores_and_sums
 from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
 from .errors import ReconstructionError, WeightProcessingWarning
+
+
+@dataclass(frozen=True)
+class Request:
+    """The options of one run, validated: what every sub-block is measured with."""
+
+    measure: Measure = "l1"
+    dtype: torch.dtype = torch.float32  # the decomposition's
+    chunk_size: int | None = None  # query rows per chunk (None: chosen from memory)
+    check: bool = True  # the exactness check (spec §2.5)
+    rows: Rows = "all"  # "last": a single stack's last layer measures the last real row only
 
 
 def measure_block(
@@ -22,23 +35,24 @@ def measure_block(
     index: int,
     rows: Int[Tensor, " query_pos"],
     keys: Int[Tensor, " key_pos"],
+    request: Request,
     info: readout.ModelInfo,
-    dtype: torch.dtype,
-    measure: str,
-    chunk_size: int | None,
-    check: bool,
     layer: int,
+    *,
     part: str = "",
     query_offset: int = 0,
 ) -> tuple[Float[Tensor, "query_pos source"], float, AttentionTerms]:
     """Contribution matrix of sequence `index` over its real `rows` and `keys`, the exactness
-    check's error (NaN when `check` is off) and the decomposed terms. `part` names the stack in
+    check's error (NaN when the check is off) and the decomposed terms. `part` names the stack in
     error messages ("encoder", "decoder self-attention", ...). `query_offset`: in
     self-attention, the index in `keys` of `rows[0]` when the rows are the last keys only."""
+    dtype = request.dtype
     terms = decompose_block(block, index, rows, dtype, key_positions=keys)
-    scores, sums = scores_and_sums(terms, measure, chunk_size, query_offset=query_offset)
+    scores, sums = scores_and_sums(
+        terms, request.measure, request.chunk_size, query_offset=query_offset
+    )
     error = math.nan
-    if check:
+    if request.check:
         # Prefer the sum of the very vectors the fused kernel measured; else sum them here.
         if sums is None:
             total = reconstruct(terms)
@@ -102,11 +116,7 @@ def warn_weight_processing(model: Any, info: readout.ModelInfo) -> None:
 
 def run_metadata(
     info: readout.ModelInfo,
-    *,
-    measure: str,
-    dtype: torch.dtype,
-    check: bool,
-    chunk_size: int | None,
+    request: Request,
     block_kinds: Any,
     block_precisions: Iterable[torch.dtype | None] = (),
 ) -> dict[str, Any]:
@@ -114,7 +124,7 @@ def run_metadata(
     `model_precision`: the narrowest dtype the model computed in (its own dtype, or narrower where
     a block measured so, see `BlockTensors.model_precision`), which bounds how closely two runs of
     the model (a padded batch and a single text, two kernels, two backends) can agree."""
-    rtol, atol = _inputs.tolerance([info.dtype, dtype])
+    rtol, atol = _inputs.tolerance([info.dtype, request.dtype])
     computed = [info.dtype, *(p for p in block_precisions if p is not None)]
     model_precision = max(computed, key=lambda d: torch.finfo(d).eps)
     return {
@@ -123,14 +133,14 @@ def run_metadata(
         "backend": info.backend,
         "transformer_lens_version": info.tl_version,
         "alti_lens_version": __version__,
-        "measure": measure,
-        "dtype": str(dtype).removeprefix("torch."),
+        "measure": request.measure,
+        "dtype": str(request.dtype).removeprefix("torch."),
         "model_dtype": str(info.dtype).removeprefix("torch."),
         "model_precision": str(model_precision).removeprefix("torch."),
         "device": str(info.device),
         "block_kinds": block_kinds,
         "weight_processing": dict(info.weight_processing),
-        "check": check,
+        "check": request.check,
         "tolerance": {"rtol": rtol, "atol": atol},
-        "chunk_size": chunk_size,
+        "chunk_size": request.chunk_size,
     }

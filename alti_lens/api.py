@@ -1,23 +1,24 @@
-"""Entry points: orchestrate reading the model, decomposing each layer, measuring and rolling out.
+"""`alti`: ALTI contributions of every layer and their rollout, for decoder-only and encoder models.
 
-Layers are processed while the model runs (the read-out hands over each layer as soon as it
-completes): the decomposition, the exactness check, the contribution matrix and the rollout step of
-layer `l` are done before layer `l + 1` runs, so only one layer's attention is ever held.
+A composition: options → one run of the pipeline (`pipeline.run_single`), whose steps a
+`Collector` scatters into padded tensors → the rollout of those tensors (`rollout`) → the result.
+`alti_logit` runs the same collector beside its own, so its `.alti` is a genuine `alti()` result.
 """
 
 from typing import Any, no_type_check
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from . import inputs as _inputs
-from . import readout
-from ._measure import measure_block, run_metadata, warn_weight_processing
-from .decompose import BlockTensors
+from . import pipeline, readout
+from ._measure import Request, run_metadata, warn_weight_processing
+from ._types import ROWS
 from .errors import InputError
 from .heads import head_source_scores, normalise_heads
 from .results import AltiResult
-from .rollout import last_row_rollout, rollout_step
+from .rollout import last_row_rollout, rollout
 
 
 # The public entry point validates its arguments itself, with errors that say how to fix them; the
@@ -75,13 +76,12 @@ def alti(
         (`rollout` `[batch, layer, 1, pos]` with `rows="last"`).
     """
     measure = _inputs.check_measure(measure)
-    if rows not in ("all", "last"):
+    if rows not in ROWS:
         raise InputError(
             f'rows must be "all" (every query position) or "last" (the rollout of each '
             f"sequence's last real token only), got {rows!r}"
         )
-    last_only = rows == "last"
-    if last_only and per_head:
+    if rows == "last" and per_head:
         raise InputError(
             'rows="last" does not compute the last layer\'s other rows, which per_head=True '
             'needs; use rows="all" with per_head=True'
@@ -89,85 +89,82 @@ def alti(
     chunk_size = _inputs.check_chunk_size(chunk_size)
     info = readout.describe(model)
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
-    dtype = _inputs.compute_dtype(info.dtype, dtype)
+    request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check, rows)
     warn_weight_processing(model, info)
+    collector = Collector(info, tokens.shape, request, per_head)
+    trace = pipeline.run_single(model, info, tokens, mask, request, [collector])
+    return collector.result(model, tokens, mask, trace)
 
-    batch, n = tokens.shape
-    contributions = torch.zeros(batch, info.n_layers, n, n, dtype=dtype)
-    rollout = torch.zeros(batch, info.n_layers, 1 if last_only else n, n, dtype=dtype)
-    errors = torch.full((batch, info.n_layers), float("nan"), dtype=dtype)
-    heads = residuals = None
-    if per_head:
-        heads = torch.zeros(batch, info.n_layers, info.n_heads, n, n, dtype=dtype)
-        residuals = torch.zeros(batch, info.n_layers, n, dtype=dtype)
-    kinds: list[str] = ["?"] * info.n_layers
-    precisions: list[torch.dtype | None] = [None] * info.n_layers
-    positions = [row.nonzero().flatten().to(info.device) for row in mask]
-    previous: list[Tensor | None] = [None] * batch  # R^{l-1} of each sequence, on the model device
 
-    def on_block(layer: int, block: BlockTensors) -> None:
-        kinds[layer] = block.kind.value
-        precisions[layer] = block.model_precision
-        if last_only and layer == info.n_layers - 1:
-            # Only row t of the last layer's C enters R^L[t]; its other rows are not computed.
-            contributions[:, layer] = float("nan")
-            for b, keep in enumerate(positions):
-                C, errors[b, layer], _ = measure_block(
-                    block, b, keep[-1:], keep, info, dtype, measure, chunk_size, check, layer,
-                    query_offset=len(keep) - 1,
-                )  # fmt: skip
-                contributions[b, layer, int(keep[-1])] = 0.0
-                contributions[b, layer, int(keep[-1]), keep.cpu()] = C[0].cpu()
-            return
-        for b, keep in enumerate(positions):
-            C, errors[b, layer], terms = measure_block(
-                block, b, keep, keep, info, dtype, measure, chunk_size, check, layer
+class Collector:
+    """Observer: each step's contribution matrix (and per-head split) into padded CPU tensors;
+    `result` then rolls them out. Padded rows and columns stay exact zeros."""
+
+    def __init__(
+        self, info: Any, shape: torch.Size, request: Request, per_head: bool = False
+    ) -> None:
+        batch, n = shape
+        self.info, self.request = info, request
+        self.contributions = torch.zeros(batch, info.n_layers, n, n, dtype=request.dtype)
+        if request.rows == "last":  # only row t of the last layer is computed: the rest is NaN
+            self.contributions[:, -1] = float("nan")
+        self.heads = self.residuals = None
+        if per_head:
+            self.heads = torch.zeros(batch, info.n_layers, info.n_heads, n, n, dtype=request.dtype)
+            self.residuals = torch.zeros(batch, info.n_layers, n, dtype=request.dtype)
+
+    def __call__(self, step: pipeline.Step) -> None:
+        b, layer = step.index, step.layer
+        if self.request.rows == "last" and layer == self.info.n_layers - 1:
+            self.contributions[b, layer, step.rows] = 0.0  # row t: its padded columns are zeros
+        pipeline.scatter(self.contributions[b, layer], step.rows, step.keys, step.contributions)
+        if self.heads is not None and self.residuals is not None:
+            request = self.request
+            H, r = normalise_heads(
+                *head_source_scores(step.terms, request.measure, request.chunk_size)
             )
-            if heads is not None and residuals is not None:
-                H, r = normalise_heads(*head_source_scores(terms, measure, chunk_size))
-                where = keep.cpu()
-                heads[b, layer][:, where[:, None], where] = H.cpu()
-                residuals[b, layer, where] = r.cpu()
-            if last_only:  # the rollout is formed right to left once all layers are known
-                R = None
-            else:
-                R = previous[b] = rollout_step(C, previous[b])
-            if len(keep) == n:
-                contributions[b, layer] = C.cpu()
-                if R is not None:
-                    rollout[b, layer] = R.cpu()
-            else:  # scatter the real positions back into the padded matrices
-                where = keep.cpu()
-                contributions[b, layer, where[:, None], where] = C.cpu()
-                if R is not None:
-                    rollout[b, layer, where[:, None], where] = R.cpu()
+            keep = step.keys
+            self.heads[b, layer][:, keep[:, None], keep] = H.cpu()
+            self.residuals[b, layer, keep] = r.cpu()
 
-    readout.read_blocks(model, info, tokens, mask, on_block)
-    metadata = run_metadata(
-        info,
-        measure=measure,
-        dtype=dtype,
-        check=check,
-        chunk_size=chunk_size,
-        block_kinds=kinds,
-        block_precisions=precisions,
-    )
-    metadata["rows"] = rows
-    if last_only:
-        last_rows = [int(keep[-1]) for keep in positions]
-        metadata["rollout_rows"] = last_rows
-        for b, keep in enumerate(positions):
-            where = keep.cpu()
-            C = contributions[b] if len(keep) == n else contributions[b][:, where[:, None], where]
-            rollout[b, :, 0, where] = last_row_rollout(C, len(keep) - 1)
-    return AltiResult(
-        contributions=contributions,
-        rollout=rollout,
-        tokens=tokens,
-        str_tokens=readout.str_tokens(model, tokens),
-        attention_mask=mask,
-        reconstruction_error=errors,
-        metadata=metadata,
-        head_contributions=heads,
-        residual_contribution=residuals,
-    )
+    def result(
+        self,
+        model: Any,
+        tokens: Int[Tensor, "batch pos"],
+        mask: Int[Tensor, "batch pos"],
+        trace: pipeline.Trace,
+    ) -> AltiResult:
+        """The rollout of the collected matrices (on the model's device), and the result."""
+        C, info = self.contributions, self.info
+        last_rows = None
+        if self.request.rows == "last":
+            last_rows = torch.tensor([int(keep[-1]) for keep in pipeline.real_positions(mask)])
+            R = _last_rows(C, last_rows)
+        else:
+            R = rollout(C, device=info.device)
+        kinds = [trace.block_kinds[(pipeline.LAYER, layer)] for layer in range(info.n_layers)]
+        metadata = run_metadata(info, self.request, kinds, trace.precisions)
+        metadata["rows"] = self.request.rows
+        if last_rows is not None:
+            metadata["rollout_rows"] = last_rows.tolist()
+        return AltiResult(
+            contributions=C,
+            rollout=R,
+            tokens=tokens,
+            str_tokens=readout.str_tokens(model, tokens),
+            attention_mask=mask,
+            reconstruction_error=trace.errors,
+            metadata=metadata,
+            head_contributions=self.heads,
+            residual_contribution=self.residuals,
+            rollout_rows=last_rows,
+        )
+
+
+def _last_rows(
+    contributions: Float[Tensor, "batch layer pos pos"], rows: Int[Tensor, " batch"]
+) -> Float[Tensor, "batch layer 1 pos"]:
+    """`R^l[t_b]` of every layer, right to left (spec §4), from the padded matrices: only row
+    `t_b` of the last layer is read, and padded columns are zeros."""
+    rolled = [last_row_rollout(C, int(t)) for C, t in zip(contributions, rows, strict=True)]
+    return torch.stack(rolled)[:, :, None]

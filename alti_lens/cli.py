@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._types import MEASURES
 from ._version import __version__
 from .demo import BUILTIN_MODELS
 from .errors import (
@@ -48,9 +49,7 @@ DEFAULT_TRANSLATOR = "demo-translator"
 DEMO_TEXT = "king river music window paper garden king river music"
 DEMO_SOURCE = "the old red cat sees a happy dog"
 
-# Torch-free copies for the parser (tests assert they equal contributions.MEASURES and
-# readout.DTYPES, which need torch to import).
-MEASURES: tuple[str, ...] = ("l1", "l2", "norm", "attention", "attention_rollout")
+# A torch-free copy for the parser (a test asserts it equals readout.DTYPES, which needs torch).
 DTYPE_NAMES: tuple[str, ...] = ("bfloat16", "float16", "float32", "float64")
 
 # file names suggested when an output option names a directory

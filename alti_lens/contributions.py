@@ -15,19 +15,16 @@ chunk's attended range are never formed.
 """
 
 import warnings
-from typing import Literal, get_args
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
 from . import fused, triton_kernel
+from ._types import KERNELS, VECTOR_MEASURES
+from ._types import MEASURES as MEASURES  # re-exported: alti_lens.MEASURES
+from ._types import Measure as Measure
 from .decompose import AttentionTerms
-
-Measure = Literal["l1", "l2", "norm", "attention", "attention_rollout"]
-MEASURES: tuple[str, ...] = get_args(Measure)
-VECTOR_MEASURES = ("l1", "l2", "norm")  # those that need the per-source vectors T_i(x_j)
-KERNELS = ("auto", "fused", "reference", "triton")
 
 # Query rows per chunk on a CPU. Each source j costs one small (rows × H) @ (H × d_model) product:
 # too few rows and those products are inefficient, too many and the chunk of T (K × rows × d_model)

@@ -67,8 +67,8 @@ def source_logit_parts(
 
 
 def roll_to_tokens(
-    parts: Float[Tensor, "head_index key_pos"],
-    previous_rollout: Float[Tensor, "key_pos pos"] | None,
-) -> Float[Tensor, "head_index pos"]:
+    parts: Float[Tensor, "*batch head_index key_pos"],
+    previous_rollout: Float[Tensor, "*batch key_pos pos"] | None,
+) -> Float[Tensor, "*batch head_index pos"]:
     """`Σ_j Δ^{l,h}(j) · M^{l−1}[j, k]` with `M^0 = I`."""
     return parts if previous_rollout is None else parts @ previous_rollout

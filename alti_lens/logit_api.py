@@ -1,25 +1,26 @@
 """`alti_logit`: explain one prediction's logit over the input tokens (spec §5).
 
-Runs like `alti` (every layer measured as it completes, rollout kept per sequence) and, at the
-same time, takes each layer's logit contributions (logit units) at the explained position through
-the rollout so far.
-The final norm's scale `s_t` is only known at the end of the forward pass; since every share is
+One run of the pipeline with two observers: `alti`'s own collector (so `.alti` is a genuine
+`alti()` result) and one that takes each layer's logit contributions (logit units) at the
+explained position; after the run they are carried to tokens through the rollout. The final
+norm's scale `s_t` is only known at the end of the forward pass; since every share is
 linear in `1/s_t`, it is divided out at the end.
 """
 
 from typing import Any, no_type_check
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from . import inputs as _inputs
-from . import readout
-from ._measure import measure_block, run_metadata, warn_weight_processing
-from .decompose import BlockKind, BlockTensors
+from . import pipeline, readout
+from ._measure import Request, run_metadata, warn_weight_processing
+from .api import Collector
+from .decompose import BlockKind
 from .errors import InputError, ReconstructionError, UnsupportedModelError
 from .logit import effective_direction, roll_to_tokens, source_logit_parts
-from .results import AltiLogitResult, AltiResult
-from .rollout import rollout_step
+from .results import AltiLogitResult
 
 
 @no_type_check
@@ -61,7 +62,7 @@ def alti_logit(
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
     dtype = _inputs.compute_dtype(info.dtype, dtype)
     warn_weight_processing(model, info)
-    batch, n = tokens.shape
+    batch = tokens.shape[0]
     rows = _positions(position, mask)
     targets = _token_ids(model, info, target, batch, "target")
     foils = None if foil is None else _token_ids(model, info, foil, batch, "foil")
@@ -77,57 +78,22 @@ def alti_logit(
     # g' = centre(γ ⊙ u); the 1/s_t of g = g' / s_t is applied after the run
     g = torch.stack([effective_direction(d, gamma, None, centred) for d in direction])
 
-    contributions = torch.zeros(batch, info.n_layers, n, n, dtype=dtype)
-    rollout = torch.zeros_like(contributions)
-    errors = torch.full((batch, info.n_layers), float("nan"), dtype=dtype)
-    head_scores = torch.zeros(batch, info.n_layers, info.n_heads, n, dtype=dtype)
-    layer_parts = {
-        key: torch.zeros(batch, info.n_layers, dtype=dtype) for key in ("attention_biases", "mlps")
-    }
-    embedding = torch.zeros(batch, dtype=dtype)
-    kinds: list[str] = ["?"] * info.n_layers
-    precisions: list[torch.dtype | None] = [None] * info.n_layers
-    positions = [row.nonzero().flatten().to(info.device) for row in mask]
-    previous: list[Tensor | None] = [None] * batch
-
-    def on_block(layer: int, block: BlockTensors) -> None:
-        if block.kind is BlockKind.POST_NORM:
-            raise UnsupportedModelError(
-                f"alti_logit explains decoder-only models; layer {layer} is a post-norm encoder "
-                f"block ({info.architecture}). Fix: use alti(model, inputs)."
-            )
-        kinds[layer] = block.kind.value
-        precisions[layer] = block.model_precision
-        for b, keep in enumerate(positions):
-            C, errors[b, layer], terms = measure_block(
-                block, b, keep, keep, info, dtype, "l1", chunk_size, check, layer
-            )
-            t = int((keep == int(rows[b])).nonzero())  # the explained row among the real ones
-            gb = g[b].to(terms.values.device)
-            parts = source_logit_parts(terms, t, gb)
-            head_scores[b, layer, :, keep.cpu()] = roll_to_tokens(parts, previous[b]).cpu()
-            layer_parts["attention_biases"][b, layer] = float(gb @ terms.bias[t])
-            x_t = block.resid_pre[b, int(rows[b])].to(dtype)
-            y_t = block.output[b, int(rows[b])].to(dtype)
-            post = block.resid_post[b, int(rows[b])].to(dtype)  # type: ignore[index]
-            layer_parts["mlps"][b, layer] = float(gb @ (post - y_t))
-            if layer == 0:
-                embedding[b] = float(gb @ x_t)
-            R = previous[b] = rollout_step(C, previous[b])
-            where = keep.cpu()
-            contributions[b, layer, where[:, None], where] = C.cpu()
-            rollout[b, layer, where[:, None], where] = R.cpu()
-
-    final = readout.read_blocks(model, info, tokens, mask, on_block, final=True)
-    assert final is not None
+    request = Request("l1", dtype, chunk_size, check)
+    alti_collector = Collector(info, tokens.shape, request)
+    logit_collector = _LogitCollector(info, tokens.shape, dtype, rows, g)
+    trace = pipeline.run_single(
+        model, info, tokens, mask, request, [logit_collector, alti_collector], final=True
+    )
+    final = trace.final
+    assert final is not None  # run_single(final=True) returns the final tensors
+    alti_result = alti_collector.result(model, tokens, mask, trace)
     idx = torch.arange(batch)
     scale = torch.ones(batch, dtype=dtype)
     if final.norm is not None:
         scale = final.norm.scale.cpu()[idx, rows].to(dtype)
-    head_scores /= scale[:, None, None, None]
-    for value in layer_parts.values():
-        value /= scale[:, None]
-    embedding /= scale
+    head_scores = logit_collector.head_scores(alti_result.rollout) / scale[:, None, None, None]
+    layer_parts = {k: v / scale[:, None] for k, v in logit_collector.layer_parts.items()}
+    embedding = logit_collector.embedding / scale
     direction = direction.cpu()
     beta = None if final.norm is None or final.norm.bias is None else final.norm.bias.cpu()
     components = {
@@ -147,15 +113,8 @@ def alti_logit(
     logit_error = (total - raw).abs()
     if check:
         _check_identity(logit_error, raw, scores, components, info, dtype, final.precision)
-    metadata = run_metadata(
-        info,
-        measure="l1",
-        dtype=dtype,
-        check=check,
-        chunk_size=chunk_size,
-        block_kinds=kinds,
-        block_precisions=[*precisions, final.precision],
-    )
+    kinds = alti_result.metadata["block_kinds"]
+    metadata = run_metadata(info, request, kinds, [*trace.precisions, final.precision])
     metadata |= {
         # readable names of the explained tokens (the result holds ids only)
         "target_str": [row[0] for row in readout.str_tokens(model, targets[:, None])],
@@ -165,16 +124,6 @@ def alti_logit(
         "logit_soft_cap": final.soft_cap,
         "pre_soft_cap_logit": raw.to(dtype) if final.soft_cap else None,
     }
-    str_tokens = readout.str_tokens(model, tokens)
-    alti_result = AltiResult(
-        contributions=contributions,
-        rollout=rollout,
-        tokens=tokens,
-        str_tokens=str_tokens,
-        attention_mask=mask,
-        reconstruction_error=errors,
-        metadata=dict(metadata),
-    )
     return AltiLogitResult(
         scores=scores,
         components=components,
@@ -182,7 +131,7 @@ def alti_logit(
         head_scores=head_scores,
         layer_components=dict(layer_parts),
         tokens=tokens,
-        str_tokens=str_tokens,
+        str_tokens=alti_result.str_tokens,
         attention_mask=mask,
         position=rows,
         target=targets,
@@ -191,6 +140,54 @@ def alti_logit(
         alti=alti_result,
         metadata=metadata,
     )
+
+
+class _LogitCollector:
+    """Observer: at each sequence's explained row `t`, the logit parts of every (head, source)
+    along `g` (spec §5), the attention biases, the MLPs and the embedding, all before the final
+    norm's `1/s_t`; the parts are carried to tokens through the rollout after the run."""
+
+    def __init__(
+        self, info: Any, shape: torch.Size, dtype: torch.dtype, rows: Tensor, g: Tensor
+    ) -> None:
+        batch, n = shape
+        self.rows, self.g = rows, g
+        self.parts = torch.zeros(batch, info.n_layers, info.n_heads, n, dtype=dtype)
+        self.layer_parts = {
+            key: torch.zeros(batch, info.n_layers, dtype=dtype)
+            for key in ("attention_biases", "mlps")
+        }
+        self.embedding = torch.zeros(batch, dtype=dtype)
+        self.architecture = info.architecture
+
+    def __call__(self, step: pipeline.Step) -> None:
+        block, b, layer = step.block, step.index, step.layer
+        if block.kind is BlockKind.POST_NORM:
+            raise UnsupportedModelError(
+                f"alti_logit explains decoder-only models; layer {layer} is a post-norm encoder "
+                f"block ({self.architecture}). Fix: use alti(model, inputs)."
+            )
+        terms, t_pos = step.terms, int(self.rows[b])
+        t = int((step.rows == t_pos).nonzero())  # the explained row among the real ones
+        dtype = self.parts.dtype
+        gb = self.g[b].to(terms.values.device)
+        self.parts[b, layer][:, step.keys] = source_logit_parts(terms, t, gb).cpu()
+        self.layer_parts["attention_biases"][b, layer] = float(gb @ terms.bias[t])
+        y_t = block.output[b, t_pos].to(dtype)
+        post = block.resid_post[b, t_pos].to(dtype)  # type: ignore[index]
+        self.layer_parts["mlps"][b, layer] = float(gb @ (post - y_t))
+        if layer == 0:
+            self.embedding[b] = float(gb @ block.resid_pre[b, t_pos].to(dtype))
+
+    def head_scores(
+        self, rollout: Float[Tensor, "batch layer pos pos"]
+    ) -> Float[Tensor, "batch layer head_index pos"]:
+        """`Σ_j Δ^{l,h}(j) · R^{l−1}[j, k]` (`R^0 = I`) of every layer, from the padded rollout."""
+        out = torch.empty_like(self.parts)
+        for layer in range(self.parts.shape[1]):
+            previous = None if layer == 0 else rollout[:, layer - 1]
+            out[:, layer] = roll_to_tokens(self.parts[:, layer], previous)
+        return out
 
 
 def _positions(position: object, mask: Tensor) -> Tensor:

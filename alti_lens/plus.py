@@ -1,8 +1,8 @@
 """`alti_plus`: ALTI+ on encoder-decoder models (spec §2.4, §4, §7).
 
-Like `alti`, every sub-block is measured while the model runs: the encoder layers first (their
-rollout `R_enc` is complete before the decoder starts), then per decoder layer its self-attention
-`C_sa^l` and its cross-attention `C_ca^l`, at which point the extended rollout step `R^l` is taken.
+A composition like `alti`: one run of the pipeline measures every encoder layer and each decoder
+layer's self- and cross-attention; a collector scatters them into padded tensors; the encoder
+rollout and the extended rollout (`rollout.extended_rollout`) are taken after the run.
 """
 
 from typing import Any, no_type_check
@@ -11,19 +11,13 @@ import torch
 from torch import Tensor
 
 from . import inputs as _inputs
-from . import readout
-from ._measure import measure_block, run_metadata, warn_weight_processing
-from .decompose import BlockTensors
+from . import pipeline, readout
+from ._measure import Request, run_metadata, warn_weight_processing
 from .errors import InputError
 from .results import AltiPlusResult
-from .rollout import extended_rollout_start, extended_rollout_step, rollout_step
+from .rollout import extended_rollout, rollout
 
-ENCODER, DECODER_SELF, DECODER_CROSS = readout.ENCODER, readout.DECODER_SELF, readout.DECODER_CROSS
-_PART_NAMES = {
-    ENCODER: "encoder",
-    DECODER_SELF: "decoder self-attention",
-    DECODER_CROSS: "decoder cross-attention",
-}
+ENCODER, DECODER_SELF = readout.ENCODER, readout.DECODER_SELF
 
 
 @no_type_check
@@ -76,90 +70,65 @@ def alti_plus(
             f"source has {src.shape[0]} sequences but target has {tgt.shape[0]}; expected one "
             "target per source."
         )
-    dtype = _inputs.compute_dtype(info.dtype, dtype)
+    request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check)
     warn_weight_processing(model, info)
-
-    batch, S = src.shape
-    T = tgt.shape[1]
-    n_enc, n_dec = info.n_layers, info.n_decoder_layers
-    enc_C = torch.zeros(batch, n_enc, S, S, dtype=dtype)
-    enc_R = torch.zeros_like(enc_C)
-    dec_C = torch.zeros(batch, n_dec, T, T, dtype=dtype)
-    cross_C = torch.zeros(batch, n_dec, T, S + 1, dtype=dtype)
-    rollout = torch.zeros(batch, n_dec, T, S + T, dtype=dtype)
-    sub_blocks = [f"encoder.{i}" for i in range(n_enc)]
-    sub_blocks += [f"decoder.{i}.{part}" for i in range(n_dec) for part in ("self", "cross")]
-    errors = torch.full((batch, len(sub_blocks)), float("nan"), dtype=dtype)
-    kinds: dict[str, str] = {}
-    precisions: list[torch.dtype | None] = []
-    src_pos = [row.nonzero().flatten().to(info.device) for row in src_mask]
-    tgt_pos = [row.nonzero().flatten().to(info.device) for row in tgt_mask]
-    enc_rollout: list[Tensor | None] = [None] * batch  # R_enc so far, per sequence
-    dec_self: list[Tensor | None] = [None] * batch  # C_sa of the current decoder layer
-    ext_rollout: list[Tensor | None] = [None] * batch  # R^{l-1}
-
-    def on_block(part: str, layer: int, block: BlockTensors) -> None:
-        kinds[f"{part}.{layer}"] = block.kind.value
-        precisions.append(block.model_precision)
-        column = layer if part == ENCODER else n_enc + 2 * layer + (part == DECODER_CROSS)
-        for b in range(batch):
-            rows = src_pos[b] if part == ENCODER else tgt_pos[b]
-            keys = tgt_pos[b] if part == DECODER_SELF else src_pos[b]
-            C, errors[b, column], _ = measure_block(
-                block, b, rows, keys, info, dtype, measure, chunk_size, check, layer,
-                _PART_NAMES[part],
-            )  # fmt: skip
-            r, k = rows.cpu(), keys.cpu()
-            if part == ENCODER:
-                R = enc_rollout[b] = rollout_step(C, enc_rollout[b])
-                enc_C[b, layer, r[:, None], r] = C.cpu()
-                enc_R[b, layer, r[:, None], r] = R.cpu()
-            elif part == DECODER_SELF:
-                dec_self[b] = C
-                dec_C[b, layer, r[:, None], r] = C.cpu()
-            else:
-                R_enc, C_sa = enc_rollout[b], dec_self[b]
-                assert R_enc is not None and C_sa is not None  # guaranteed by the hook order
-                previous = ext_rollout[b]
-                if previous is None:
-                    previous = extended_rollout_start(len(k), len(r), C)
-                R = ext_rollout[b] = extended_rollout_step(C_sa, C, R_enc, previous)
-                # the residual column is the last of `C`; source columns go to the real positions
-                cross_C[b, layer, r[:, None], k] = C[:, :-1].cpu()
-                cross_C[b, layer, r, S] = C[:, -1].cpu()
-                cols = torch.cat([k, S + r])
-                rollout[b, layer, r[:, None], cols] = R.cpu()
-
-    readout.read_encoder_decoder(model, info, src, src_mask, tgt, tgt_mask, on_block)
-    metadata = run_metadata(
-        info,
-        measure=measure,
-        dtype=dtype,
-        check=check,
-        chunk_size=chunk_size,
-        block_kinds=kinds,
-        block_precisions=precisions,
+    collector = _Collector(info, src.shape, tgt.shape[1], request.dtype)
+    trace = pipeline.run_encoder_decoder(
+        model, info, src, src_mask, tgt, tgt_mask, request, [collector]
     )
+    enc_R = rollout(collector.enc_C, device=info.device)
+    ext_R = torch.stack(
+        [
+            extended_rollout(enc_R[b, -1], collector.dec_C[b], collector.cross_C[b])
+            for b in range(src.shape[0])
+        ]
+    )
+    S = src.shape[1]
+    kinds = {f"{part}.{layer}": kind for (part, layer), kind in trace.block_kinds.items()}
+    metadata = run_metadata(info, request, kinds, trace.precisions)
+    sub_blocks = pipeline.encoder_decoder_columns(info.n_layers, info.n_decoder_layers)
     metadata |= {
         "sub_blocks": sub_blocks,
         "target_generated": target is None,
         "decoder_start_token_id": info.decoder_start_token_id,
     }
     return AltiPlusResult(
-        encoder_contributions=enc_C,
+        encoder_contributions=collector.enc_C,
         encoder_rollout=enc_R,
-        decoder_contributions=dec_C,
-        cross_contributions=cross_C,
-        rollout=rollout,
-        source_contribution=rollout[:, -1, :, :S].sum(-1),
+        decoder_contributions=collector.dec_C,
+        cross_contributions=collector.cross_C,
+        rollout=ext_R,
+        source_contribution=ext_R[:, -1, :, :S].sum(-1),
         source_tokens=src,
         target_tokens=tgt,
         source_str_tokens=readout.str_tokens(model, src),
         target_str_tokens=readout.str_tokens(model, tgt),
         source_attention_mask=src_mask,
         target_attention_mask=tgt_mask,
-        reconstruction_error=errors,
+        reconstruction_error=trace.errors,
         target_labels=labels,
         source_special_mask=readout.special_tokens_mask(model, src) & src_mask.bool(),
         metadata=metadata,
     )
+
+
+class _Collector:
+    """Observer: the encoder, decoder self- and cross-attention matrices into padded CPU tensors
+    (the cross-attention's residual column last, at index `src_pos`)."""
+
+    def __init__(self, info: Any, src_shape: torch.Size, n_target: int, dtype: torch.dtype) -> None:
+        batch, S = src_shape
+        self.S = S
+        self.enc_C = torch.zeros(batch, info.n_layers, S, S, dtype=dtype)
+        self.dec_C = torch.zeros(batch, info.n_decoder_layers, n_target, n_target, dtype=dtype)
+        self.cross_C = torch.zeros(batch, info.n_decoder_layers, n_target, S + 1, dtype=dtype)
+
+    def __call__(self, step: pipeline.Step) -> None:
+        b, layer, C = step.index, step.layer, step.contributions
+        if step.part == ENCODER:
+            pipeline.scatter(self.enc_C[b, layer], step.rows, step.keys, C)
+        elif step.part == DECODER_SELF:
+            pipeline.scatter(self.dec_C[b, layer], step.rows, step.keys, C)
+        else:
+            pipeline.scatter(self.cross_C[b, layer], step.rows, step.keys, C[:, :-1])
+            self.cross_C[b, layer, step.rows, self.S] = C[:, -1].cpu()

@@ -13,6 +13,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from . import storage, views
+from ._types import Rows
 from .errors import InputError
 
 R = TypeVar("R", bound="_Stored")
@@ -65,7 +66,7 @@ class AltiResult(_Stored):
     """
 
     contributions: Float[Tensor, "batch layer query_pos key_pos"]
-    # rollout_pos: query_pos, or 1 with alti(rows="last") (metadata["rollout_rows"] says which)
+    # rollout_pos: query_pos, or 1 with alti(rows="last") (`rollout_rows` says which)
     rollout: Float[Tensor, "batch layer rollout_pos key_pos"]
     tokens: Int[Tensor, "batch pos"]
     str_tokens: list[list[str]]
@@ -76,10 +77,31 @@ class AltiResult(_Stored):
     # residual; per row, the heads' entries and the residual sum to 1.
     head_contributions: Float[Tensor, "batch layer head query_pos key_pos"] | None = None
     residual_contribution: Float[Tensor, "batch layer query_pos"] | None = None
+    # With `alti(rows="last")`: the one query position `t_b` of each sequence whose rollout row
+    # `rollout[b, :, 0]` holds (its last real token); None when `rollout` has every row.
+    rollout_rows: Int[Tensor, " batch"] | None = None
 
     @property
     def n_layers(self) -> int:
         return self.contributions.shape[1]
+
+    def _rollout_row(self, batch: int, row: int, fix: str) -> int:
+        """The index in `rollout` of query position `row` (with `rows="last"`, 0 for the one
+        computed row; any other position is an error naming `fix`)."""
+        if self.rollout_rows is None:
+            return row
+        computed = int(self.rollout_rows[batch])
+        if row != computed:
+            raise InputError(
+                f'this result was computed with rows="last": its rollout holds position '
+                f'{computed} only, not {row}. Fix: {fix}, or alti(..., rows="all")'
+            )
+        return 0
+
+    @property
+    def rows(self) -> Rows:
+        """`"all"` (every rollout row) or `"last"` (one per sequence: `rollout_rows`)."""
+        return "all" if self.rollout_rows is None else "last"
 
     def __len__(self) -> int:
         return self.contributions.shape[0]
@@ -105,13 +127,8 @@ class AltiResult(_Stored):
         after `layer`, as (position, token, value); from the rollout, or the layer's own `C`."""
         row = _last_real(self.attention_mask, batch, position)
         matrix = self.rollout if rollout else self.contributions
-        if rollout and self.metadata.get("rows") == "last":  # one rollout row per sequence
-            if row != self.metadata["rollout_rows"][batch]:
-                raise ValueError(
-                    f'this result was computed with rows="last": the rollout holds position '
-                    f'{self.metadata["rollout_rows"][batch]} only, not {row}; use rows="all"'
-                )
-            row = 0
+        if rollout:
+            row = self._rollout_row(batch, row, "top_sources(-1), rollout=False")
         return views.top(matrix[batch, layer, row], self.str_tokens[batch], k)
 
     def without(
@@ -186,14 +203,9 @@ class AltiResult(_Stored):
         real = self.attention_mask[batch].nonzero().flatten()
         if head is not None:
             values = self.head(layer, head)[batch, row, real]
-        elif rollout and self.metadata.get("rows") == "last":  # one rollout row per sequence
-            if row != self.metadata["rollout_rows"][batch]:
-                raise InputError(
-                    f'this result was computed with rows="last": its rollout holds position '
-                    f"{self.metadata['rollout_rows'][batch]} only, not {row}. Fix: "
-                    'coloured_text(-1), rollout=False, or alti(..., rows="all")'
-                )
-            values = self.rollout[batch, layer, 0, real]
+        elif rollout:
+            row_index = self._rollout_row(batch, row, "coloured_text(-1), rollout=False")
+            values = self.rollout[batch, layer, row_index, real]
         else:
             values = (self.rollout if rollout else self.contributions)[batch, layer, row, real]
         tokens = [self.str_tokens[batch][j] for j in real.tolist()]
@@ -205,7 +217,7 @@ class AltiResult(_Stored):
     def to_dataframe(self) -> Any:
         """A tidy table (pandas): one row per (sequence, layer, query, source) real pair;
         `rollout` is NaN in the rows `alti(..., rows="last")` did not compute."""
-        last = self.metadata.get("rollout_rows") if self.metadata.get("rows") == "last" else None
+        last = None if self.rollout_rows is None else self.rollout_rows.tolist()
 
         def rows() -> Any:
             for b in range(len(self)):

@@ -31,12 +31,15 @@ def rollout_step(
 
 def rollout(
     contributions: Float[Tensor, "*batch layer query_pos key_pos"],
+    device: torch.device | str | None = None,
 ) -> Float[Tensor, "*batch layer query_pos key_pos"]:
-    """All partial products `R^l = C^l ··· C^1`."""
+    """All partial products `R^l = C^l ··· C^1`, in a tensor like `contributions`. With
+    `device`, each product is formed there (a model's GPU) and only written back."""
     out = torch.empty_like(contributions)
     current = None
     for layer in range(contributions.shape[-3]):
-        current = rollout_step(contributions[..., layer, :, :], current)
+        C = contributions[..., layer, :, :]
+        current = rollout_step(C if device is None else C.to(device), current)
         out[..., layer, :, :] = current
     return out
 

@@ -79,6 +79,8 @@ def _rebuild(cls: type, doc: dict[str, Any], prefix: str, tensors: dict[str, Ten
 
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        if f.name not in doc:  # a field newer than the file: its default
+            continue
         entry = doc[f.name]
         kind = entry["__stored__"]
         key = prefix + f.name

@@ -105,6 +105,10 @@ def test_alti_result_is_included() -> None:
     result = alti_logit(model, TEXTS, "the")
     plain = alti(model, TEXTS)
     torch.testing.assert_close(result.alti.rollout, plain.rollout, rtol=0, atol=1e-12)
+    # a genuine alti() result: the same metadata, fields and types
+    assert type(result.alti) is type(plain) and result.alti.metadata == plain.metadata
+    torch.testing.assert_close(result.alti.contributions, plain.contributions, rtol=0, atol=1e-12)
+    assert result.alti.rows == "all" and result.alti.rollout_rows is None
 
 
 def test_no_hooks_left_behind() -> None:

@@ -21,10 +21,12 @@ from typing import Any
 
 from torch import Tensor
 
+from alti_lens._types import Part
 from alti_lens.decompose import BlockKind, BlockTensors
 
 from .models import BRIDGE, HOOKED_ENCODER_DECODER, ModelInfo, decoder_blocks, encoder_blocks
 from .run import (
+    Key,
     Plan,
     computed_precision,
     fired_after,
@@ -33,10 +35,12 @@ from .run import (
     run_plans,
 )
 
-ENCODER, DECODER_SELF, DECODER_CROSS = "encoder", "decoder_self", "decoder_cross"
+ENCODER: Part = "encoder"
+DECODER_SELF: Part = "decoder_self"
+DECODER_CROSS: Part = "decoder_cross"
 
 
-def _bridge_plan(model: Any, part: str, layer: int, rows_real: Tensor, keys_real: Tensor) -> Plan:
+def _bridge_plan(model: Any, part: Part, layer: int, rows_real: Tensor, keys_real: Tensor) -> Plan:
     stack = "encoder_blocks" if part == ENCODER else "decoder_blocks"
     block = (encoder_blocks if part == ENCODER else decoder_blocks)(model)[layer]
 
@@ -93,7 +97,7 @@ def _bridge_plan(model: Any, part: str, layer: int, rows_real: Tensor, keys_real
     return Plan((part, layer), names, assemble, rows_real, keys_real)
 
 
-def _hooked_plan(model: Any, part: str, layer: int, rows_real: Tensor, keys_real: Tensor) -> Plan:
+def _hooked_plan(model: Any, part: Part, layer: int, rows_real: Tensor, keys_real: Tensor) -> Plan:
     stack = "encoder" if part == ENCODER else "decoder"
     block = (encoder_blocks if part == ENCODER else decoder_blocks)(model)[layer]
     prefix = f"{stack}.{layer}."
@@ -129,7 +133,7 @@ def read_encoder_decoder(
     src_mask: Tensor,
     tgt: Tensor,
     tgt_mask: Tensor,
-    on_block: Callable[[str, int, BlockTensors], None],
+    on_block: Callable[[Part, int, BlockTensors], None],
 ) -> None:
     """Run `model` with teacher forcing and call `on_block(part, layer, tensors)` for every
     sub-block as it completes: all encoder layers first, then per decoder layer its
@@ -162,4 +166,9 @@ def read_encoder_decoder(
             **kwargs,
         )
 
-    run_plans(model, info, plans, forward, lambda key, block: on_block(key[0], key[1], block))
+    def handover(key: Key, block: BlockTensors) -> None:
+        part = key[0]
+        assert part != "final"  # encoder-decoder plans all hand a block over
+        on_block(part, key[1], block)
+
+    run_plans(model, info, plans, forward, handover)

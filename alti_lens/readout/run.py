@@ -8,17 +8,20 @@ dropped as soon as it has been handed over, so only about one layer's attention 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from alti_lens._types import Part
 from alti_lens.decompose import BlockTensors, NormTensors
 from alti_lens.errors import NonFiniteActivationError, UnsupportedModelError
 
 from .models import BRIDGE, ModelInfo
 
-Key = tuple[str, int]  # (part, layer): ("layer", 3), ("encoder", 0), ("decoder_cross", 1), ...
+# (part, layer): ("layer", 3), ("encoder", 0), ("decoder_cross", 1), ...; "final" (the final
+# norm's plan) is a key of the read-out only, never handed over.
+Key = tuple[Part | Literal["final"], int]
 
 
 @dataclass

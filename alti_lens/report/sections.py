@@ -141,8 +141,8 @@ def alti_section(
             return rounded(torch.stack([m[b, layer][pick] for layer in layers]))
 
         note = "rollout R = C\u02e1 \u00b7\u00b7\u00b7 C\u00b9: rows sum to 1"
-        if result.metadata.get("rows") == "last":  # alti(rows="last"): one rollout row
-            last = int(result.metadata["rollout_rows"][b])
+        if result.rollout_rows is not None:  # alti(rows="last"): one rollout row
+            last = int(result.rollout_rows[b])
             one = torch.stack([result.rollout[b, layer][:1, idx] for layer in layers])
             row_labels, data = [result.str_tokens[b][last]], rounded(one)
             diag = {**common, "diag": idx.tolist().index(last), "explain": EXPLAIN["rollout last"]}
