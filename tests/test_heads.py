@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import bridge
 from models import BRIDGE_BUILDERS, previous_token_model
-from test_contributions import random_terms
+from terms import random_terms
 
 from alti_lens import alti
 from alti_lens.heads import head_source_scores, head_vectors, normalise_heads
