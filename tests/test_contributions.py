@@ -2,24 +2,10 @@
 
 import pytest
 import torch
+from terms import random_terms
 
 from alti_lens.contributions import MEASURES, layer_contributions, normalise, source_scores
 from alti_lens.decompose import AttentionTerms
-
-
-def random_terms(
-    n: int = 9, heads: int = 3, d: int = 8, causal: bool = True, seed: int = 0
-) -> AttentionTerms:
-    gen = torch.Generator().manual_seed(seed)
-    scores = torch.randn(heads, n, n, generator=gen, dtype=torch.float64)
-    if causal:
-        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
-    pattern = scores.softmax(-1)
-    values = torch.randn(n, heads, d, generator=gen, dtype=torch.float64)
-    residual = torch.randn(n, d, generator=gen, dtype=torch.float64) * 3
-    bias = torch.randn(n, d, generator=gen, dtype=torch.float64) * 0.1
-    output = torch.einsum("hqk,khd->qd", pattern, values) + residual + bias
-    return AttentionTerms(pattern, None, values, residual, bias, output)
 
 
 @pytest.mark.parametrize("measure", MEASURES)

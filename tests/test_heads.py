@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import bridge
 from models import BRIDGE_BUILDERS, previous_token_model
-from test_contributions import random_terms
+from terms import random_terms
 
 from alti_lens import alti
 from alti_lens.heads import head_source_scores, head_vectors, normalise_heads
@@ -42,11 +42,14 @@ def test_chunking_does_not_change_head_scores() -> None:
 
 @pytest.mark.parametrize("name", list(BRIDGE_BUILDERS))
 def test_per_head_on_every_block_kind(name: str) -> None:
-    result = alti(bridge(name, torch.float64), TEXTS, per_head=True)
+    model = bridge(name, torch.float64)
+    result = alti(model, TEXTS, per_head=True)
     heads, residual = result.head_contributions, result.residual_contribution
     assert heads is not None and residual is not None
     batch, layers, n = 2, result.n_layers, result.tokens.shape[1]
-    assert heads.shape == (batch, layers, result.metadata.get("n_heads", heads.shape[2]), n, n)
+    # the model's own (query) head count: under GQA more heads than key/value heads
+    assert model.cfg.n_heads == 4
+    assert heads.shape == (batch, layers, model.cfg.n_heads, n, n)
     real = result.attention_mask.bool()[:, None].expand(-1, layers, -1)
     totals = heads.sum(dim=(2, 4)) + residual
     torch.testing.assert_close(totals[real], torch.ones_like(totals[real]), rtol=0, atol=1e-12)

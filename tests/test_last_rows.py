@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import bridge
-from test_contributions import random_terms
+from terms import random_terms
 
 from alti_lens import alti, fused
 from alti_lens.contributions import normalise, source_scores

@@ -17,8 +17,7 @@ if not torch.cuda.is_available() and "triton" not in sys.modules:
 
 import pytest
 from conftest import bridge
-from test_contributions import random_terms
-from test_fused import CASES, window
+from terms import CASES, random_terms, window
 
 from alti_lens import _measure, alti, triton_kernel
 from alti_lens.contributions import scores_and_sums, source_scores

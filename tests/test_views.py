@@ -1,5 +1,8 @@
 """Result views and storage: top sources, dropping tokens, merging, tables, HTML, save/load."""
 
+import dataclasses
+from typing import Any
+
 import pytest
 import torch
 from conftest import bridge, encdec
@@ -15,22 +18,39 @@ def result() -> AltiResult:
     return alti(bridge("gpt2-preLN", torch.float64), TEXTS)
 
 
+def _json_form(value: Any) -> Any:
+    """What a JSON round trip legitimately makes of a value: tuples become lists, dict keys
+    strings. Nothing else may change."""
+    if isinstance(value, dict):
+        return {str(k): _json_form(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_form(v) for v in value]
+    return value
+
+
 def _assert_same(a, b) -> None:
+    """Every field of a loaded result equals the saved one's: tensors exactly (and their dtype),
+    nested results and tensor dicts field by field, metadata up to `_json_form`."""
     for name, value in vars(a).items():
         other = getattr(b, name)
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(value, other) and value.dtype == other.dtype, name
+        if isinstance(value, torch.Tensor):  # exactly; NaN where rows="last" computed nothing
+            torch.testing.assert_close(other, value, rtol=0, atol=0, equal_nan=True, msg=name)
         elif isinstance(value, (AltiResult,)):
             _assert_same(value, other)
+        elif name == "metadata":
+            assert value, "a result always records its metadata"
+            assert other.keys() == value.keys(), set(other.keys()) ^ set(value.keys())
+            for key in value:
+                assert _json_form(other[key]) == _json_form(value[key]), key
         elif (
             isinstance(value, dict)
             and value
             and isinstance(next(iter(value.values())), torch.Tensor)
         ):
             assert value.keys() == other.keys() and all(
-                torch.equal(value[k], other[k]) for k in value
+                torch.equal(value[k], other[k]) and value[k].dtype == other[k].dtype for k in value
             )
-        elif name != "metadata":
+        else:
             assert value == other, name
 
 
@@ -57,6 +77,19 @@ def test_save_and_load_every_result_kind(tmp_path) -> None:
     assert logit2.components.keys() == logit.components.keys()
     per_head = alti(bridge("llama-RMS-rotary-GQA"), TEXTS, per_head=True)
     _assert_same(per_head, AltiResult.load(per_head.save(tmp_path / "heads.safetensors")))
+    last = alti(bridge("gpt2-preLN", torch.float64), TEXTS, rows="last")  # metadata["rollout_rows"]
+    _assert_same(last, AltiResult.load(last.save(tmp_path / "last.safetensors")))
+
+
+def test_round_trip_comparison_sees_metadata(result: AltiResult) -> None:
+    """The teeth of `_assert_same`: one changed, lost or added metadata key fails it."""
+    changed = {**result.metadata, "block_kinds": ["post_norm"] * result.n_layers}
+    lost = {k: v for k, v in result.metadata.items() if k != "weight_processing"}
+    added = {**result.metadata, "extra": 1}
+    for metadata in (changed, lost, added):
+        with pytest.raises(AssertionError):
+            _assert_same(result, dataclasses.replace(result, metadata=metadata))
+    _assert_same(result, dataclasses.replace(result, metadata=_json_form(result.metadata)))
 
 
 def test_the_file_holds_no_pickle(tmp_path, result: AltiResult) -> None:
