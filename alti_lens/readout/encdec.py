@@ -30,6 +30,7 @@ from .run import (
     Plan,
     computed_precision,
     fired_after,
+    hf_rms_block,
     hf_rms_precision,
     norm_tensors,
     run_plans,
@@ -91,7 +92,9 @@ def _bridge_plan(model: Any, part: Part, layer: int, rows_real: Tensor, keys_rea
             norm=norm,
             cross=part == DECODER_CROSS,
             precision=precision,
-            model_precision=computed_precision(precision, got["pattern"]),
+            model_precision=computed_precision(
+                precision or hf_rms_block(BRIDGE, block), got["pattern"]
+            ),
         )
 
     return Plan((part, layer), names, assemble, rows_real, keys_real)

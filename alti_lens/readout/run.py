@@ -78,6 +78,19 @@ def hf_rms_precision(backend: str, norm: NormTensors | None) -> torch.dtype | No
     return torch.float32 if backend == BRIDGE and norm is not None and not norm.centred else None
 
 
+def hf_rms_block(backend: str, block: Any) -> torch.dtype | None:
+    """float32 where a bridged block has any RMSNorm (pre-norm ones too, which the decomposition
+    never rebuilds): Hugging Face computes their variance in float32 whatever the model's dtype
+    (measured: T5 in float64 differs by 1e-7 between TL 3.x and the bridge), so the model's
+    residual stream carries float32 rounding. (T5's norm says `uses_rms_norm = False`.)"""
+    if backend != BRIDGE:
+        return None
+    for module in block.modules():
+        if getattr(module, "uses_rms_norm", False) or "RMSNorm" in type(module).__name__:
+            return torch.float32
+    return None
+
+
 # Architectures whose attention scores Hugging Face computes in float32 whatever the model's dtype,
 # in a way the hooked pattern does not show (its values are not float32s): measured on GPT-J, whose
 # float64 model differs by 9.7e-9 between a padded batch and single runs (GPT-2: 1.8e-15).
@@ -135,7 +148,9 @@ def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
     """Raise on NaN/inf at real (unpadded) positions; `real` is `[batch, pos]` bool."""
     if bool(real.all()):
         values = tensor  # no padding: check everything without copying
-    elif name.endswith("hook_pattern"):
+    elif name.endswith("hook_pattern") and (tensor.shape[0], tensor.shape[2]) == real.shape:
+        # (a pattern of other rows, e.g. TL 3.x's bridge firing on T5's position bias, is
+        # checked whole below)
         values = tensor.transpose(1, 2)[real]  # [rows, head, key]
     elif tensor.shape[:2] == real.shape:
         values = tensor[real]

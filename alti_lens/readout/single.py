@@ -23,6 +23,7 @@ from .run import (
     computed_precision,
     fired_after,
     float32_scores,
+    hf_rms_block,
     hf_rms_precision,
     norm_affine,
     norm_tensors,
@@ -105,7 +106,9 @@ def _plan(model: Any, info: ModelInfo, layer: int, real: Tensor, resid_post: boo
             norm=norm,
             precision=precision,
             model_precision=computed_precision(
-                precision, got["pattern"], float32_scores=float32_scores(info.architecture)
+                precision or hf_rms_block(backend, block),
+                got["pattern"],
+                float32_scores=float32_scores(info.architecture),
             ),
             resid_post=got.get("resid_post"),
         )
