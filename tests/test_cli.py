@@ -90,7 +90,7 @@ def test_translate_generates_when_no_target(dirs: dict[str, Path], tmp_path: Pat
     assert main(["translate", "-q", "--model", str(dirs["bart"]), "--source", "the dog",
                  "--save", str(path)]) == 0  # fmt: skip
     result = AltiPlusResult.load(path)
-    assert result.metadata.get("generated") or result.target_labels is not None
+    assert result.metadata["target_generated"] is True and result.target_labels is not None
     assert result.source_str_tokens[0] == ["the", "dog", "</s>"]
 
 
