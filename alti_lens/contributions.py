@@ -57,6 +57,22 @@ def source_scores(
     return scores_and_sums(terms, measure, chunk_size, kernel, query_offset)[0]
 
 
+def proximity(
+    vectors: Float[Tensor, "*vectors d_model"],
+    y: Float[Tensor, "*outputs d_model"],  # broadcastable to the vectors
+    y_norm: Float[Tensor, "*outputs"],
+    measure: str,
+) -> Float[Tensor, "*vectors"]:
+    """The one scorer of token and head level: `max(0, ||y||_p − ||y − v||_p)` (l1, l2) or
+    `||v||_2` (norm) of each vector `v` against the output `y` it is part of (`y`, `y_norm`
+    broadcast to `vectors`). Consumes `vectors` (subtracts in place)."""
+    if measure == "norm":
+        return torch.linalg.vector_norm(vectors, ord=2, dim=-1)
+    p = 1 if measure == "l1" else 2
+    dist = torch.linalg.vector_norm(vectors.sub_(y), ord=p, dim=-1)
+    return (y_norm - dist).clamp_min_(0)
+
+
 def scores_and_sums(
     terms: AttentionTerms,
     measure: str,
@@ -101,11 +117,7 @@ def scores_and_sums(
     y_norm = torch.linalg.vector_norm(y, ord=p, dim=-1)
 
     def score(vectors: Float[Tensor, "*any d_model"]) -> Float[Tensor, "*any"]:
-        """`||y_i||_p − ||y_i − v||_p` clipped at 0 (l1, l2), or `||v||_2` (norm); in place."""
-        if measure == "norm":
-            return torch.linalg.vector_norm(vectors, ord=2, dim=-1)
-        dist = torch.linalg.vector_norm(vectors.sub_(y[start:stop]), ord=p, dim=-1)
-        return (y_norm[start:stop] - dist).clamp_min_(0)
+        return proximity(vectors, y[start:stop], y_norm[start:stop], measure)
 
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from .contributions import VECTOR_MEASURES, auto_chunk_size
+from .contributions import VECTOR_MEASURES, auto_chunk_size, proximity
 from .decompose import AttentionTerms
 
 
@@ -50,10 +50,7 @@ def head_source_scores(
     y_norm = torch.linalg.vector_norm(y, ord=p, dim=-1)
 
     def score(vectors: Tensor, rows: slice) -> Tensor:
-        if measure == "norm":
-            return torch.linalg.vector_norm(vectors, ord=2, dim=-1)
-        dist = torch.linalg.vector_norm(vectors.sub_(y[rows, None]), ord=p, dim=-1)
-        return (y_norm[rows, None] - dist).clamp_min_(0)
+        return proximity(vectors, y[rows, None], y_norm[rows, None], measure)
 
     residual = score(terms.residual[:, None].clone(), slice(None))[:, 0]
     heads = torch.zeros(n_heads, n_queries, n_keys, dtype=y.dtype, device=y.device)
