@@ -1,5 +1,5 @@
-"""The fused CPU kernel (alti_lens.fused) against the chunked PyTorch reference path; its size
-policy, cache key, cache and compile messages.
+"""The fused CPU kernel (alti_lens.core.kernels.fused) against the chunked PyTorch reference
+path; its size policy, cache key, cache and compile messages.
 
 These tests skip where the kernel cannot be built (no C++ compiler), unless
 ALTI_LENS_REQUIRE_KERNEL=1 (CI), under which a kernel that does not build fails them."""
@@ -16,9 +16,10 @@ import torch
 from conftest import bridge
 from terms import CASES, random_terms
 
-from alti_lens import alti, fused
-from alti_lens.contributions import source_scores
-from alti_lens.decompose import AttentionTerms
+from alti_lens import alti
+from alti_lens.core.decompose import AttentionTerms
+from alti_lens.core.kernels import fused
+from alti_lens.core.measures import source_scores
 
 if fused.required():
     assert fused.extension() is not None  # raises where it cannot be built
@@ -123,7 +124,7 @@ def test_auto_uses_the_kernel_from_the_crossover_on(monkeypatch: pytest.MonkeyPa
 @needs_kernel
 def test_auto_dispatch_follows_the_crossover(monkeypatch: pytest.MonkeyPatch) -> None:
     """Through `scores_and_sums`: the kernel (which returns the sums) only from the crossover on."""
-    from alti_lens.contributions import scores_and_sums
+    from alti_lens.core.measures import scores_and_sums
 
     monkeypatch.delenv("ALTI_LENS_KERNEL", raising=False)
     terms = random_terms(n=9, heads=3, d=8, causal=True, seed=1)  # 45 attended pairs
@@ -138,7 +139,7 @@ def test_auto_dispatch_follows_the_crossover(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_small_inputs_never_compile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Below the crossover `auto` does not even look for the kernel (the demo never compiles)."""
-    from alti_lens.contributions import source_scores
+    from alti_lens.core.measures import source_scores
 
     monkeypatch.delenv("ALTI_LENS_KERNEL", raising=False)
 
@@ -165,7 +166,7 @@ _CHILD = textwrap.dedent(
     """
     import logging
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from alti_lens import fused
+    from alti_lens.core.kernels import fused
     assert fused.extension() is not None
     print(fused.cache_dir())
     """
@@ -205,7 +206,11 @@ def test_compiling_is_logged_once(
     with caplog.at_level(logging.INFO, logger="alti_lens"):
         assert fused.extension() is not None
         assert fused.extension() is not None
-    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "alti_lens.fused"]
+    messages = [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "alti_lens.core.kernels.fused"
+    ]
     assert [level for level, _ in messages] == [logging.WARNING, logging.WARNING]
     assert messages[0][1].startswith("compiling the fused ALTI kernel for this environment")
     assert messages[1][1].startswith("compiled in ") and str(fused.cache_dir()) in messages[1][1]

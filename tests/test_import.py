@@ -88,7 +88,7 @@ def test_every_public_name_still_works() -> None:
 
 def test_cli_choices_are_the_library_s() -> None:
     from alti_lens import readout
-    from alti_lens.contributions import MEASURES
+    from alti_lens.core.measures import MEASURES
 
     assert cli.MEASURES == MEASURES
     assert sorted(cli.DTYPE_NAMES) == sorted(readout.DTYPES)

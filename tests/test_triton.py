@@ -1,4 +1,4 @@
-"""The Triton kernel (alti_lens.triton_kernel) against the chunked PyTorch reference path.
+"""The Triton kernel (alti_lens.core.kernels.triton) against the chunked PyTorch reference path.
 
 With a CUDA device the compiled kernel runs on CUDA tensors. Without one it runs on CPU tensors
 under Triton's interpreter: `TRITON_INTERPRET=1` is set here, at collection, because Triton reads
@@ -19,9 +19,10 @@ import pytest
 from conftest import bridge
 from terms import CASES, random_terms, window
 
-from alti_lens import _measure, alti, triton_kernel
-from alti_lens.contributions import scores_and_sums, source_scores
-from alti_lens.decompose import AttentionTerms
+from alti_lens import _measure, alti
+from alti_lens.core.decompose import AttentionTerms
+from alti_lens.core.kernels import triton as triton_kernel
+from alti_lens.core.measures import scores_and_sums, source_scores
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 pytestmark = [
@@ -92,7 +93,7 @@ def test_small_blocks_and_odd_sizes(n: int, d: int, diagonal: bool) -> None:
     stop = torch.arange(1, n + 1)
     args = (terms.pattern, terms.values, terms.residual, terms.output, start, stop)
     pattern, values, residual, output = (t.to(DEVICE) for t in args[:4])
-    from alti_lens import fused
+    from alti_lens.core.kernels import fused
 
     if fused.extension() is None:
         pytest.skip("the C++ kernel (the comparison here) could not be compiled")

@@ -17,8 +17,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from .contributions import VECTOR_MEASURES, auto_chunk_size, proximity
 from .decompose import AttentionTerms
+from .measures import VECTOR_MEASURES, auto_chunk_size, proximity
 
 
 def head_vectors(

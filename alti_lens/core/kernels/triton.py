@@ -158,7 +158,7 @@ def distances(
     block_dims: int = 64,
 ) -> Float[Tensor, "query_pos key_pos"]:
     """`||y_i − T_ij||_p` (p = 1, 2) or `||T_ij||_2` (p = 0) for keys `key_start ≤ j < key_stop`
-    (0 elsewhere); the same contract as `alti_lens.fused.distances`, without the sums."""
+    (0 elsewhere); the same contract as `fused.distances`, without the sums."""
     import triton  # pyright: ignore[reportMissingImports]
 
     H, nq, nk = pattern.shape

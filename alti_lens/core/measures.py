@@ -20,11 +20,13 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from . import fused, triton_kernel
-from ._types import KERNELS, VECTOR_MEASURES
-from ._types import MEASURES as MEASURES  # re-exported: alti_lens.MEASURES
-from ._types import Measure as Measure
+from alti_lens._types import KERNELS, VECTOR_MEASURES
+from alti_lens._types import MEASURES as MEASURES  # re-exported: alti_lens.MEASURES
+from alti_lens._types import Measure as Measure
+
 from .decompose import AttentionTerms
+from .kernels import fused
+from .kernels import triton as triton_kernel
 
 # Query rows per chunk on a CPU. Each source j costs one small (rows × H) @ (H × d_model) product:
 # too few rows and those products are inefficient, too many and the chunk of T (K × rows × d_model)
@@ -86,7 +88,7 @@ def scores_and_sums(
     `terms.residual_column` (cross-attention, spec §2.4). `kernel`: "auto" uses the fused kernel
     where it is available and pays (C++ on a CPU for layers from `fused.CROSSOVER_PAIRS` attended
     pairs on, or at every size with `ALTI_LENS_KERNEL=fused`: `fused.use_kernel`; Triton on CUDA,
-    `alti_lens.triton_kernel`), "reference" the chunked PyTorch path below, "fused" requires the
+    `core.kernels.triton`), "reference" the chunked PyTorch path below, "fused" requires the
     fused kernel of the device, "triton" the Triton kernel (on CPU tensors only under
     `TRITON_INTERPRET=1`, for tests). The C++ kernel also returns `Σ_j T_i(x_j)` of the very
     vectors it measured (the residual column of cross-attention excluded), else None.

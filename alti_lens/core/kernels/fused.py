@@ -2,7 +2,7 @@
 
 `T` is `n × n × d_model` per layer; the chunked reference path writes each chunk of it and reads
 it back, so it is bound by memory traffic. The kernel forms each `T_i(x_j)` in a register tile for
-a block of rows and reduces it at once (see `_kernels/distances.cpp` for the loop order).
+a block of rows and reduces it at once (see `distances.cpp` for the loop order).
 
 When it is used (`use_kernel`, the one place that decides): `ALTI_LENS_KERNEL=fused` at every
 length, `reference` never; `auto` (the default) only for layers of at least `CROSSOVER_PAIRS`
@@ -40,7 +40,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-_SOURCE = Path(__file__).parent / "_kernels" / "distances.cpp"
+_SOURCE = Path(__file__).parent / "distances.cpp"
 _LIBRARY = "alti_lens_distances.so"
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-shared", "-pthread", "-fopenmp")
 _NO_OPENMP = _FLAGS[:-1]  # where the compiler has no OpenMP (Apple clang): std::thread
