@@ -14,7 +14,8 @@ from . import inputs as _inputs
 from . import readout
 from ._types import Measure, Rows
 from ._version import __version__
-from .core.decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
+from .core.decompose import AttentionTerms, decompose_block, reconstruct
+from .core.handover import BlockTensors
 from .core.measures import normalise, scores_and_sums
 from .errors import ReconstructionError, WeightProcessingWarning
 

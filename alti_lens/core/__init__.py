@@ -1,5 +1,7 @@
 """The pure math of alti_lens: torch, einops and jaxtyping only, tested on random tensors.
 
+- `handover`: the read-out → math hand-over types (`BlockKind`, `BlockTensors`, `NormTensors`,
+  `FinalTensors`): the one module of `core` that `readout/` imports.
 - `decompose`: one attention sub-block in the common form `T_i(x_j) = r_i Σ_h A^h_ij V[j,h] +
   δ_ij R_j` (spec §2), and the exactness check's sum.
 - `measures`: the contribution measure of one layer, token level (spec §3); `heads`: the same
