@@ -21,14 +21,15 @@ from terms import CASES, random_terms, window
 
 from alti_lens import _measure, alti
 from alti_lens.core.decompose import AttentionTerms
+from alti_lens.core.kernels import dispatch
 from alti_lens.core.kernels import triton as triton_kernel
 from alti_lens.core.measures import scores_and_sums, source_scores
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 pytestmark = [
-    pytest.mark.skipif(not triton_kernel.available(), reason="triton is not installed"),
+    pytest.mark.skipif(not dispatch.triton_available(), reason="triton is not installed"),
     pytest.mark.skipif(
-        DEVICE.type == "cpu" and not triton_kernel.interpreting(),
+        DEVICE.type == "cpu" and not dispatch.triton_interpreting(),
         reason="no CUDA device, and triton was imported before TRITON_INTERPRET could be set "
         "(run this file on its own, or with TRITON_INTERPRET=1)",
     ),
@@ -149,7 +150,7 @@ def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch: pytest.Mon
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     terms = random_terms(n=4, seed=23)
-    assert not triton_kernel.applies(terms.pattern)
+    assert not dispatch.triton_applies(terms.pattern.device, terms.pattern.dtype)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
         source_scores(terms, "l1", kernel="triton")
     # "auto" on CPU tensors never picks Triton
