@@ -25,6 +25,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from alti_lens.errors import UnsupportedModelError
+
 from .handover import BlockKind, BlockTensors
 
 
@@ -83,7 +85,12 @@ def decompose_block(
     W_O = block.W_O.to(dtype)
     n_heads, n_kv = W_O.shape[0], v.shape[1]
     if n_heads % n_kv:
-        raise ValueError(f"{n_heads} query heads cannot share {n_kv} key/value heads evenly")
+        raise UnsupportedModelError(
+            f"grouped-query attention needs a whole number of query heads per key/value head; "
+            f"got {n_heads} query heads (W_O) and {n_kv} key/value heads (hook_v). alti_lens "
+            "supports models whose query heads split evenly into key/value groups (TL's "
+            "repeat_interleave); check the model's n_heads and n_key_value_heads."
+        )
     # Grouped-query attention: query head h reads kv head h // (H / H_kv) (TL's repeat_interleave).
     v = v.repeat_interleave(n_heads // n_kv, dim=1)
     # Per-head source vectors v^h_j W_O^h: n·H·d_head·d multiply-adds, never [H, n, n, d].
@@ -98,6 +105,7 @@ def decompose_block(
 
     norm = block.norm
     if norm is None:
+        # the read-out's contract (core.handover), not user input: a bug in alti_lens if hit
         raise ValueError(f"a {block.kind.value} block needs its norm's tensors")
     weight = None if norm.weight is None else norm.weight.to(dtype)
     inv_scale = 1.0 / norm.scale[index, rows].to(dtype)
