@@ -135,7 +135,8 @@ def test_a_failed_build_warns_in_auto_and_raises_when_required(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real loader with no compiler: a warning and the PyTorch path, or an error where the
-    kernel is required (by the keyword or either environment variable)."""
+    kernel is required (by the keyword or either environment variable, which `fused.extension`
+    also reads by default)."""
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setattr(fused, "_state", {})
@@ -145,11 +146,14 @@ def test_a_failed_build_warns_in_auto_and_raises_when_required(
     with pytest.raises(KernelUnavailableError, match=r"could not be built.*C\+\+ compiler"):
         fused.extension(required=True)
     for name, value in (("ALTI_LENS_REQUIRE_KERNEL", "1"), ("ALTI_LENS_KERNEL", "fused")):
-        monkeypatch.setattr(fused, "_state", {})
         with monkeypatch.context() as m:
             m.setenv(name, value)
-            with pytest.raises(RuntimeError, match="could not be built"):
-                dispatch.choose("auto", CPU, F64, BIG)
+            assert dispatch.build_required()
+            for build in (fused.extension, lambda: dispatch.choose("auto", CPU, F64, BIG)):
+                monkeypatch.setattr(fused, "_state", {})
+                with pytest.raises(RuntimeError, match="could not be built"):
+                    build()
+    assert not dispatch.build_required() and dispatch.build_required("fused")
 
 
 @pytest.mark.parametrize("kernel", ["auto", "fused", "triton"])

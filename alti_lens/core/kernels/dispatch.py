@@ -70,6 +70,12 @@ def kernel_required() -> bool:
     return os.environ.get("ALTI_LENS_REQUIRE_KERNEL") == "1"
 
 
+def build_required(kernel: str = "auto") -> bool:
+    """Whether a C++ kernel that cannot be built is an error: it is asked for (`kernel="fused"`,
+    `ALTI_LENS_KERNEL=fused`) or `ALTI_LENS_REQUIRE_KERNEL=1`."""
+    return requested(kernel) == "fused" or kernel_required()
+
+
 def triton_interpreting() -> bool:
     """`TRITON_INTERPRET`: Triton's interpreter runs its kernels on CPU tensors (tests)."""
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
@@ -133,10 +139,9 @@ def choose(kernel: str, device: torch.device, dtype: torch.dtype, pairs: int) ->
     if not wants_cpu_kernel(pairs, wanted):
         return "reference"  # a small layer in auto mode: nothing is compiled
     runs = device.type == "cpu" and dtype in _KERNEL_DTYPES
-    forced = wanted == "fused"
-    if runs and fused.extension(required=forced or kernel_required()) is not None:
+    if runs and fused.extension(required=build_required(wanted)) is not None:
         return "fused"
-    if not forced:
+    if wanted == "auto":
         return "reference"
     raise KernelUnavailableError(
         f"the fused kernel cannot run on {dtype} tensors on {device}: the C++ kernel runs on CPU "
