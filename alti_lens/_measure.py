@@ -14,8 +14,9 @@ from . import inputs as _inputs
 from . import readout
 from ._types import Measure, Rows
 from ._version import __version__
-from .contributions import normalise, scores_and_sums
-from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
+from .core.decompose import AttentionTerms, decompose_block, reconstruct
+from .core.handover import BlockTensors
+from .core.measures import normalise, scores_and_sums
 from .errors import ReconstructionError, WeightProcessingWarning
 
 

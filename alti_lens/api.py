@@ -15,10 +15,10 @@ from . import inputs as _inputs
 from . import pipeline, readout
 from ._measure import Request, run_metadata, warn_weight_processing
 from ._types import ROWS
+from .core.heads import head_source_scores, normalise_heads
+from .core.rollout import last_row_rollout, rollout
 from .errors import InputError
-from .heads import head_source_scores, normalise_heads
 from .results import AltiResult
-from .rollout import last_row_rollout, rollout
 
 
 # The public entry point validates its arguments itself, with errors that say how to fix them; the

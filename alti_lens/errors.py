@@ -72,3 +72,8 @@ class WeightProcessingWarning(AltiLensWarning):
 
 class UnknownTokenWarning(AltiLensWarning):
     """Text mapped to the tokenizer's unknown token: the model cannot read those words."""
+
+
+class KernelUnavailableError(AltiLensError, RuntimeError):
+    """A distance kernel was required (`kernel="fused"` / `"triton"`, `ALTI_LENS_KERNEL`,
+    `ALTI_LENS_REQUIRE_KERNEL=1`) but cannot run on these tensors here."""

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from . import readout
-from .contributions import MEASURES
+from ._types import MEASURES
 from .errors import InputError
 
 _TOLERANCES = {  # (rtol, atol) of the exactness check (spec §2.5)

@@ -17,9 +17,9 @@ from . import inputs as _inputs
 from . import pipeline, readout
 from ._measure import Request, run_metadata, warn_weight_processing
 from .api import Collector
-from .decompose import BlockKind
+from .core.handover import BlockKind
+from .core.logit import effective_direction, roll_to_tokens, source_logit_parts
 from .errors import InputError, ReconstructionError, UnsupportedModelError
-from .logit import effective_direction, roll_to_tokens, source_logit_parts
 from .results import AltiLogitResult
 
 

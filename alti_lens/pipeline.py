@@ -19,8 +19,8 @@ from torch import Tensor
 from . import readout
 from ._measure import Request, measure_block
 from ._types import Part
-from .decompose import AttentionTerms, BlockTensors
-from .logit import FinalTensors
+from .core.decompose import AttentionTerms
+from .core.handover import BlockTensors, FinalTensors
 
 LAYER: Part = "layer"
 PART_NAMES: dict[Part, str] = {

@@ -13,9 +13,9 @@ from torch import Tensor
 from . import inputs as _inputs
 from . import pipeline, readout
 from ._measure import Request, run_metadata, warn_weight_processing
+from .core.rollout import extended_rollout, rollout
 from .errors import InputError
 from .results import AltiPlusResult
-from .rollout import extended_rollout, rollout
 
 ENCODER, DECODER_SELF = readout.ENCODER, readout.DECODER_SELF
 

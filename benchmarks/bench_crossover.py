@@ -7,11 +7,11 @@ Times `source_scores(terms, "l1", kernel=...)` ("reference": the chunked PyTorch
 the C++ kernel) on random float32 tensors of one causal layer (GPT-2-small: 12 heads, d_model
 768; the demo induction model: 4 heads, d_model 64), median of `--repeats`, wall-clock and CPU
 time. A causal layer of n tokens has n(n+1)/2 attended (query row, key) pairs, the quantity
-`alti_lens.fused.use_kernel` compares with `CROSSOVER_PAIRS`. The crossover printed is the
-shortest length from which the kernel is faster by at least `--margin` (ratio) and `--min-ms`
-per layer at that and every longer length measured. It also compiles the kernel once into an empty
-temporary cache and says how many layers (and GPT-2-small 12-layer inputs) at each length repay
-that compile. Not a test: quote the numbers with the machine they came from.
+`alti_lens.core.kernels.dispatch.choose` compares with `CROSSOVER_PAIRS`. The crossover printed
+is the shortest length from which the kernel is faster by at least `--margin` (ratio) and
+`--min-ms` per layer at that and every longer length measured. It also compiles the kernel once
+into an empty temporary cache and says how many layers (and GPT-2-small 12-layer inputs) at each
+length repay that compile. Not a test: quote the numbers with the machine they came from.
 """
 
 import argparse
@@ -43,9 +43,9 @@ def main() -> None:
     os.environ["TORCH_EXTENSIONS_DIR"] = tempfile.mkdtemp(prefix="alti-crossover-")
     import torch
 
-    from alti_lens import fused
-    from alti_lens.contributions import source_scores
-    from alti_lens.decompose import AttentionTerms
+    from alti_lens.core.decompose import AttentionTerms
+    from alti_lens.core.kernels import dispatch, fused
+    from alti_lens.core.measures import source_scores
 
     wall, cpu = time.perf_counter(), time.process_time()
     fused._state.clear()
@@ -56,7 +56,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     print(f"one causal layer, float32, cpu, {args.threads} threads; median of {args.repeats}; "
-          f"CROSSOVER_PAIRS = {fused.CROSSOVER_PAIRS}")  # fmt: skip
+          f"CROSSOVER_PAIRS = {dispatch.CROSSOVER_PAIRS}")  # fmt: skip
     for shape in args.shapes:
         heads, d_model, layers = SHAPES[shape]
         print(f"\n{shape} (heads {heads}, d_model {d_model})")

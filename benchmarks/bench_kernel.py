@@ -27,8 +27,8 @@ def main() -> None:
 
     import torch
 
-    from alti_lens.contributions import source_scores
-    from alti_lens.decompose import AttentionTerms
+    from alti_lens.core.decompose import AttentionTerms
+    from alti_lens.core.measures import source_scores
 
     torch.set_num_threads(args.threads)
     cuda = args.device == "cuda"

@@ -34,8 +34,8 @@ def main() -> None:
 
     import alti_lens._measure as measure
     import alti_lens.api as api
-    import alti_lens.contributions as contributions
-    import alti_lens.fused as fused
+    import alti_lens.core.kernels.fused as fused
+    import alti_lens.core.measures as contributions
     from alti_lens import alti
 
     torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """A deliberately naive, loop-based, float64 reference implementation of ALTI (ALTI_SPEC.md §1-4).
 
-Written from the spec alone, independently of `alti_lens.decompose` / `alti_lens.contributions`,
+Written from the spec alone, independently of `core.decompose` / `core.measures` (in `alti_lens`),
 so that the two implementations can catch each other's mistakes. Readability over speed: explicit
 Python loops over query rows `i`, source columns `j` and heads `h`; every `T_i(x_j)` vector is built
 on its own. Only one unpadded sequence at a time, TransformerBridge models only.

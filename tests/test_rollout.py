@@ -1,6 +1,6 @@
 import torch
 
-from alti_lens.rollout import rollout
+from alti_lens.core.rollout import rollout
 
 
 def test_rollout_is_the_chain_of_products() -> None:

@@ -4,9 +4,9 @@ import pytest
 import torch
 from naive_plus import naive_extended_rollout
 
-from alti_lens.contributions import MEASURES, layer_contributions
-from alti_lens.decompose import AttentionTerms
-from alti_lens.rollout import extended_rollout, rollout
+from alti_lens.core.decompose import AttentionTerms
+from alti_lens.core.measures import MEASURES, layer_contributions
+from alti_lens.core.rollout import extended_rollout, rollout
 
 
 def random_stochastic(*shape: int, gen: torch.Generator, causal: bool = False) -> torch.Tensor:

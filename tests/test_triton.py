@@ -1,4 +1,4 @@
-"""The Triton kernel (alti_lens.triton_kernel) against the chunked PyTorch reference path.
+"""The Triton kernel (alti_lens.core.kernels.triton) against the chunked PyTorch reference path.
 
 With a CUDA device the compiled kernel runs on CUDA tensors. Without one it runs on CPU tensors
 under Triton's interpreter: `TRITON_INTERPRET=1` is set here, at collection, because Triton reads
@@ -19,15 +19,17 @@ import pytest
 from conftest import bridge
 from terms import CASES, random_terms, window
 
-from alti_lens import _measure, alti, triton_kernel
-from alti_lens.contributions import scores_and_sums, source_scores
-from alti_lens.decompose import AttentionTerms
+from alti_lens import _measure, alti
+from alti_lens.core.decompose import AttentionTerms
+from alti_lens.core.kernels import dispatch
+from alti_lens.core.kernels import triton as triton_kernel
+from alti_lens.core.measures import scores_and_sums, source_scores
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 pytestmark = [
-    pytest.mark.skipif(not triton_kernel.available(), reason="triton is not installed"),
+    pytest.mark.skipif(not dispatch.triton_available(), reason="triton is not installed"),
     pytest.mark.skipif(
-        DEVICE.type == "cpu" and not triton_kernel.interpreting(),
+        DEVICE.type == "cpu" and not dispatch.triton_interpreting(),
         reason="no CUDA device, and triton was imported before TRITON_INTERPRET could be set "
         "(run this file on its own, or with TRITON_INTERPRET=1)",
     ),
@@ -92,7 +94,7 @@ def test_small_blocks_and_odd_sizes(n: int, d: int, diagonal: bool) -> None:
     stop = torch.arange(1, n + 1)
     args = (terms.pattern, terms.values, terms.residual, terms.output, start, stop)
     pattern, values, residual, output = (t.to(DEVICE) for t in args[:4])
-    from alti_lens import fused
+    from alti_lens.core.kernels import fused
 
     if fused.extension() is None:
         pytest.skip("the C++ kernel (the comparison here) could not be compiled")
@@ -148,7 +150,7 @@ def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch: pytest.Mon
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     terms = random_terms(n=4, seed=23)
-    assert not triton_kernel.applies(terms.pattern)
+    assert not dispatch.triton_applies(terms.pattern.device, terms.pattern.dtype)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
         source_scores(terms, "l1", kernel="triton")
     # "auto" on CPU tensors never picks Triton

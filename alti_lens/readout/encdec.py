@@ -22,7 +22,7 @@ from typing import Any
 from torch import Tensor
 
 from alti_lens._types import Part
-from alti_lens.decompose import BlockKind, BlockTensors
+from alti_lens.core.handover import BlockKind, BlockTensors
 
 from .models import BRIDGE, HOOKED_ENCODER_DECODER, ModelInfo, decoder_blocks, encoder_blocks
 from .run import (

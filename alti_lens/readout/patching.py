@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from alti_lens.decompose import BlockTensors
+from alti_lens.core.handover import BlockTensors
 
 from . import encdec, single
 from .models import BRIDGE, HOOKED_ENCODER, describe

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from alti_lens._types import Part
-from alti_lens.decompose import BlockTensors, NormTensors
+from alti_lens.core.handover import BlockTensors, NormTensors
 from alti_lens.errors import NonFiniteActivationError, UnsupportedModelError
 
 from .models import BRIDGE, ModelInfo

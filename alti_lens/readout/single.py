@@ -13,8 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
-from alti_lens.decompose import BlockKind, BlockTensors, NormTensors
-from alti_lens.logit import FinalTensors
+from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormTensors
 
 from .models import HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
 from .run import (

@@ -6,42 +6,24 @@ product `A[j, I, :] (|I| × H) @ V[j, :, D] (H × |D|)` with inner size `H` (ten
 reduced at once to the distance, so the `n × n × d_model` tensor never exists in memory. The
 product runs at fp32 accuracy: `input_precision="tf32x3"` (three TF32 products) on float32, IEEE on
 float64, because `||y||_1 − ||y − T||_1` is a difference of large, similar numbers and plain TF32
-(10-bit mantissa) is too coarse. `ALTI_LENS_TRITON_PRECISION=ieee` forces IEEE fp32 products.
+(10-bit mantissa) is too coarse. `ALTI_LENS_TRITON_PRECISION=ieee` forces IEEE fp32 products
+(read by `dispatch.triton_precision`).
 
-Triton is optional: without it (or without a CUDA device) the chunked PyTorch path is used. The
-kernel runs on CPU tensors under Triton's interpreter (`TRITON_INTERPRET=1`), which is how it is
-tested where no GPU is present (slow: for tests only).
+Triton is optional: without it (or without a CUDA device) the chunked PyTorch path is used
+(`dispatch.choose`, `dispatch.triton_applies`). The kernel runs on CPU tensors under Triton's
+interpreter (`TRITON_INTERPRET=1`), which is how it is tested where no GPU is present (slow: for
+tests only).
 """
 
-import os
 from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .dispatch import triton_interpreting, triton_precision
+
 _cache: dict[bool, Any] = {}
-
-
-def available() -> bool:
-    """Whether Triton can be imported (no GPU is needed for the interpreter)."""
-    try:
-        import triton  # noqa: F401  # pyright: ignore[reportMissingImports]
-    except ImportError:
-        return False
-    return True
-
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
-
-
-def applies(pattern: Tensor) -> bool:
-    """Whether `distances` can run on these tensors here: CUDA tensors, or CPU tensors under the
-    interpreter; float32 or float64; Triton importable."""
-    if pattern.dtype not in (torch.float32, torch.float64) or not available():
-        return False
-    return pattern.device.type == "cuda" or (pattern.device.type == "cpu" and interpreting())
 
 
 def _source() -> Any:
@@ -128,19 +110,10 @@ def _source() -> Any:
 
 
 def _kernel() -> Any:
-    key = interpreting()
+    key = triton_interpreting()
     if key not in _cache:
         _cache[key] = _source()
     return _cache[key]
-
-
-def _precision(dtype: torch.dtype) -> str:
-    if dtype == torch.float64:
-        return "ieee64"
-    forced = os.environ.get("ALTI_LENS_TRITON_PRECISION", "tf32x3").lower()
-    if forced not in ("tf32x3", "ieee"):
-        raise ValueError(f"ALTI_LENS_TRITON_PRECISION must be tf32x3 or ieee, got {forced!r}")
-    return forced
 
 
 def distances(
@@ -158,7 +131,7 @@ def distances(
     block_dims: int = 64,
 ) -> Float[Tensor, "query_pos key_pos"]:
     """`||y_i − T_ij||_p` (p = 1, 2) or `||T_ij||_2` (p = 0) for keys `key_start ≤ j < key_stop`
-    (0 elsewhere); the same contract as `alti_lens.fused.distances`, without the sums."""
+    (0 elsewhere); the same contract as `fused.distances`, without the sums."""
     import triton  # pyright: ignore[reportMissingImports]
 
     H, nq, nk = pattern.shape
@@ -173,7 +146,7 @@ def distances(
         A, values.contiguous(), residual.contiguous(), output.contiguous(),
         key_start.to(torch.int64).contiguous(), key_stop.to(torch.int64).contiguous(), out,
         nq, nk, H, d, offset,
-        P=p, DIAG=diagonal, PRECISION=_precision(pattern.dtype),
+        P=p, DIAG=diagonal, PRECISION=triton_precision(pattern.dtype),
         BI=block_rows, BJ=block_keys, BH=max(16, triton.next_power_of_2(H)), BD=block_dims,
     )  # fmt: skip
     return out

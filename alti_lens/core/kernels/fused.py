@@ -2,12 +2,11 @@
 
 `T` is `n × n × d_model` per layer; the chunked reference path writes each chunk of it and reads
 it back, so it is bound by memory traffic. The kernel forms each `T_i(x_j)` in a register tile for
-a block of rows and reduces it at once (see `_kernels/distances.cpp` for the loop order).
+a block of rows and reduces it at once (see `distances.cpp` for the loop order).
 
-When it is used (`use_kernel`, the one place that decides): `ALTI_LENS_KERNEL=fused` at every
-length, `reference` never; `auto` (the default) only for layers of at least `CROSSOVER_PAIRS`
-attended (query row, key) pairs, below which the PyTorch path is as fast and nothing is compiled
-(`benchmarks/bench_crossover.py`). The short inputs of `alti-lens demo` never compile it.
+When it is used is `dispatch.choose`'s decision (`ALTI_LENS_KERNEL`, `kernel=`, the size
+crossover); this module only builds, loads and calls it. The short inputs of `alti-lens demo`
+never compile it.
 
 It is plain C++ behind a C ABI, loaded with ctypes: no PyTorch headers, so it compiles in about a
 second (1.0 s on a 2-core Xeon; it took ~30 s there, 100 s on a 2-core EPYC, with
@@ -17,8 +16,8 @@ build is cached under `$TORCH_EXTENSIONS_DIR` (default `~/.cache/torch_extension
 (`-march=native`), the torch build, the Python ABI and `sys.prefix`, so environments sharing the
 cache never rebuild each other's kernel and a changed source rebuilds. Compiling is said once on
 the `alti_lens` logger at WARNING level (shown on stderr without any logging set up). Where it
-cannot be built (no compiler), `auto` warns and uses the PyTorch path; `ALTI_LENS_KERNEL=fused` or
-`ALTI_LENS_REQUIRE_KERNEL=1` (CI) make that an error instead.
+cannot be built (no compiler), `extension` warns and returns None (the caller uses the PyTorch
+path), or raises `KernelUnavailableError` when the kernel is required.
 """
 
 import ctypes
@@ -40,46 +39,14 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-_SOURCE = Path(__file__).parent / "_kernels" / "distances.cpp"
+from alti_lens.errors import KernelUnavailableError
+
+_SOURCE = Path(__file__).parent / "distances.cpp"
 _LIBRARY = "alti_lens_distances.so"
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-shared", "-pthread", "-fopenmp")
 _NO_OPENMP = _FLAGS[:-1]  # where the compiler has no OpenMP (Apple clang): std::thread
-# Attended (query row, key) pairs of one layer from which `auto` uses (and compiles) the kernel,
-# ~128 causal tokens. Measured by benchmarks/bench_crossover.py (2-core Xeon, 2 threads, float32,
-# one causal layer): GPT-2-small shape 14.9 ms reference against 5.3 ms kernel at 128 tokens
-# (2.8×), 208 against 41 ms at 512 (5×), but ≤ 1.3 ms saved per layer at ≤ 64 tokens (demo shape,
-# 4 heads × 64: 2.8 against 0.8 ms at 128 tokens, ≤ 0.5 ms saved below). The ~1 s compile is
-# repaid by ~9 GPT-2-small inputs of 128 tokens or one of 512; below, by hundreds.
-CROSSOVER_PAIRS = 8192
 _state: dict[str, Any] = {}
 log = logging.getLogger(__name__)
-
-
-def mode() -> str:
-    """`ALTI_LENS_KERNEL`: auto (default), fused or reference."""
-    value = os.environ.get("ALTI_LENS_KERNEL", "auto").lower()
-    if value not in ("auto", "fused", "reference"):
-        raise ValueError(f"ALTI_LENS_KERNEL must be auto, fused or reference, got {value!r}")
-    return value
-
-
-def required() -> bool:
-    """`ALTI_LENS_REQUIRE_KERNEL=1` (CI): a kernel that cannot be built is an error, not a skip."""
-    return os.environ.get("ALTI_LENS_REQUIRE_KERNEL") == "1"
-
-
-def use_kernel(pairs: int, kernel: str = "auto") -> bool:
-    """Whether a CPU layer of `pairs` attended (query row, key) pairs goes to the C++ kernel.
-
-    `kernel` is the caller's choice ("fused" forces it; "reference" and "triton" exclude it); in
-    "auto" the environment decides: `ALTI_LENS_KERNEL=fused` at every size, `reference` never,
-    `auto` from `CROSSOVER_PAIRS` pairs on. Deciding says nothing about whether it compiles."""
-    if kernel in ("reference", "triton"):
-        return False
-    if kernel == "fused":
-        return True
-    env = mode()
-    return env == "fused" or (env == "auto" and pairs >= CROSSOVER_PAIRS)
 
 
 def _compiler() -> str:
@@ -170,12 +137,16 @@ def _build(directory: Path) -> Path:
     return target
 
 
-def extension() -> Any | None:
-    """The kernel library (loaded from this environment's cache, else compiled), or None where the
-    reference path must be used: with `ALTI_LENS_KERNEL=reference`, or where it cannot be built
-    (warns; raises instead with `ALTI_LENS_KERNEL=fused` or `ALTI_LENS_REQUIRE_KERNEL=1`)."""
-    if mode() == "reference":
-        return None
+def extension(required: bool | None = None) -> Any | None:
+    """The kernel library (loaded from this environment's cache, else compiled), or None where it
+    cannot be built (warns): then the PyTorch path must be used. Where the kernel is required a
+    failed build raises `KernelUnavailableError` instead: `required`, or by default what
+    `dispatch.build_required` reads from the environment (`ALTI_LENS_KERNEL=fused`,
+    `ALTI_LENS_REQUIRE_KERNEL=1`)."""
+    if required is None:
+        from .dispatch import build_required  # at call time: dispatch imports this module
+
+        required = build_required()
     if "module" not in _state:
         try:
             directory = cache_dir()
@@ -186,9 +157,12 @@ def extension() -> Any | None:
             except OSError:  # not built yet (or a damaged file): build it
                 _state["module"] = _open(_build(directory))
         except Exception as err:  # no compiler, read-only cache, ...
-            if mode() == "fused" or required():
-                raise RuntimeError(
-                    f"the fused ALTI kernel could not be built: {type(err).__name__}: {err}"
+            if required:
+                raise KernelUnavailableError(
+                    f"the fused ALTI kernel could not be built: {type(err).__name__}: {err}. It "
+                    "needs a C++ compiler (`c++`, `g++` or $CXX) and a writable "
+                    '$TORCH_EXTENSIONS_DIR; install one, or use kernel="auto" / unset '
+                    "ALTI_LENS_KERNEL and ALTI_LENS_REQUIRE_KERNEL to use the PyTorch path."
                 ) from err
             warnings.warn(
                 f"the fused ALTI kernel could not be compiled ({type(err).__name__}: {err}); "
@@ -221,8 +195,8 @@ def distances(
     and `Σ_j T_ij` per row (for the exactness check); None where the kernel does not apply (not
     compiled, not a CPU tensor). With `diagonal`, row `i`'s residual is added to key
     `i + offset`. Also `||y_i||_p` (p = 1, 2), summed in the order of the distances, so that a
-    source with `T_ij = 0` scores exactly 0. Always the kernel (compiling it if need be): the size
-    policy is `use_kernel`, applied by the caller."""
+    source with `T_ij = 0` scores exactly 0. Always the kernel (compiling it if need be): when to
+    use it is `dispatch.choose`'s decision."""
     dtype = pattern.dtype
     if pattern.device.type != "cpu" or dtype not in (torch.float32, torch.float64):
         return None

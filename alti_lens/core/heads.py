@@ -14,11 +14,15 @@ the token-level kernel. Pure tensor code.
 import warnings
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
-from .contributions import VECTOR_MEASURES, auto_chunk_size, proximity
+from alti_lens._types import MEASURES, VECTOR_MEASURES
+from alti_lens.errors import InputError
+
 from .decompose import AttentionTerms
+from .measures import auto_chunk_size, proximity
+from .support import key_range, support
 
 
 def head_vectors(
@@ -36,7 +40,10 @@ def head_source_scores(
 ) -> tuple[Float[Tensor, "head_index query_pos key_pos"], Float[Tensor, " query_pos"]]:
     """Unnormalised scores of every (head, source) part and of the residual, per row."""
     if terms.residual_column:
-        raise ValueError("head-level contributions are defined for self-attention")
+        raise InputError(
+            "head-level contributions are defined for self-attention; got cross-attention terms "
+            "(residual_column=True). Measure cross-attention at token level (scores_and_sums)."
+        )
     pattern = terms.pattern
     n_heads, n_queries, n_keys = pattern.shape
     if measure in ("attention", "attention_rollout"):
@@ -44,7 +51,9 @@ def head_source_scores(
         residual = torch.full((n_queries,), 1.0 - share, dtype=pattern.dtype, device=pattern.device)
         return pattern * (share / n_heads), residual
     if measure not in VECTOR_MEASURES:
-        raise ValueError(f"unknown measure {measure!r}")
+        raise InputError(
+            f"measure must be one of {', '.join(MEASURES)}; got {measure!r}. Use 'l1' for ALTI."
+        )
     y = terms.output
     p = 1 if measure == "l1" else 2
     y_norm = torch.linalg.vector_norm(y, ord=p, dim=-1)
@@ -57,14 +66,15 @@ def head_source_scores(
     step = chunk_size or auto_chunk_size(n_keys, y.shape[-1], y.device, y.dtype)
     for start in range(0, n_queries, step):
         stop = min(n_queries, start + step)
-        support: Bool[Tensor, "head row key_pos"] = pattern[:, start:stop] != 0
-        cols = support.any(dim=0).any(dim=0).nonzero()
-        if len(cols) == 0:
+        # the chunk's keys: attended by some head (the residual is scored apart, no own position)
+        keys = key_range(support(pattern[:, start:stop]))
+        if keys is None:
             continue
-        k0, k1 = int(cols[0]), int(cols[-1]) + 1
+        k0, k1 = keys
         for h in range(n_heads):
             part = head_vectors(terms, h, start, stop, k0, k1)
-            heads[h, start:stop, k0:k1] = score(part, slice(start, stop)) * support[h, :, k0:k1]
+            attended = pattern[h, start:stop, k0:k1] != 0
+            heads[h, start:stop, k0:k1] = score(part, slice(start, stop)) * attended
     return heads, residual
 
 

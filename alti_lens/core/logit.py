@@ -17,25 +17,11 @@ up to the model's logit exactly — checked on every call. Per head, `Δ^{l,h}(j
 term only; the heads' scores add up to `Φ`. This module is pure tensor code.
 """
 
-from dataclasses import dataclass
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .decompose import AttentionTerms, NormTensors
-
-
-@dataclass(frozen=True)
-class FinalTensors:
-    """What turns the last residual stream into logits, read from one forward pass."""
-
-    norm: NormTensors | None  # the final norm frozen at its real scale; None: no final norm
-    W_U: Float[Tensor, "d_model d_vocab"]
-    b_U: Float[Tensor, " d_vocab"] | None
-    logits: Float[Tensor, "batch pos d_vocab"]  # the model's own output
-    soft_cap: float | None = None  # logits = cap · tanh(raw / cap) (Gemma-2)
-    precision: torch.dtype | None = None  # see BlockTensors.precision
+from .decompose import AttentionTerms
 
 
 def effective_direction(

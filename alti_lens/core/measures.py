@@ -11,20 +11,24 @@ head-mean attention (no residual), and `"attention_rollout"` Abnar & Zuidema's `
 inside one batched matrix product, so the per-head `[H, n, n, d]` tensor never exists) and reduced
 to distances at once; peak memory is set by the chunk, not by `n²·d`. Sources with zero attention
 in every head (causal or padding masks, sliding windows) are exact zeros, and key columns outside a
-chunk's attended range are never formed.
+chunk's attended range are never formed (`core.support`). The fused kernels (`core.kernels`) do
+the same without writing `T`; `kernels.dispatch.choose` picks one per layer.
 """
 
 import warnings
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from . import fused, triton_kernel
-from ._types import KERNELS, VECTOR_MEASURES
-from ._types import MEASURES as MEASURES  # re-exported: alti_lens.MEASURES
-from ._types import Measure as Measure
+from alti_lens._types import MEASURES, VECTOR_MEASURES
+from alti_lens._types import Measure as Measure
+from alti_lens.errors import InputError, KernelUnavailableError
+
 from .decompose import AttentionTerms
+from .kernels import dispatch, fused
+from .kernels import triton as triton_kernel
+from .support import key_range, row_ranges, support
 
 # Query rows per chunk on a CPU. Each source j costs one small (rows × H) @ (H × d_model) product:
 # too few rows and those products are inefficient, too many and the chunk of T (K × rows × d_model)
@@ -83,137 +87,128 @@ def scores_and_sums(
     """Unnormalised scores `c_ij` of every source of every row (exact zeros where unattended).
 
     Sources are the key positions, plus the residual as a last column when
-    `terms.residual_column` (cross-attention, spec §2.4). `kernel`: "auto" uses the fused kernel
-    where it is available and pays (C++ on a CPU for layers from `fused.CROSSOVER_PAIRS` attended
-    pairs on, or at every size with `ALTI_LENS_KERNEL=fused`: `fused.use_kernel`; Triton on CUDA,
-    `alti_lens.triton_kernel`), "reference" the chunked PyTorch path below, "fused" requires the
-    fused kernel of the device, "triton" the Triton kernel (on CPU tensors only under
-    `TRITON_INTERPRET=1`, for tests). The C++ kernel also returns `Σ_j T_i(x_j)` of the very
-    vectors it measured (the residual column of cross-attention excluded), else None.
+    `terms.residual_column` (cross-attention, spec §2.4). `kernel` ("auto", "reference", "fused",
+    "triton") picks the distance kernel through `kernels.dispatch.choose`, the one place that
+    decides (with `ALTI_LENS_KERNEL`): the chunked PyTorch path below, the C++ kernel on a CPU or
+    the Triton kernel on CUDA. The C++ kernel also returns `Σ_j T_i(x_j)` of the very vectors it
+    measured (the residual column of cross-attention excluded), else None.
 
     `query_offset`: the key index of query row 0 in self-attention, when the rows are the last
     keys only (`alti(rows="last")` measures one row at the last layer): row `i`'s residual is
     source `i + query_offset`.
     """
+    if measure in ("attention", "attention_rollout"):
+        return _attention_scores(terms, measure, query_offset), None
+    if measure not in VECTOR_MEASURES:
+        raise InputError(
+            f"measure must be one of {', '.join(MEASURES)}; got {measure!r}. Use 'l1' for ALTI."
+        )
+    y = terms.output
+    mask = support(terms.pattern, None if terms.residual_column else query_offset)
+    start, stop = row_ranges(mask)
+    path = dispatch.choose(kernel, y.device, y.dtype, int((stop - start).sum()))
+    if path == "reference":
+        return _chunked_scores(terms, measure, mask, chunk_size, query_offset), None
+    return _kernel_scores(terms, measure, path, mask, (start, stop), query_offset)
+
+
+def _attention_scores(
+    terms: AttentionTerms, measure: str, query_offset: int
+) -> Float[Tensor, "query_pos source"]:
+    """The head-mean attention (`"attention"`), or `0.5·Ā + 0.5·I` (`"attention_rollout"`)."""
     pattern = terms.pattern
     n_queries, n_keys = pattern.shape[1:]
-    if measure in ("attention", "attention_rollout"):
-        mean = pattern.mean(dim=0)
-        # The residual's own column: the identity of self-attention, the extra column of cross.
-        if terms.residual_column:
-            eye = torch.zeros(n_queries, n_keys + 1, dtype=mean.dtype, device=mean.device)
-            eye[:, -1] = 1.0
-            mean = torch.cat([mean, torch.zeros_like(mean[:, :1])], dim=1)
-        else:
-            eye = torch.zeros(n_queries, n_keys, dtype=mean.dtype, device=mean.device)
-            own = torch.arange(n_queries, device=mean.device)
-            eye[own, own + query_offset] = 1.0
-        return (mean if measure == "attention" else 0.5 * mean + 0.5 * eye), None
-    if measure not in VECTOR_MEASURES:
-        raise ValueError(f"unknown measure {measure!r}")
+    mean = pattern.mean(dim=0)
+    # The residual's own column: the identity of self-attention, the extra column of cross.
+    if terms.residual_column:
+        eye = torch.zeros(n_queries, n_keys + 1, dtype=mean.dtype, device=mean.device)
+        eye[:, -1] = 1.0
+        mean = torch.cat([mean, torch.zeros_like(mean[:, :1])], dim=1)
+    else:
+        eye = torch.zeros(n_queries, n_keys, dtype=mean.dtype, device=mean.device)
+        own = torch.arange(n_queries, device=mean.device)
+        eye[own, own + query_offset] = 1.0
+    return mean if measure == "attention" else 0.5 * mean + 0.5 * eye
 
+
+def _chunked_scores(
+    terms: AttentionTerms,
+    measure: str,
+    mask: Bool[Tensor, "query_pos key_pos"],
+    chunk_size: int | None,
+    query_offset: int,
+) -> Float[Tensor, "query_pos source"]:
+    """The reference path: `T` for a chunk of query rows at a time, over the chunk's attended
+    key range only, scored at once with `proximity`."""
     y = terms.output
-    p = 1 if measure == "l1" else 2
-    y_norm = torch.linalg.vector_norm(y, ord=p, dim=-1)
-
-    def score(vectors: Float[Tensor, "*any d_model"]) -> Float[Tensor, "*any"]:
-        return proximity(vectors, y[start:stop], y_norm[start:stop], measure)
-
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if kernel != "reference":
-        fused_result = _fused_scores(terms, measure, p, y_norm, kernel, query_offset)
-        if fused_result is not None:
-            return fused_result
-        if kernel in ("fused", "triton"):
-            raise RuntimeError(
-                f"the {kernel} kernel is not available for {y.dtype} tensors on {y.device}: the "
-                "C++ kernel runs on CPU tensors where it compiles, the Triton kernel on CUDA "
-                "tensors (or CPU tensors with TRITON_INTERPRET=1) where `triton` is installed; "
-                'use kernel="auto" to fall back to the PyTorch path'
-            )
-
+    n_queries, n_keys = terms.pattern.shape[1:]
+    y_norm = torch.linalg.vector_norm(y, ord=1 if measure == "l1" else 2, dim=-1)
     rows = chunk_size or auto_chunk_size(n_keys, y.shape[-1], y.device, y.dtype)
     extra = 1 if terms.residual_column else 0
     scores = torch.zeros(n_queries, n_keys + extra, dtype=y.dtype, device=y.device)
     for start in range(0, n_queries, rows):
         stop = min(n_queries, start + rows)
-        chunk = pattern[:, start:stop]
-        idx = torch.arange(stop - start, device=y.device)
-        # Sources that any head attends to, plus (self-attention) each row's own position.
-        support: Bool[Tensor, "row key_pos"] = (chunk != 0).any(dim=0)
         if terms.residual_column:
-            scores[start:stop, -1] = score(terms.residual[start:stop].clone())
-        else:
-            support[idx, idx + start + query_offset] = True
-        cols = support.any(dim=0).nonzero()
-        if len(cols) == 0:
+            own = terms.residual[start:stop].clone()
+            scores[start:stop, -1] = proximity(own, y[start:stop], y_norm[start:stop], measure)
+        keys = key_range(mask[start:stop])
+        if keys is None:
             continue
-        k0, k1 = int(cols[0]), int(cols[-1]) + 1
-        chunk = chunk[:, :, k0:k1]
-        if terms.row_scale is not None:
-            chunk = chunk * terms.row_scale[start:stop, None]
-        # T[j, i] = Σ_h A^h_ij values[j, h]: one (rows × H) @ (H × d_model) product per source j.
-        # The permuted chunk is made contiguous (a rows × keys × H copy): torch 2.13's CPU bmm on
-        # the strided view measured 100–500× slower (0.57 s against ~5 ms per chunk at 512 tokens).
-        T = torch.bmm(chunk.permute(2, 1, 0).contiguous(), terms.values[k0:k1])
-        if not terms.residual_column:
-            T[idx + start + query_offset - k0, idx] += terms.residual[start:stop]
-        scores[start:stop, k0:k1] = score(T).T * support[:, k0:k1]
-    return scores, None
+        k0, k1 = keys
+        T = _chunk_vectors(terms, start, stop, k0, k1, query_offset)
+        score = proximity(T, y[start:stop], y_norm[start:stop], measure).T
+        scores[start:stop, k0:k1] = score * mask[start:stop, k0:k1]
+    return scores
 
 
-def _fused_scores(
+def _chunk_vectors(
+    terms: AttentionTerms, start: int, stop: int, k0: int, k1: int, query_offset: int
+) -> Float[Tensor, "key_pos row d_model"]:
+    """`T_i(x_j)` of rows `start:stop` and keys `k0:k1`, key-major."""
+    chunk = terms.pattern[:, start:stop, k0:k1]
+    if terms.row_scale is not None:
+        chunk = chunk * terms.row_scale[start:stop, None]
+    # T[j, i] = Σ_h A^h_ij values[j, h]: one (rows × H) @ (H × d_model) product per source j.
+    # The permuted chunk is made contiguous (a rows × keys × H copy): torch 2.13's CPU bmm on
+    # the strided view measured 100–500× slower (0.57 s against ~5 ms per chunk at 512 tokens).
+    T = torch.bmm(chunk.permute(2, 1, 0).contiguous(), terms.values[k0:k1])
+    if not terms.residual_column:
+        idx = torch.arange(stop - start, device=T.device)
+        T[idx + start + query_offset - k0, idx] += terms.residual[start:stop]
+    return T
+
+
+def _kernel_scores(
     terms: AttentionTerms,
     measure: str,
-    p: int,
-    y_norm: Float[Tensor, " query_pos"],
-    kernel: str,
-    query_offset: int = 0,
-) -> tuple[Float[Tensor, "query_pos source"], Float[Tensor, "query_pos d_model"] | None] | None:
-    """`scores_and_sums` through a fused kernel, or None where none applies."""
+    path: str,
+    mask: Bool[Tensor, "query_pos key_pos"],
+    ranges: tuple[Int[Tensor, " query_pos"], Int[Tensor, " query_pos"]],
+    query_offset: int,
+) -> tuple[Float[Tensor, "query_pos source"], Float[Tensor, "query_pos d_model"] | None]:
+    """`scores_and_sums` through a fused kernel ("fused": C++, "triton"), over each row's
+    attended key range `ranges`."""
     pattern, y = terms.pattern, terms.output
-    use_triton = kernel == "triton" or (pattern.device.type == "cuda" and kernel != "reference")
-    if use_triton and (
-        not triton_kernel.applies(pattern) or (kernel == "auto" and fused.mode() == "reference")
-    ):
-        return None
-    n_queries, n_keys = pattern.shape[1:]
-    support = (pattern != 0).any(dim=0)
-    if not terms.residual_column:
-        idx = torch.arange(n_queries, device=y.device)
-        support[idx, idx + query_offset] = True
-    # Per row, the range of keys between its first and last attended source.
-    attended = support.any(dim=1)
-    first = support.to(torch.int8).argmax(dim=1)
-    last = n_keys - support.flip(dims=(1,)).to(torch.int8).argmax(dim=1)
-    start = torch.where(attended, first, 0).to(torch.int64)
-    stop = torch.where(attended, last, 0).to(torch.int64)
-    if not use_triton and not fused.use_kernel(int((stop - start).sum()), kernel):
-        return None  # a small layer in auto mode: the PyTorch path, and nothing is compiled
+    p = 1 if measure == "l1" else 2
+    y_norm = torch.linalg.vector_norm(y, ord=p, dim=-1)
     if terms.row_scale is not None:
         pattern = pattern * terms.row_scale[None, :, None]
-    args = (pattern, terms.values, terms.residual, y, start, stop, 0 if measure == "norm" else p)
+    args = (pattern, terms.values, terms.residual, y, *ranges, 0 if measure == "norm" else p)
     sums: Tensor | None = None
     diagonal = not terms.residual_column
-    if use_triton:
+    if path == "triton":
         dist = triton_kernel.distances(*args, diagonal=diagonal, offset=query_offset)
     else:
         result = fused.distances(*args, diagonal=diagonal, offset=query_offset)
-        if result is None:
-            return None
+        if result is None:  # pragma: no cover - dispatch.choose loaded it for these tensors
+            raise KernelUnavailableError("the fused kernel was chosen but did not run")
         dist, sums, kernel_norm = result
         if measure != "norm":  # summed in the kernel's order: T_ij == 0 scores exactly 0
             y_norm = kernel_norm
     scores = dist if measure == "norm" else (y_norm[:, None] - dist).clamp_min_(0)
-    scores = scores * support
+    scores = scores * mask
     if terms.residual_column:
-        r = terms.residual
-        own = (
-            torch.linalg.vector_norm(r, ord=2, dim=-1)
-            if measure == "norm"
-            else (y_norm - torch.linalg.vector_norm(y - r, ord=p, dim=-1)).clamp_min(0)
-        )
+        own = proximity(terms.residual.clone(), y, y_norm, measure)
         scores = torch.cat([scores, own[:, None]], dim=1)
     return scores, sums
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from terms import random_terms
 
-from alti_lens.contributions import MEASURES, layer_contributions, normalise, source_scores
-from alti_lens.decompose import AttentionTerms
+from alti_lens.core.decompose import AttentionTerms
+from alti_lens.core.measures import MEASURES, layer_contributions, normalise, source_scores
 
 
 @pytest.mark.parametrize("measure", MEASURES)
@@ -93,7 +93,7 @@ def test_attention_measures() -> None:
 
 def test_reference_path_never_forms_the_whole_n_n_d_tensor(monkeypatch) -> None:
     """Peak memory is set by the chunk: no tensor of n·n·d elements is ever allocated."""
-    import alti_lens.contributions as contributions
+    import alti_lens.core.measures as contributions
 
     n, d = 64, 16
     terms = random_terms(n=n, heads=4, d=d, causal=True, seed=3)

@@ -18,7 +18,6 @@ with `values[j, h] = γ ⊙ centre(v^h_j W_O^h)` (affine parts as applicable) an
 (1 without a norm). This module is pure: it knows no model classes, only tensors.
 """
 
-import enum
 from dataclasses import dataclass
 
 import einops
@@ -26,53 +25,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from alti_lens.errors import UnsupportedModelError
 
-class BlockKind(str, enum.Enum):
-    """How the attention sub-block's output is formed (spec §2)."""
-
-    PRE_NORM = "pre_norm"
-    POST_NORM = "post_norm"
-    PARALLEL = "parallel"
-    SANDWICH = "sandwich"
-    ATTN_ONLY = "attn_only"
-
-
-@dataclass(frozen=True)
-class NormTensors:
-    """A norm applied to the attention output (post-norm or sandwich), frozen at its real scale."""
-
-    weight: Float[Tensor, " d_model"] | None  # effective γ (Gemma's `1 + w` already applied)
-    bias: Float[Tensor, " d_model"] | None  # β, never attributed
-    scale: Float[Tensor, "batch pos"]  # the real s_i of every row
-    centred: bool  # LayerNorm (True) or RMSNorm (False)
-
-
-@dataclass(frozen=True)
-class BlockTensors:
-    """What one layer's attention sub-block did in a forward pass, as plain tensors."""
-
-    kind: BlockKind
-    pattern: Float[Tensor, "batch head_index query_pos key_pos"]
-    v: Float[Tensor, "batch key_pos kv_head d_head"]
-    W_O: Float[Tensor, "head_index d_head d_model"]
-    b_O: Float[Tensor, " d_model"] | None
-    resid_pre: Float[Tensor, "batch pos d_model"]
-    output: Float[Tensor, "batch pos d_model"]  # the model's real y (spec §2.5)
-    norm: NormTensors | None = None
-    # Cross-attention (ALTI+, spec §2.4): keys and values come from the encoder output, and
-    # `resid_pre` (the decoder residual entering the sub-block) is one extra source, not a diagonal.
-    cross: bool = False
-    # The residual stream after the whole block (attention and MLP), when asked for (ALTI-Logit).
-    resid_post: Float[Tensor, "batch pos d_model"] | None = None
-    # Set when the model computed part of this block in a narrower dtype than its weights (Hugging
-    # Face RMSNorms run in float32 even in float64 models): the exactness check cannot be tighter.
-    precision: torch.dtype | None = None
-    # The narrowest dtype the model computed this block in, where narrower than its weights, as
-    # measured on the block's tensors (`readout.run.computed_precision`): e.g. float32 for the
-    # float32 softmax of Hugging Face's eager attention in float64 OPT, Llama, Gemma-2 and GPT-J
-    # models. The decomposition stays exact (it uses those very tensors), but two runs of the model
-    # (a padded batch and a single text) agree only to this precision. Never wider than `precision`.
-    model_precision: torch.dtype | None = None
+from .handover import BlockKind, BlockTensors
 
 
 @dataclass(frozen=True)
@@ -130,7 +85,12 @@ def decompose_block(
     W_O = block.W_O.to(dtype)
     n_heads, n_kv = W_O.shape[0], v.shape[1]
     if n_heads % n_kv:
-        raise ValueError(f"{n_heads} query heads cannot share {n_kv} key/value heads evenly")
+        raise UnsupportedModelError(
+            f"grouped-query attention needs a whole number of query heads per key/value head; "
+            f"got {n_heads} query heads (W_O) and {n_kv} key/value heads (hook_v). alti_lens "
+            "supports models whose query heads split evenly into key/value groups (TL's "
+            "repeat_interleave); check the model's n_heads and n_key_value_heads."
+        )
     # Grouped-query attention: query head h reads kv head h // (H / H_kv) (TL's repeat_interleave).
     v = v.repeat_interleave(n_heads // n_kv, dim=1)
     # Per-head source vectors v^h_j W_O^h: n·H·d_head·d multiply-adds, never [H, n, n, d].
@@ -145,6 +105,7 @@ def decompose_block(
 
     norm = block.norm
     if norm is None:
+        # the read-out's contract (core.handover), not user input: a bug in alti_lens if hit
         raise ValueError(f"a {block.kind.value} block needs its norm's tensors")
     weight = None if norm.weight is None else norm.weight.to(dtype)
     inv_scale = 1.0 / norm.scale[index, rows].to(dtype)

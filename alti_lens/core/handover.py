@@ -1,0 +1,74 @@
+"""The read-out → math hand-over: what one forward pass did, as plain tensors.
+
+`alti_lens.readout` (the only package that knows TransformerLens) fills these; `core.decompose`
+and `core.logit` consume them. They are the one module of `core` the read-out imports, so the
+contract between the two sides lives in one small file with no behaviour: dataclasses of tensors
+and the enumeration of block kinds (spec §2).
+"""
+
+import enum
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+class BlockKind(str, enum.Enum):
+    """How the attention sub-block's output is formed (spec §2)."""
+
+    PRE_NORM = "pre_norm"
+    POST_NORM = "post_norm"
+    PARALLEL = "parallel"
+    SANDWICH = "sandwich"
+    ATTN_ONLY = "attn_only"
+
+
+@dataclass(frozen=True)
+class NormTensors:
+    """A norm applied to the attention output (post-norm or sandwich), frozen at its real scale."""
+
+    weight: Float[Tensor, " d_model"] | None  # effective γ (Gemma's `1 + w` already applied)
+    bias: Float[Tensor, " d_model"] | None  # β, never attributed
+    scale: Float[Tensor, "batch pos"]  # the real s_i of every row
+    centred: bool  # LayerNorm (True) or RMSNorm (False)
+
+
+@dataclass(frozen=True)
+class BlockTensors:
+    """What one layer's attention sub-block did in a forward pass, as plain tensors."""
+
+    kind: BlockKind
+    pattern: Float[Tensor, "batch head_index query_pos key_pos"]
+    v: Float[Tensor, "batch key_pos kv_head d_head"]
+    W_O: Float[Tensor, "head_index d_head d_model"]
+    b_O: Float[Tensor, " d_model"] | None
+    resid_pre: Float[Tensor, "batch pos d_model"]
+    output: Float[Tensor, "batch pos d_model"]  # the model's real y (spec §2.5)
+    norm: NormTensors | None = None
+    # Cross-attention (ALTI+, spec §2.4): keys and values come from the encoder output, and
+    # `resid_pre` (the decoder residual entering the sub-block) is one extra source, not a diagonal.
+    cross: bool = False
+    # The residual stream after the whole block (attention and MLP), when asked for (ALTI-Logit).
+    resid_post: Float[Tensor, "batch pos d_model"] | None = None
+    # Set when the model computed part of this block in a narrower dtype than its weights (Hugging
+    # Face RMSNorms run in float32 even in float64 models): the exactness check cannot be tighter.
+    precision: torch.dtype | None = None
+    # The narrowest dtype the model computed this block in, where narrower than its weights, as
+    # measured on the block's tensors (`readout.run.computed_precision`): e.g. float32 for the
+    # float32 softmax of Hugging Face's eager attention in float64 OPT, Llama, Gemma-2 and GPT-J
+    # models. The decomposition stays exact (it uses those very tensors), but two runs of the model
+    # (a padded batch and a single text) agree only to this precision. Never wider than `precision`.
+    model_precision: torch.dtype | None = None
+
+
+@dataclass(frozen=True)
+class FinalTensors:
+    """What turns the last residual stream into logits, read from one forward pass."""
+
+    norm: NormTensors | None  # the final norm frozen at its real scale; None: no final norm
+    W_U: Float[Tensor, "d_model d_vocab"]
+    b_U: Float[Tensor, " d_vocab"] | None
+    logits: Float[Tensor, "batch pos d_vocab"]  # the model's own output
+    soft_cap: float | None = None  # logits = cap · tanh(raw / cap) (Gemma-2)
+    precision: torch.dtype | None = None  # see BlockTensors.precision
