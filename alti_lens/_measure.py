@@ -1,7 +1,6 @@
 """One sub-block of one sequence: decompose, check exactness (spec §2.5), measure (spec §3)."""
 
 import math
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from ._types import Measure, Rows
 from ._version import __version__
 from .contributions import normalise, scores_and_sums
 from .decompose import AttentionTerms, BlockTensors, decompose_block, reconstruct
-from .errors import ReconstructionError, WeightProcessingWarning
+from .errors import ReconstructionError, WeightProcessingWarning, warn_user
 
 
 @dataclass(frozen=True)
@@ -99,18 +98,17 @@ def _check_exact(
     return error
 
 
-def warn_weight_processing(model: Any, info: readout.ModelInfo) -> None:
+def warn_weight_processing(model: readout.HookedModel, info: readout.ModelInfo) -> None:
     wp = info.weight_processing
     changed = [k for k in ("center_writing_weights", "fold_value_biases") if wp.get(k)]
     if changed and readout.first_time(model):
-        warnings.warn(
+        warn_user(
             f"the model's weights were processed by TransformerLens ({', '.join(changed)}): the "
             "decomposition is still exact, but centring and value-bias folding change ALTI's "
             "numbers (spec §6). For the model's own contributions load it unprocessed: "
             "TransformerBridge.boot_transformers(...) without enable_compatibility_mode(), or "
             "HookedTransformer.from_pretrained_no_processing(...).",
             WeightProcessingWarning,
-            stacklevel=3,
         )
 
 

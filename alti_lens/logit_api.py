@@ -7,10 +7,9 @@ norm's scale `s_t` is only known at the end of the forward pass; since every sha
 linear in `1/s_t`, it is divided out at the end.
 """
 
-from typing import Any, no_type_check
-
 import torch
-from jaxtyping import Float
+from beartype import beartype
+from jaxtyping import Float, Int, jaxtyped
 from torch import Tensor
 
 from . import inputs as _inputs
@@ -23,9 +22,9 @@ from .logit import effective_direction, roll_to_tokens, source_logit_parts
 from .results import AltiLogitResult
 
 
-@no_type_check
+@_inputs.validates_arguments  # then `_alti_logit` checks the shapes
 def alti_logit(
-    model: Any,
+    model: readout.HookedModel,
     inputs: str | list[str] | Tensor,
     target: int | str | list | Tensor,
     *,
@@ -67,7 +66,23 @@ def alti_logit(
     targets = _token_ids(model, info, target, batch, "target")
     foils = None if foil is None else _token_ids(model, info, foil, batch, "foil")
     _check_explainable(model, targets, foils)
+    request = Request("l1", dtype, chunk_size, check)
+    return _alti_logit(model, info, tokens, mask, rows, targets, foils, request)
 
+
+@jaxtyped(typechecker=beartype)
+def _alti_logit(
+    model: readout.HookedModel,
+    info: readout.ModelInfo,
+    tokens: Int[Tensor, "batch pos"],
+    mask: Int[Tensor, "batch pos"],
+    rows: Int[Tensor, " batch"],
+    targets: Int[Tensor, " batch"],
+    foils: Int[Tensor, " batch"] | None,
+    request: Request,
+) -> AltiLogitResult:
+    """`alti_logit` on validated arguments: `rows` are the explained positions."""
+    batch, dtype = tokens.shape[0], request.dtype
     W_U, _ = readout.unembedding(model)
     direction = W_U[:, targets.to(W_U.device)].T.to(dtype)
     if foils is not None:
@@ -78,7 +93,6 @@ def alti_logit(
     # g' = centre(γ ⊙ u); the 1/s_t of g = g' / s_t is applied after the run
     g = torch.stack([effective_direction(d, gamma, None, centred) for d in direction])
 
-    request = Request("l1", dtype, chunk_size, check)
     alti_collector = Collector(info, tokens.shape, request)
     logit_collector = _LogitCollector(info, tokens.shape, dtype, rows, g)
     trace = pipeline.run_single(
@@ -111,7 +125,7 @@ def alti_logit(
     scores = head_scores.sum(dim=(1, 2))
     total = scores.double().sum(-1) + sum(c.double() for c in components.values())
     logit_error = (total - raw).abs()
-    if check:
+    if request.check:
         _check_identity(logit_error, raw, scores, components, info, dtype, final.precision)
     kinds = alti_result.metadata["block_kinds"]
     metadata = run_metadata(info, request, kinds, [*trace.precisions, final.precision])
@@ -148,7 +162,12 @@ class _LogitCollector:
     norm's `1/s_t`; the parts are carried to tokens through the rollout after the run."""
 
     def __init__(
-        self, info: Any, shape: torch.Size, dtype: torch.dtype, rows: Tensor, g: Tensor
+        self,
+        info: readout.ModelInfo,
+        shape: torch.Size,
+        dtype: torch.dtype,
+        rows: Int[Tensor, " batch"],
+        g: Float[Tensor, "batch d_model"],
     ) -> None:
         batch, n = shape
         self.rows, self.g = rows, g
@@ -174,7 +193,9 @@ class _LogitCollector:
         self.parts[b, layer][:, step.keys] = source_logit_parts(terms, t, gb).cpu()
         self.layer_parts["attention_biases"][b, layer] = float(gb @ terms.bias[t])
         y_t = block.output[b, t_pos].to(dtype)
-        post = block.resid_post[b, t_pos].to(dtype)  # type: ignore[index]
+        resid_post = block.resid_post
+        assert resid_post is not None  # run_single(final=True) reads every block's resid_post
+        post = resid_post[b, t_pos].to(dtype)
         self.layer_parts["mlps"][b, layer] = float(gb @ (post - y_t))
         if layer == 0:
             self.embedding[b] = float(gb @ block.resid_pre[b, t_pos].to(dtype))
@@ -215,7 +236,9 @@ def _positions(position: object, mask: Tensor) -> Tensor:
     return rows
 
 
-def _token_ids(model: Any, info: readout.ModelInfo, value: object, batch: int, name: str) -> Tensor:
+def _token_ids(
+    model: readout.HookedModel, info: readout.ModelInfo, value: object, batch: int, name: str
+) -> Tensor:
     """One token id per sequence from an id, a one-token string, or one of them per sequence."""
     if isinstance(value, Tensor):
         value = value.flatten().tolist()
@@ -236,7 +259,7 @@ def _token_ids(model: Any, info: readout.ModelInfo, value: object, batch: int, n
     return out
 
 
-def _check_explainable(model: Any, targets: Tensor, foils: Tensor | None) -> None:
+def _check_explainable(model: readout.HookedModel, targets: Tensor, foils: Tensor | None) -> None:
     """Refuse what has no answer: the unknown token (its logit says nothing about a word), and a
     target equal to its foil (every score would be exactly 0)."""
     unk = readout.unknown_token_id(model)

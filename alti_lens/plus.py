@@ -5,9 +5,9 @@ layer's self- and cross-attention; a collector scatters them into padded tensors
 rollout and the extended rollout (`rollout.extended_rollout`) are taken after the run.
 """
 
-from typing import Any, no_type_check
-
 import torch
+from beartype import beartype
+from jaxtyping import Int, jaxtyped
 from torch import Tensor
 
 from . import inputs as _inputs
@@ -20,9 +20,9 @@ from .rollout import extended_rollout, rollout
 ENCODER, DECODER_SELF = readout.ENCODER, readout.DECODER_SELF
 
 
-@no_type_check
+@_inputs.validates_arguments  # then `_alti_plus` checks the shapes
 def alti_plus(
-    model: Any,
+    model: readout.HookedModel,
     source: str | list[str] | Tensor,
     target: str | list[str] | Tensor | None = None,
     *,
@@ -72,6 +72,22 @@ def alti_plus(
         )
     request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check)
     warn_weight_processing(model, info)
+    return _alti_plus(model, info, src, src_mask, tgt, tgt_mask, labels, request, target is None)
+
+
+@jaxtyped(typechecker=beartype)
+def _alti_plus(
+    model: readout.HookedModel,
+    info: readout.ModelInfo,
+    src: Int[Tensor, "batch src_pos"],
+    src_mask: Int[Tensor, "batch src_pos"],
+    tgt: Int[Tensor, "batch tgt_pos"],
+    tgt_mask: Int[Tensor, "batch tgt_pos"],
+    labels: Int[Tensor, "batch tgt_pos"],
+    request: Request,
+    generated: bool,
+) -> AltiPlusResult:
+    """`alti_plus` on validated arguments (`generated`: the target was generated)."""
     collector = _Collector(info, src.shape, tgt.shape[1], request.dtype)
     trace = pipeline.run_encoder_decoder(
         model, info, src, src_mask, tgt, tgt_mask, request, [collector]
@@ -89,7 +105,7 @@ def alti_plus(
     sub_blocks = pipeline.encoder_decoder_columns(info.n_layers, info.n_decoder_layers)
     metadata |= {
         "sub_blocks": sub_blocks,
-        "target_generated": target is None,
+        "target_generated": generated,
         "decoder_start_token_id": info.decoder_start_token_id,
     }
     return AltiPlusResult(
@@ -116,7 +132,9 @@ class _Collector:
     """Observer: the encoder, decoder self- and cross-attention matrices into padded CPU tensors
     (the cross-attention's residual column last, at index `src_pos`)."""
 
-    def __init__(self, info: Any, src_shape: torch.Size, n_target: int, dtype: torch.dtype) -> None:
+    def __init__(
+        self, info: readout.ModelInfo, src_shape: torch.Size, n_target: int, dtype: torch.dtype
+    ) -> None:
         batch, S = src_shape
         self.S = S
         self.enc_C = torch.zeros(batch, info.n_layers, S, S, dtype=dtype)

@@ -45,7 +45,9 @@ CURVE_POINTS = 11  # deletion curves are resampled onto x = 0, 0.1, ..., 1 for a
 
 
 def last_layer_scores(
-    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None
+    model: readout.HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Tensor | None = None,
 ) -> dict[str, Float[Tensor, "batch query_pos key_pos"]]:
     """Every single-stack measure's matrix after the last layer (see `SINGLE_STACK_MEASURES`)."""
     out = {}
@@ -74,7 +76,7 @@ class InductionReport:
 
 
 def induction_top_sources(
-    model: Any, tokens: Int[Tensor, "batch pos"], *, bos: bool = True
+    model: readout.HookedModel, tokens: Int[Tensor, "batch pos"], *, bos: bool = True
 ) -> InductionReport:
     """Top-source accuracy on repeated sequences (unpadded, `[batch, pos]`).
 
@@ -124,7 +126,10 @@ def _induction_rows(tokens: Int[Tensor, "batch pos"]) -> list[tuple[int, int, in
 
 
 def _logit_rows(
-    model: Any, tokens: Int[Tensor, "batch pos"], predictions: Tensor, positions: list[int]
+    model: readout.HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    predictions: Tensor,
+    positions: list[int],
 ) -> dict[int, Float[Tensor, "batch pos"]]:
     """ALTI-Logit scores of each sequence's own prediction at each of `positions`."""
     return {
@@ -197,7 +202,7 @@ def _collect(
 
 
 def decoder_deletion(
-    model: Any,
+    model: readout.HookedModel,
     tokens: Int[Tensor, "batch pos"],
     examples: Sequence[tuple[int, int]],
     replacement: int,
@@ -245,7 +250,7 @@ def mean_pool(
 
 
 def embedding_deletion(
-    model: Any,
+    model: readout.HookedModel,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     special: Bool[Tensor, "batch pos"],
@@ -319,7 +324,9 @@ def _average(per: dict) -> Correlations:
     }
 
 
-def patching_correlations(model: Any, sequences: Sequence[Int[Tensor, " _pos"]]) -> Correlations:
+def patching_correlations(
+    model: readout.HookedModel, sequences: Sequence[Int[Tensor, " _pos"]]
+) -> Correlations:
     """measure → where (`"sub-block"`: the attention sub-block output `y_i^l`; `"layer"`: the
     layer output after the MLP) → layer → (Spearman, Pearson, per-row Spearman), averaged over
     the sequences, between `C^l[i, j]` and the value-zeroing effect of `j` over the pairs `i ≠ j`
@@ -350,7 +357,7 @@ def _mean_pair(values: list[tuple[float, float, float]]) -> tuple[float, float, 
 
 
 def cross_patching_correlations(
-    model: Any,
+    model: readout.HookedModel,
     sources: Sequence[Int[Tensor, " _src_pos"]],
     decoder_inputs: Sequence[Int[Tensor, " _tgt_pos"]],
 ) -> Correlations:
@@ -409,7 +416,7 @@ ALIGNMENT_METHODS: dict[str, tuple[str, str]] = {
 
 
 def alignment_error_rates(
-    model: Any,
+    model: readout.HookedModel,
     pairs: Sequence[AlignedPair],
     methods: dict[str, tuple[str, str]] | None = None,
     *,

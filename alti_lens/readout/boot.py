@@ -21,6 +21,8 @@ import torch
 
 from alti_lens.errors import InputError, ModelUnavailableError, UnsupportedModelError
 
+from .protocol import HookedModel
+
 DTYPES = {
     "float32": torch.float32,
     "float64": torch.float64,
@@ -37,10 +39,9 @@ def builtin_models() -> dict[str, Path]:
 
 
 def _bridge_class() -> Any:
-    try:  # TransformerLens 4.x exports it at top level, 3.x from model_bridge only
-        from transformer_lens.model_bridge import TransformerBridge
-    except ImportError:  # pragma: no cover - every supported version has model_bridge
-        from transformer_lens import TransformerBridge  # type: ignore[attr-defined]
+    # TransformerLens 4.x also exports it at top level; 3.x (>= 3.0, as required) from here only
+    from transformer_lens.model_bridge import TransformerBridge
+
     return TransformerBridge
 
 
@@ -165,7 +166,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
-) -> Any:
+) -> HookedModel:
     """A `TransformerBridge` for a built-in demo model, a local checkpoint directory or a hub name.
 
     Args:
