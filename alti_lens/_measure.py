@@ -29,6 +29,25 @@ class Request:
     rows: Rows = "all"  # "last": a single stack's last layer measures the last real row only
 
 
+class Validated:
+    """What an entry point has validated: the model, what `readout.describe` found, the options.
+
+    The first argument of the entry points' shape-checked inner functions. It prints as the model's
+    name and the options, so that a shape error (whose message lists the arguments) does not print
+    the model's whole module tree.
+    """
+
+    __slots__ = ("info", "model", "request")
+
+    def __init__(
+        self, model: readout.HookedModel, info: readout.ModelInfo, request: Request
+    ) -> None:
+        self.model, self.info, self.request = model, info, request
+
+    def __repr__(self) -> str:
+        return f"Validated(model={self.info.name!r} ({self.info.backend}), {self.request})"
+
+
 def measure_block(
     block: BlockTensors,
     index: int,

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import pipeline, readout
-from ._measure import Request, run_metadata, warn_weight_processing
+from ._measure import Request, Validated, run_metadata, warn_weight_processing
 from .heads import head_source_scores, normalise_heads
 from .results import AltiResult
 from .rollout import last_row_rollout, rollout
@@ -80,19 +80,18 @@ def alti(
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
     request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check, rows)
     warn_weight_processing(model, info)
-    return _alti(model, info, tokens, mask, request, per_head)
+    return _alti(Validated(model, info, request), tokens, mask, per_head)
 
 
 @jaxtyped(typechecker=beartype)
 def _alti(
-    model: readout.HookedModel,
-    info: readout.ModelInfo,
+    call: Validated,
     tokens: Int[Tensor, "batch pos"],
     mask: Int[Tensor, "batch pos"],
-    request: Request,
     per_head: bool,
 ) -> AltiResult:
     """`alti` on validated arguments."""
+    model, info, request = call.model, call.info, call.request
     collector = Collector(info, tokens.shape, request, per_head)
     trace = pipeline.run_single(model, info, tokens, mask, request, [collector])
     return collector.result(model, tokens, mask, trace)

@@ -1,23 +1,16 @@
 """Validation of user inputs, masks and options, with errors that say how to fix them.
 
-The entry points (`alti`, `alti_plus`, `alti_logit`) are contracts in two layers: the public
-function validates what the user passed, here, with errors that say what was expected, what came
-and the fix (`validates_arguments`); it then calls an inner function decorated
-`@jaxtyped(typechecker=beartype)`, whose signature carries the shapes (`Int[Tensor, "batch pos"]`,
-...), so that a shape mismatch that slips past validation is a shape error, for users too.
+The entry points validate here first, then call their shape-checked inner functions
+(`alti_lens._contracts`).
 """
-
-from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 from torch import Tensor
 
 from . import readout
+from ._contracts import validates_arguments as validates_arguments  # re-exported
 from ._types import MEASURES, ROWS, Measure, Rows
 from .errors import InputError
-
-_F = TypeVar("_F", bound=Callable[..., object])
 
 _TOLERANCES = {  # (rtol, atol) of the exactness check (spec §2.5)
     torch.float64: (1e-9, 1e-12),
@@ -25,21 +18,6 @@ _TOLERANCES = {  # (rtol, atol) of the exactness check (spec §2.5)
     torch.bfloat16: (1e-2, 1e-4),
     torch.float16: (1e-2, 1e-4),
 }
-
-
-def validates_arguments(fn: _F) -> _F:
-    """Mark a public entry point that validates its own arguments (with the errors of this module).
-
-    Runtime type checkers pass it by (it sets `__no_type_check__`, which jaxtyping's import hook,
-    typeguard and beartype honour), so that the test suite's import hook does not pre-empt the
-    friendly messages with generic ones; static checkers still see its annotations (unlike with
-    `typing.no_type_check`, which pyright reads as "unannotated"). The shapes are checked by the
-    inner function it calls after validation.
-    """
-    for target in (fn, getattr(fn, "__wrapped__", None)):  # the import hook's wrapper, and fn
-        if target is not None:
-            vars(target)["__no_type_check__"] = True
-    return fn
 
 
 def check_measure(measure: object) -> Measure:
@@ -58,12 +36,13 @@ def check_rows(rows: object, per_head: bool) -> Rows:
             if known == "last" and per_head:
                 raise InputError(
                     'rows="last" does not compute the last layer\'s other rows, which '
-                    'per_head=True needs; use rows="all" with per_head=True'
+                    'per_head=True needs. Fix: use rows="all" with per_head=True.'
                 )
             return known
     raise InputError(
         f'rows must be "all" (every query position) or "last" (the rollout of each '
-        f"sequence's last real token only), got {rows!r}"
+        f'sequence\'s last real token only), got {rows!r}. Fix: rows="all" unless only '
+        "each sequence's last token is explained."
     )
 
 
@@ -72,9 +51,23 @@ def check_chunk_size(chunk_size: object) -> int | None:
         return None
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise InputError(
-            f"chunk_size must be a positive int (query rows per chunk) or None, got {chunk_size!r}."
+            f"chunk_size must be a positive int (query rows per chunk) or None, got "
+            f"{chunk_size!r}. Fix: chunk_size=None chooses it from the free memory."
         )
     return chunk_size
+
+
+def check_max_new_tokens(max_new_tokens: object) -> int:
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 1
+    ):
+        raise InputError(
+            f"max_new_tokens must be a positive int (the most target tokens generated), got "
+            f"{max_new_tokens!r}. Fix: max_new_tokens=64 (the default), or pass the target."
+        )
+    return max_new_tokens
 
 
 def compute_dtype(model_dtype: torch.dtype, dtype: object) -> torch.dtype:
@@ -84,7 +77,8 @@ def compute_dtype(model_dtype: torch.dtype, dtype: object) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or dtype not in (torch.float32, torch.float64):
         raise InputError(
             f"dtype must be torch.float32 or torch.float64 (or None), got {dtype!r}: the measure "
-            "is a difference of large similar numbers and needs at least float32."
+            "is a difference of large similar numbers and needs at least float32. Fix: "
+            "dtype=None (float32, or float64 for float64 models)."
         )
     return dtype
 
@@ -104,20 +98,29 @@ def _as_texts(inputs: object, mask: object, name: str, mask_name: str) -> list[s
     if not isinstance(inputs, (list, tuple)):
         raise InputError(
             f"{name} must be a string, a list of strings or an int tensor [batch, pos]; "
-            f"got {type(inputs).__name__}."
+            f"got {type(inputs).__name__}. Fix: pass the text, or model.to_tokens(text)."
         )
     if len(inputs) == 0:
-        raise InputError(f"{name} is an empty list; expected at least one string.")
+        raise InputError(
+            f"{name} is an empty list; expected at least one string. Fix: pass a text to explain."
+        )
     if mask is not None:
         raise InputError(
-            f"{mask_name} was given with text {name}; text is padded by alti_lens itself. "
+            f"{mask_name} was given with text {name}; text is padded by alti_lens itself, so no "
+            "mask is expected. "
             f"Fix: drop {mask_name}, or pass token ids with their mask."
         )
     for i, text in enumerate(inputs):
         if not isinstance(text, str):
-            raise InputError(f"{name}[{i}] is a {type(text).__name__}; expected a string.")
+            raise InputError(
+                f"{name}[{i}] is a {type(text).__name__}; expected a string. Fix: pass a list of "
+                "strings only, or token ids as one int tensor."
+            )
         if not text.strip():
-            raise InputError(f"{name}[{i}] is an empty string; expected text to explain.")
+            raise InputError(
+                f"{name}[{i}] is an empty string; expected text to explain. Fix: drop it or "
+                "give it words."
+            )
     return list(inputs)
 
 
@@ -126,7 +129,7 @@ def _check_length(tokens: Tensor, mask: Tensor, n_ctx: int, name: str) -> None:
         n = int(mask.sum(-1).max())
         raise InputError(
             f"{name} have {tokens.shape[1]} positions ({n} real tokens in the longest sequence), "
-            f"longer than the model's context of {n_ctx} (cfg.n_ctx). "
+            f"longer than the model's context of {n_ctx} (cfg.n_ctx); expected at most {n_ctx}. "
             "Fix: shorten or split the text."
         )
 
@@ -177,7 +180,10 @@ def prepare_target(
                 "text and alti_lens shifts it."
             )
         if not bool(mask[:, 0].all()):
-            raise InputError(f"{mask_name} must mark the decoder start token (position 0) as real.")
+            raise InputError(
+                f"{mask_name} must mark the decoder start token (position 0) as real; got 0 there "
+                "in some sequence. Fix: set the mask's first column to 1 (padding goes right)."
+            )
         # Row t predicts the decoder input's token t + 1, where the input has one.
         labels = torch.full_like(tokens, -1)
         labels[:, :-1] = torch.where(mask[:, 1:].bool(), tokens[:, 1:], -1)
@@ -197,18 +203,21 @@ def _check_tokens(tokens: Tensor, info: readout.ModelInfo, name: str = "inputs")
     if tokens.ndim != 2:
         raise InputError(
             f"{name}: token tensor has shape {tuple(tokens.shape)}; expected [batch, pos] "
-            "(or [pos])."
+            "(or [pos]). Fix: stack the sequences into one [batch, pos] tensor (pad on the "
+            "right, with an attention mask)."
         )
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
         raise InputError(
-            f"{name}: token tensor of shape {tuple(tokens.shape)} is empty; expected tokens."
+            f"{name}: token tensor of shape {tuple(tokens.shape)} is empty; expected tokens. "
+            "Fix: pass at least one sequence of at least one token."
         )
     tokens = tokens.detach().to("cpu", torch.long)
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or (info.d_vocab > 0 and high >= info.d_vocab):
         raise InputError(
             f"{name}: token ids range over [{low}, {high}], outside the model's vocabulary "
-            f"[0, {info.d_vocab - 1}]. Fix: tokenize with this model's tokenizer (model.to_tokens)."
+            f"[0, {info.d_vocab - 1}]; expected ids within it. Fix: tokenize with this model's "
+            "tokenizer (model.to_tokens)."
         )
     return tokens
 
@@ -217,19 +226,29 @@ def _check_mask(mask: object, tokens: Tensor, name: str = "attention_mask") -> T
     if mask is None:
         return torch.ones_like(tokens)
     if not isinstance(mask, Tensor):
-        raise InputError(f"{name} must be a tensor [batch, pos], got {type(mask).__name__}.")
+        raise InputError(
+            f"{name} must be a tensor [batch, pos], got {type(mask).__name__}. "
+            f"Fix: torch.tensor({name})."
+        )
     if mask.ndim == 1:
         mask = mask[None]
     if tuple(mask.shape) != tuple(tokens.shape):
         raise InputError(
             f"{name} has shape {tuple(mask.shape)} but the tokens have shape "
-            f"{tuple(tokens.shape)}; expected one 1/0 entry per token."
+            f"{tuple(tokens.shape)}; expected one 1/0 entry per token. Fix: pass the mask made "
+            "with these tokens."
         )
     mask = mask.detach().to("cpu")
     if not bool(((mask == 0) | (mask == 1)).all()):
-        raise InputError(f"{name} must contain only 0 (padding) and 1 (real token).")
+        raise InputError(
+            f"{name} must contain only 0 (padding) and 1 (real token); got other values. "
+            f"Fix: ({name} != 0).long()."
+        )
     mask = mask.long()
     empty = (mask.sum(-1) == 0).nonzero().flatten().tolist()
     if empty:
-        raise InputError(f"sequences {empty} have no real token in {name} (all zeros).")
+        raise InputError(
+            f"sequences {empty} have no real token in {name} (all zeros); expected at least one 1 "
+            "per sequence. Fix: drop those sequences."
+        )
     return mask

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import pipeline, readout
-from ._measure import Request, run_metadata, warn_weight_processing
+from ._measure import Request, Validated, run_metadata, warn_weight_processing
 from .api import Collector
 from .decompose import BlockKind
 from .errors import InputError, ReconstructionError, UnsupportedModelError
@@ -67,21 +67,20 @@ def alti_logit(
     foils = None if foil is None else _token_ids(model, info, foil, batch, "foil")
     _check_explainable(model, targets, foils)
     request = Request("l1", dtype, chunk_size, check)
-    return _alti_logit(model, info, tokens, mask, rows, targets, foils, request)
+    return _alti_logit(Validated(model, info, request), tokens, mask, rows, targets, foils)
 
 
 @jaxtyped(typechecker=beartype)
 def _alti_logit(
-    model: readout.HookedModel,
-    info: readout.ModelInfo,
+    call: Validated,
     tokens: Int[Tensor, "batch pos"],
     mask: Int[Tensor, "batch pos"],
     rows: Int[Tensor, " batch"],
     targets: Int[Tensor, " batch"],
     foils: Int[Tensor, " batch"] | None,
-    request: Request,
 ) -> AltiLogitResult:
     """`alti_logit` on validated arguments: `rows` are the explained positions."""
+    model, info, request = call.model, call.info, call.request
     batch, dtype = tokens.shape[0], request.dtype
     W_U, _ = readout.unembedding(model)
     direction = W_U[:, targets.to(W_U.device)].T.to(dtype)
@@ -183,8 +182,9 @@ class _LogitCollector:
         block, b, layer = step.block, step.index, step.layer
         if block.kind is BlockKind.POST_NORM:
             raise UnsupportedModelError(
-                f"alti_logit explains decoder-only models; layer {layer} is a post-norm encoder "
-                f"block ({self.architecture}). Fix: use alti(model, inputs)."
+                f"alti_logit explains decoder-only models: it needs a next-token logit, but layer "
+                f"{layer} is a post-norm encoder block ({self.architecture}). Fix: use "
+                "alti(model, inputs)."
             )
         terms, t_pos = step.terms, int(self.rows[b])
         t = int((step.rows == t_pos).nonzero())  # the explained row among the real ones
@@ -214,7 +214,10 @@ class _LogitCollector:
 def _positions(position: object, mask: Tensor) -> Tensor:
     """Absolute explained position of each sequence."""
     if isinstance(position, bool) or not isinstance(position, int):
-        raise InputError(f"position must be an int, got {position!r}.")
+        raise InputError(
+            f"position must be an int, got {position!r}. Fix: -1 (the default) explains each "
+            "sequence's last real token."
+        )
     lengths = mask.sum(-1)
     last = torch.tensor([int(row.nonzero().max()) for row in mask])
     if position < 0:
@@ -222,7 +225,8 @@ def _positions(position: object, mask: Tensor) -> Tensor:
         if bool((rows < 0).any()):
             raise InputError(
                 f"position {position} counts back past the start of a sequence of "
-                f"{int(lengths.min())} tokens."
+                f"{int(lengths.min())} tokens; expected -{int(lengths.min())} <= position. "
+                "Fix: use -1 for each sequence's last real token."
             )
     else:
         rows = torch.full_like(last, position)
@@ -231,7 +235,8 @@ def _positions(position: object, mask: Tensor) -> Tensor:
     ):
         raise InputError(
             f"position {position} is padding or beyond the end in some sequence (real lengths "
-            f"{lengths.tolist()}). Fix: use -1 for each sequence's last real token."
+            f"{lengths.tolist()}); expected a real token's position in every sequence. Fix: use "
+            "-1 for each sequence's last real token."
         )
     return rows
 
@@ -244,7 +249,10 @@ def _token_ids(
         value = value.flatten().tolist()
     items = list(value) if isinstance(value, (list, tuple)) else [value] * batch
     if len(items) != batch:
-        raise InputError(f"{name} has {len(items)} entries for {batch} sequences.")
+        raise InputError(
+            f"{name} has {len(items)} entries for {batch} sequences; expected one per sequence. "
+            f"Fix: pass one {name} for all sequences, or a list of {batch}."
+        )
     ids = []
     for item in items:
         if isinstance(item, str):
@@ -252,10 +260,17 @@ def _token_ids(
         elif isinstance(item, int) and not isinstance(item, bool):
             ids.append(item)
         else:
-            raise InputError(f"{name} must be a token id or a one-token string, got {item!r}.")
+            raise InputError(
+                f"{name} must be a token id or a one-token string, got {item!r}. "
+                f"Fix: pass an int, or the string of one token (e.g. ' Paris')."
+            )
     out = torch.tensor(ids, dtype=torch.long)
     if bool((out < 0).any()) or bool((out >= info.d_vocab).any()):
-        raise InputError(f"{name} ids {ids} are outside the vocabulary [0, {info.d_vocab - 1}].")
+        raise InputError(
+            f"{name} ids {ids} are outside the vocabulary [0, {info.d_vocab - 1}]; expected ids "
+            "within it. "
+            "Fix: take ids from this model's tokenizer (model.to_single_token)."
+        )
     return out
 
 
@@ -278,7 +293,8 @@ def _check_explainable(model: readout.HookedModel, targets: Tensor, foils: Tenso
         raise InputError(
             f"target and foil are the same token {pieces[0]!r} (id {int(targets[same[0]])}) in "
             f"sequences {same} after tokenization: their logit difference is 0 by definition and "
-            "every score would be 0. Fix: pick a foil that differs from the target."
+            "every score would be 0; expected a foil other than the target. Fix: pick a foil that "
+            "differs from the target."
         )
 
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from . import inputs as _inputs
 from . import pipeline, readout
-from ._measure import Request, run_metadata, warn_weight_processing
+from ._measure import Request, Validated, run_metadata, warn_weight_processing
 from .errors import InputError
 from .results import AltiPlusResult
 from .rollout import extended_rollout, rollout
@@ -61,33 +61,37 @@ def alti_plus(
     )
     if target is None:
         if target_attention_mask is not None:
-            raise InputError("target_attention_mask was given without a target.")
+            raise InputError(
+                "target_attention_mask was given without a target; expected it only with target "
+                "ids. Fix: drop it (the target is generated), or pass the target too."
+            )
+        max_new_tokens = _inputs.check_max_new_tokens(max_new_tokens)
         tgt, tgt_mask, labels = readout.generate(model, info, src, src_mask, max_new_tokens)
     else:
         tgt, tgt_mask, labels = _inputs.prepare_target(model, info, target, target_attention_mask)
     if src.shape[0] != tgt.shape[0]:
         raise InputError(
             f"source has {src.shape[0]} sequences but target has {tgt.shape[0]}; expected one "
-            "target per source."
+            "target per source. Fix: pass as many targets as sources."
         )
     request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check)
     warn_weight_processing(model, info)
-    return _alti_plus(model, info, src, src_mask, tgt, tgt_mask, labels, request, target is None)
+    call = Validated(model, info, request)
+    return _alti_plus(call, src, src_mask, tgt, tgt_mask, labels, target is None)
 
 
 @jaxtyped(typechecker=beartype)
 def _alti_plus(
-    model: readout.HookedModel,
-    info: readout.ModelInfo,
+    call: Validated,
     src: Int[Tensor, "batch src_pos"],
     src_mask: Int[Tensor, "batch src_pos"],
     tgt: Int[Tensor, "batch tgt_pos"],
     tgt_mask: Int[Tensor, "batch tgt_pos"],
     labels: Int[Tensor, "batch tgt_pos"],
-    request: Request,
     generated: bool,
 ) -> AltiPlusResult:
     """`alti_plus` on validated arguments (`generated`: the target was generated)."""
+    model, info, request = call.model, call.info, call.request
     collector = _Collector(info, src.shape, tgt.shape[1], request.dtype)
     trace = pipeline.run_encoder_decoder(
         model, info, src, src_mask, tgt, tgt_mask, request, [collector]

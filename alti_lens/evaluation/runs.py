@@ -26,6 +26,7 @@ from torch import Tensor
 
 from alti_lens import readout
 from alti_lens.api import alti
+from alti_lens.errors import InputError
 from alti_lens.logit_api import alti_logit
 from alti_lens.plus import alti_plus
 from alti_lens.readout import patching
@@ -428,7 +429,11 @@ def alignment_error_rates(
     them as input (row `t + 1`, Chen et al. 2020's Shift-Att), where the model has seen the word.
     """
     if row not in ("predicting", "input"):
-        raise ValueError(f"row must be 'predicting' or 'input', got {row!r}")
+        raise InputError(
+            f"row must be 'predicting' (the decoder rows that predict a target word) or 'input' "
+            f'(the rows that hold it as input, Shift-Att), got {row!r}. Fix: row="predicting" '
+            '(the default) or row="input".'
+        )
     src, src_mask = _pad([p.source_ids for p in pairs])
     tgt, tgt_mask = _pad([p.decoder_input for p in pairs])
     cache: dict[str, Any] = {}

@@ -51,7 +51,10 @@ def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+        raise InputError(
+            f"dtype must be one of {sorted(DTYPES)} or a torch dtype, got {dtype!r}. "
+            'Fix: dtype="float32" (the default) or "float64" for exactness checks.'
+        )
     return DTYPES[dtype]
 
 
@@ -72,7 +75,7 @@ def resolve(name_or_dir: str) -> tuple[str, str]:
     if path.exists() or name_or_dir.startswith((".", "/", "~")):
         raise InputError(
             f"model {name_or_dir!r} is neither a built-in name ({', '.join(sorted(builtins))}) "
-            "nor an existing checkpoint directory. Fix: check the path."
+            "nor an existing checkpoint directory; expected one of them. Fix: check the path."
         )
     return "hub", name_or_dir
 

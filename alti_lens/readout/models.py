@@ -110,7 +110,7 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
     if is_enc_dec and not encoder_decoder:
         raise UnsupportedModelError(
             f"{type(model).__name__} wraps an encoder-decoder model ({_arch(model)}); "
-            "alti() explains one stack of self-attention. Fix: use "
+            "alti() expects one stack of self-attention. Fix: use "
             "alti_plus(model, source, target) for source and target contributions (ALTI+)."
         )
     if encoder_decoder and not is_enc_dec:
@@ -126,7 +126,8 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
         blocks = getattr(model, "blocks", None)
         if blocks is None or len(blocks) == 0:
             raise UnsupportedModelError(
-                f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks."
+                f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks. "
+                "Fix: pass a TransformerLens model of a transformer (see alti_lens's README)."
             )
         for layer, block in enumerate(blocks):
             if getattr(block, "attn", None) is None:

@@ -25,6 +25,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from alti_lens.decompose import BlockTensors
+from alti_lens.errors import InputError
 
 from . import encdec, single
 from .models import BRIDGE, HOOKED_ENCODER, describe
@@ -105,7 +106,10 @@ def value_zeroing_encoder_decoder(
     source `j`, effect on encoder rows) or `"decoder_cross"` (zero source `j` in the
     cross-attention of decoder `layer`, effect on the cross-attention output of decoder rows)."""
     if part not in (encdec.ENCODER, encdec.DECODER_CROSS):
-        raise ValueError(f"part must be 'encoder' or 'decoder_cross', got {part!r}")
+        raise InputError(
+            f"part must be 'encoder' or 'decoder_cross', got {part!r}. Fix: 'encoder' zeroes "
+            "encoder sources for encoder rows, 'decoder_cross' for a decoder's cross-attention."
+        )
     info = describe(model, encoder_decoder=True)
     S, T = source.shape[1], decoder_input.shape[1]
     src = source.reshape(1, S).expand(S + 1, S).clone()

@@ -15,7 +15,8 @@ def _tokenizer(model: HookedModel) -> Any:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise InputError(
-            "got text, but the model has no tokenizer. Fix: pass token ids as an int tensor "
+            "text needs a tokenizer: got text, but the model has no tokenizer. Fix: pass token "
+            "ids as an int tensor "
             "[batch, pos], or give the model a tokenizer."
         )
     return tokenizer
