@@ -34,7 +34,7 @@ from alti_lens.readout import HookedModel, patching
 TL_MAJOR = int(importlib.metadata.version("transformer-lens").split(".")[0])
 # Python >= 3.12 checks protocol members with `inspect.getattr_static`: each must be found so.
 MEMBERS = (
-    "cfg", "tokenizer", "hook_dict", "run_with_hooks", "to_tokens", "parameters", "modules",
+    "cfg", "tokenizer", "hooks", "run_with_hooks", "to_tokens", "parameters", "modules",
     "__call__", "__getattr__",
 )  # fmt: skip
 
@@ -106,7 +106,7 @@ def test_a_plain_module_is_refused(entry: str) -> None:
     with pytest.raises(
         UnsupportedModelError,
         match=r"expected a TransformerLens model: TransformerBridge.*HookedEncoderDecoder; got "
-        r"torch\.nn\.modules\.linear\.Linear \(it has no cfg, tokenizer, hook_dict, "
+        r"torch\.nn\.modules\.linear\.Linear \(it has no cfg, tokenizer, hooks, "
         r"run_with_hooks, to_tokens\)\. Fix: wrap a Hugging Face model with "
         r"TransformerBridge\.boot_transformers",
     ):

@@ -32,10 +32,9 @@ def backend_of(model: object) -> str:
     TransformerLens versions (3.x exports the bridge from `model_bridge` only, 4.x at top level).
     """
     names = (BRIDGE, HOOKED_TRANSFORMER, HOOKED_ENCODER, HOOKED_ENCODER_DECODER)
-    if isinstance(model, HookedModel):
-        for cls in type(model).__mro__:
-            if cls.__name__ in names and cls.__module__.startswith("transformer_lens."):
-                return cls.__name__
+    for cls in type(model).__mro__:  # these classes are `HookedModel`s (tests/test_contracts.py)
+        if cls.__name__ in names and cls.__module__.startswith("transformer_lens."):
+            return cls.__name__
     raise not_a_model(model)
 
 
