@@ -32,7 +32,7 @@ from .models import (
     weight_processing,
 )
 from .predict import is_causal_lm, next_token_logits
-from .protocol import HookedModel, not_a_model
+from .protocol import HookedModel
 from .single import final_norm_affine, read_blocks, unembedding
 from .tokens import (
     generate,
@@ -66,7 +66,6 @@ __all__ = [
     "is_encoder_decoder",
     "load_model",
     "next_token_logits",
-    "not_a_model",
     "read_blocks",
     "read_encoder_decoder",
     "resolve",
