@@ -1,7 +1,6 @@
 """One sub-block of one sequence: decompose, check exactness (spec §2.5), measure (spec §3)."""
 
 import math
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ from ._version import __version__
 from .core.decompose import AttentionTerms, decompose_block, reconstruct
 from .core.handover import BlockTensors
 from .core.measures import normalise, scores_and_sums
-from .errors import ReconstructionError, WeightProcessingWarning
+from .errors import ReconstructionError, WeightProcessingWarning, warn_user
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,25 @@ class Request:
     chunk_size: int | None = None  # query rows per chunk (None: chosen from memory)
     check: bool = True  # the exactness check (spec §2.5)
     rows: Rows = "all"  # "last": a single stack's last layer measures the last real row only
+
+
+class Validated:
+    """What an entry point has validated: the model, what `readout.describe` found, the options.
+
+    The first argument of the entry points' shape-checked inner functions. It prints as the model's
+    name and the options, so that a shape error (whose message lists the arguments) does not print
+    the model's whole module tree.
+    """
+
+    __slots__ = ("info", "model", "request")
+
+    def __init__(
+        self, model: readout.HookedModel, info: readout.ModelInfo, request: Request
+    ) -> None:
+        self.model, self.info, self.request = model, info, request
+
+    def __repr__(self) -> str:
+        return f"Validated(model={self.info.name!r} ({self.info.backend}), {self.request})"
 
 
 def measure_block(
@@ -100,18 +118,17 @@ def _check_exact(
     return error
 
 
-def warn_weight_processing(model: Any, info: readout.ModelInfo) -> None:
+def warn_weight_processing(model: readout.HookedModel, info: readout.ModelInfo) -> None:
     wp = info.weight_processing
     changed = [k for k in ("center_writing_weights", "fold_value_biases") if wp.get(k)]
     if changed and readout.first_time(model):
-        warnings.warn(
+        warn_user(
             f"the model's weights were processed by TransformerLens ({', '.join(changed)}): the "
             "decomposition is still exact, but centring and value-bias folding change ALTI's "
             "numbers (spec §6). For the model's own contributions load it unprocessed: "
             "TransformerBridge.boot_transformers(...) without enable_compatibility_mode(), or "
             "HookedTransformer.from_pretrained_no_processing(...).",
             WeightProcessingWarning,
-            stacklevel=3,
         )
 
 

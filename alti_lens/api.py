@@ -5,27 +5,25 @@ A composition: options → one run of the pipeline (`pipeline.run_single`), whos
 `alti_logit` runs the same collector beside its own, so its `.alti` is a genuine `alti()` result.
 """
 
-from typing import Any, no_type_check
-
 import torch
-from jaxtyping import Float, Int
+from beartype import beartype
+from jaxtyping import Float, Int, jaxtyped
 from torch import Tensor
 
 from . import inputs as _inputs
 from . import pipeline, readout
-from ._measure import Request, run_metadata, warn_weight_processing
-from ._types import ROWS
+from ._measure import Request, Validated, run_metadata, warn_weight_processing
 from .core.heads import head_source_scores, normalise_heads
 from .core.rollout import last_row_rollout, rollout
-from .errors import InputError
 from .results import AltiResult
 
 
-# The public entry point validates its arguments itself, with errors that say how to fix them; the
-# test suite's runtime type checker would pre-empt those messages with generic ones.
-@no_type_check
+# The public entry point validates its arguments itself, with errors that say how to fix them (the
+# test suite's runtime type checker would pre-empt those messages with generic ones); `_alti`,
+# which it calls, checks the shapes.
+@_inputs.validates_arguments
 def alti(
-    model: Any,
+    model: readout.HookedModel,
     inputs: str | list[str] | Tensor,
     *,
     attention_mask: Tensor | None = None,
@@ -76,21 +74,24 @@ def alti(
         (`rollout` `[batch, layer, 1, pos]` with `rows="last"`).
     """
     measure = _inputs.check_measure(measure)
-    if rows not in ROWS:
-        raise InputError(
-            f'rows must be "all" (every query position) or "last" (the rollout of each '
-            f"sequence's last real token only), got {rows!r}"
-        )
-    if rows == "last" and per_head:
-        raise InputError(
-            'rows="last" does not compute the last layer\'s other rows, which per_head=True '
-            'needs; use rows="all" with per_head=True'
-        )
+    rows = _inputs.check_rows(rows, per_head)
     chunk_size = _inputs.check_chunk_size(chunk_size)
     info = readout.describe(model)
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
     request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check, rows)
     warn_weight_processing(model, info)
+    return _alti(Validated(model, info, request), tokens, mask, per_head)
+
+
+@jaxtyped(typechecker=beartype)
+def _alti(
+    call: Validated,
+    tokens: Int[Tensor, "batch pos"],
+    mask: Int[Tensor, "batch pos"],
+    per_head: bool,
+) -> AltiResult:
+    """`alti` on validated arguments."""
+    model, info, request = call.model, call.info, call.request
     collector = Collector(info, tokens.shape, request, per_head)
     trace = pipeline.run_single(model, info, tokens, mask, request, [collector])
     return collector.result(model, tokens, mask, trace)
@@ -101,7 +102,7 @@ class Collector:
     `result` then rolls them out. Padded rows and columns stay exact zeros."""
 
     def __init__(
-        self, info: Any, shape: torch.Size, request: Request, per_head: bool = False
+        self, info: readout.ModelInfo, shape: torch.Size, request: Request, per_head: bool = False
     ) -> None:
         batch, n = shape
         self.info, self.request = info, request
@@ -129,7 +130,7 @@ class Collector:
 
     def result(
         self,
-        model: Any,
+        model: readout.HookedModel,
         tokens: Int[Tensor, "batch pos"],
         mask: Int[Tensor, "batch pos"],
         trace: pipeline.Trace,

@@ -7,15 +7,14 @@ norm's scale `s_t` is only known at the end of the forward pass; since every sha
 linear in `1/s_t`, it is divided out at the end.
 """
 
-from typing import Any, no_type_check
-
 import torch
-from jaxtyping import Float
+from beartype import beartype
+from jaxtyping import Float, Int, jaxtyped
 from torch import Tensor
 
 from . import inputs as _inputs
 from . import pipeline, readout
-from ._measure import Request, run_metadata, warn_weight_processing
+from ._measure import Request, Validated, run_metadata, warn_weight_processing
 from .api import Collector
 from .core.handover import BlockKind
 from .core.logit import effective_direction, roll_to_tokens, source_logit_parts
@@ -23,9 +22,9 @@ from .errors import InputError, ReconstructionError, UnsupportedModelError
 from .results import AltiLogitResult
 
 
-@no_type_check
+@_inputs.validates_arguments  # then `_alti_logit` checks the shapes
 def alti_logit(
-    model: Any,
+    model: readout.HookedModel,
     inputs: str | list[str] | Tensor,
     target: int | str | list | Tensor,
     *,
@@ -67,7 +66,22 @@ def alti_logit(
     targets = _token_ids(model, info, target, batch, "target")
     foils = None if foil is None else _token_ids(model, info, foil, batch, "foil")
     _check_explainable(model, targets, foils)
+    request = Request("l1", dtype, chunk_size, check)
+    return _alti_logit(Validated(model, info, request), tokens, mask, rows, targets, foils)
 
+
+@jaxtyped(typechecker=beartype)
+def _alti_logit(
+    call: Validated,
+    tokens: Int[Tensor, "batch pos"],
+    mask: Int[Tensor, "batch pos"],
+    rows: Int[Tensor, " batch"],
+    targets: Int[Tensor, " batch"],
+    foils: Int[Tensor, " batch"] | None,
+) -> AltiLogitResult:
+    """`alti_logit` on validated arguments: `rows` are the explained positions."""
+    model, info, request = call.model, call.info, call.request
+    batch, dtype = tokens.shape[0], request.dtype
     W_U, _ = readout.unembedding(model)
     direction = W_U[:, targets.to(W_U.device)].T.to(dtype)
     if foils is not None:
@@ -78,7 +92,6 @@ def alti_logit(
     # g' = centre(γ ⊙ u); the 1/s_t of g = g' / s_t is applied after the run
     g = torch.stack([effective_direction(d, gamma, None, centred) for d in direction])
 
-    request = Request("l1", dtype, chunk_size, check)
     alti_collector = Collector(info, tokens.shape, request)
     logit_collector = _LogitCollector(info, tokens.shape, dtype, rows, g)
     trace = pipeline.run_single(
@@ -111,7 +124,7 @@ def alti_logit(
     scores = head_scores.sum(dim=(1, 2))
     total = scores.double().sum(-1) + sum(c.double() for c in components.values())
     logit_error = (total - raw).abs()
-    if check:
+    if request.check:
         _check_identity(logit_error, raw, scores, components, info, dtype, final.precision)
     kinds = alti_result.metadata["block_kinds"]
     metadata = run_metadata(info, request, kinds, [*trace.precisions, final.precision])
@@ -148,7 +161,12 @@ class _LogitCollector:
     norm's `1/s_t`; the parts are carried to tokens through the rollout after the run."""
 
     def __init__(
-        self, info: Any, shape: torch.Size, dtype: torch.dtype, rows: Tensor, g: Tensor
+        self,
+        info: readout.ModelInfo,
+        shape: torch.Size,
+        dtype: torch.dtype,
+        rows: Int[Tensor, " batch"],
+        g: Float[Tensor, "batch d_model"],
     ) -> None:
         batch, n = shape
         self.rows, self.g = rows, g
@@ -164,8 +182,9 @@ class _LogitCollector:
         block, b, layer = step.block, step.index, step.layer
         if block.kind is BlockKind.POST_NORM:
             raise UnsupportedModelError(
-                f"alti_logit explains decoder-only models; layer {layer} is a post-norm encoder "
-                f"block ({self.architecture}). Fix: use alti(model, inputs)."
+                f"alti_logit explains decoder-only models: it needs a next-token logit, but layer "
+                f"{layer} is a post-norm encoder block ({self.architecture}). Fix: use "
+                "alti(model, inputs)."
             )
         terms, t_pos = step.terms, int(self.rows[b])
         t = int((step.rows == t_pos).nonzero())  # the explained row among the real ones
@@ -174,7 +193,9 @@ class _LogitCollector:
         self.parts[b, layer][:, step.keys] = source_logit_parts(terms, t, gb).cpu()
         self.layer_parts["attention_biases"][b, layer] = float(gb @ terms.bias[t])
         y_t = block.output[b, t_pos].to(dtype)
-        post = block.resid_post[b, t_pos].to(dtype)  # type: ignore[index]
+        resid_post = block.resid_post
+        assert resid_post is not None  # run_single(final=True) reads every block's resid_post
+        post = resid_post[b, t_pos].to(dtype)
         self.layer_parts["mlps"][b, layer] = float(gb @ (post - y_t))
         if layer == 0:
             self.embedding[b] = float(gb @ block.resid_pre[b, t_pos].to(dtype))
@@ -193,7 +214,10 @@ class _LogitCollector:
 def _positions(position: object, mask: Tensor) -> Tensor:
     """Absolute explained position of each sequence."""
     if isinstance(position, bool) or not isinstance(position, int):
-        raise InputError(f"position must be an int, got {position!r}.")
+        raise InputError(
+            f"position must be an int, got {position!r}. Fix: -1 (the default) explains each "
+            "sequence's last real token."
+        )
     lengths = mask.sum(-1)
     last = torch.tensor([int(row.nonzero().max()) for row in mask])
     if position < 0:
@@ -201,7 +225,8 @@ def _positions(position: object, mask: Tensor) -> Tensor:
         if bool((rows < 0).any()):
             raise InputError(
                 f"position {position} counts back past the start of a sequence of "
-                f"{int(lengths.min())} tokens."
+                f"{int(lengths.min())} tokens; expected -{int(lengths.min())} <= position. "
+                "Fix: use -1 for each sequence's last real token."
             )
     else:
         rows = torch.full_like(last, position)
@@ -210,18 +235,24 @@ def _positions(position: object, mask: Tensor) -> Tensor:
     ):
         raise InputError(
             f"position {position} is padding or beyond the end in some sequence (real lengths "
-            f"{lengths.tolist()}). Fix: use -1 for each sequence's last real token."
+            f"{lengths.tolist()}); expected a real token's position in every sequence. Fix: use "
+            "-1 for each sequence's last real token."
         )
     return rows
 
 
-def _token_ids(model: Any, info: readout.ModelInfo, value: object, batch: int, name: str) -> Tensor:
+def _token_ids(
+    model: readout.HookedModel, info: readout.ModelInfo, value: object, batch: int, name: str
+) -> Tensor:
     """One token id per sequence from an id, a one-token string, or one of them per sequence."""
     if isinstance(value, Tensor):
         value = value.flatten().tolist()
     items = list(value) if isinstance(value, (list, tuple)) else [value] * batch
     if len(items) != batch:
-        raise InputError(f"{name} has {len(items)} entries for {batch} sequences.")
+        raise InputError(
+            f"{name} has {len(items)} entries for {batch} sequences; expected one per sequence. "
+            f"Fix: pass one {name} for all sequences, or a list of {batch}."
+        )
     ids = []
     for item in items:
         if isinstance(item, str):
@@ -229,14 +260,21 @@ def _token_ids(model: Any, info: readout.ModelInfo, value: object, batch: int, n
         elif isinstance(item, int) and not isinstance(item, bool):
             ids.append(item)
         else:
-            raise InputError(f"{name} must be a token id or a one-token string, got {item!r}.")
+            raise InputError(
+                f"{name} must be a token id or a one-token string, got {item!r}. "
+                f"Fix: pass an int, or the string of one token (e.g. ' Paris')."
+            )
     out = torch.tensor(ids, dtype=torch.long)
     if bool((out < 0).any()) or bool((out >= info.d_vocab).any()):
-        raise InputError(f"{name} ids {ids} are outside the vocabulary [0, {info.d_vocab - 1}].")
+        raise InputError(
+            f"{name} ids {ids} are outside the vocabulary [0, {info.d_vocab - 1}]; expected ids "
+            "within it. "
+            "Fix: take ids from this model's tokenizer (model.to_single_token)."
+        )
     return out
 
 
-def _check_explainable(model: Any, targets: Tensor, foils: Tensor | None) -> None:
+def _check_explainable(model: readout.HookedModel, targets: Tensor, foils: Tensor | None) -> None:
     """Refuse what has no answer: the unknown token (its logit says nothing about a word), and a
     target equal to its foil (every score would be exactly 0)."""
     unk = readout.unknown_token_id(model)
@@ -255,7 +293,8 @@ def _check_explainable(model: Any, targets: Tensor, foils: Tensor | None) -> Non
         raise InputError(
             f"target and foil are the same token {pieces[0]!r} (id {int(targets[same[0]])}) in "
             f"sequences {same} after tokenization: their logit difference is 0 by definition and "
-            "every score would be 0. Fix: pick a foil that differs from the target."
+            "every score would be 0; expected a foil other than the target. Fix: pick a foil that "
+            "differs from the target."
         )
 
 

@@ -10,7 +10,6 @@ matrices (`rollout`), whose padded rows and columns are exact zeros.
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -64,7 +63,7 @@ def real_positions(mask: Int[Tensor, "batch pos"]) -> list[Tensor]:
 
 
 def _measurer(
-    info: Any,
+    info: readout.ModelInfo,
     request: Request,
     observers: Iterable[Observer],
     trace: Trace,
@@ -94,8 +93,8 @@ def _measurer(
 
 
 def run_single(
-    model: Any,
-    info: Any,
+    model: readout.HookedModel,
+    info: readout.ModelInfo,
     tokens: Int[Tensor, "batch pos"],
     mask: Int[Tensor, "batch pos"],
     request: Request,
@@ -131,8 +130,8 @@ def encoder_decoder_columns(n_encoder: int, n_decoder: int) -> list[str]:
 
 
 def run_encoder_decoder(
-    model: Any,
-    info: Any,
+    model: readout.HookedModel,
+    info: readout.ModelInfo,
     src: Int[Tensor, "batch src_pos"],
     src_mask: Int[Tensor, "batch src_pos"],
     tgt: Int[Tensor, "batch tgt_pos"],

@@ -5,14 +5,14 @@ layer's self- and cross-attention; a collector scatters them into padded tensors
 rollout and the extended rollout (`rollout.extended_rollout`) are taken after the run.
 """
 
-from typing import Any, no_type_check
-
 import torch
+from beartype import beartype
+from jaxtyping import Int, jaxtyped
 from torch import Tensor
 
 from . import inputs as _inputs
 from . import pipeline, readout
-from ._measure import Request, run_metadata, warn_weight_processing
+from ._measure import Request, Validated, run_metadata, warn_weight_processing
 from .core.rollout import extended_rollout, rollout
 from .errors import InputError
 from .results import AltiPlusResult
@@ -20,9 +20,9 @@ from .results import AltiPlusResult
 ENCODER, DECODER_SELF = readout.ENCODER, readout.DECODER_SELF
 
 
-@no_type_check
+@_inputs.validates_arguments  # then `_alti_plus` checks the shapes
 def alti_plus(
-    model: Any,
+    model: readout.HookedModel,
     source: str | list[str] | Tensor,
     target: str | list[str] | Tensor | None = None,
     *,
@@ -61,17 +61,37 @@ def alti_plus(
     )
     if target is None:
         if target_attention_mask is not None:
-            raise InputError("target_attention_mask was given without a target.")
+            raise InputError(
+                "target_attention_mask was given without a target; expected it only with target "
+                "ids. Fix: drop it (the target is generated), or pass the target too."
+            )
+        max_new_tokens = _inputs.check_max_new_tokens(max_new_tokens)
         tgt, tgt_mask, labels = readout.generate(model, info, src, src_mask, max_new_tokens)
     else:
         tgt, tgt_mask, labels = _inputs.prepare_target(model, info, target, target_attention_mask)
     if src.shape[0] != tgt.shape[0]:
         raise InputError(
             f"source has {src.shape[0]} sequences but target has {tgt.shape[0]}; expected one "
-            "target per source."
+            "target per source. Fix: pass as many targets as sources."
         )
     request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check)
     warn_weight_processing(model, info)
+    call = Validated(model, info, request)
+    return _alti_plus(call, src, src_mask, tgt, tgt_mask, labels, target is None)
+
+
+@jaxtyped(typechecker=beartype)
+def _alti_plus(
+    call: Validated,
+    src: Int[Tensor, "batch src_pos"],
+    src_mask: Int[Tensor, "batch src_pos"],
+    tgt: Int[Tensor, "batch tgt_pos"],
+    tgt_mask: Int[Tensor, "batch tgt_pos"],
+    labels: Int[Tensor, "batch tgt_pos"],
+    generated: bool,
+) -> AltiPlusResult:
+    """`alti_plus` on validated arguments (`generated`: the target was generated)."""
+    model, info, request = call.model, call.info, call.request
     collector = _Collector(info, src.shape, tgt.shape[1], request.dtype)
     trace = pipeline.run_encoder_decoder(
         model, info, src, src_mask, tgt, tgt_mask, request, [collector]
@@ -89,7 +109,7 @@ def alti_plus(
     sub_blocks = pipeline.encoder_decoder_columns(info.n_layers, info.n_decoder_layers)
     metadata |= {
         "sub_blocks": sub_blocks,
-        "target_generated": target is None,
+        "target_generated": generated,
         "decoder_start_token_id": info.decoder_start_token_id,
     }
     return AltiPlusResult(
@@ -116,7 +136,9 @@ class _Collector:
     """Observer: the encoder, decoder self- and cross-attention matrices into padded CPU tensors
     (the cross-attention's residual column last, at index `src_pos`)."""
 
-    def __init__(self, info: Any, src_shape: torch.Size, n_target: int, dtype: torch.dtype) -> None:
+    def __init__(
+        self, info: readout.ModelInfo, src_shape: torch.Size, n_target: int, dtype: torch.dtype
+    ) -> None:
         batch, S = src_shape
         self.S = S
         self.enc_C = torch.zeros(batch, info.n_layers, S, S, dtype=dtype)

@@ -16,6 +16,8 @@ The demo models were trained on seed 0; evaluate on any other seed.
 import random
 from dataclasses import dataclass
 
+from alti_lens.errors import InputError
+
 
 def _unique(words: tuple[str, ...]) -> tuple[str, ...]:
     """The words in first-seen order, each once."""
@@ -63,10 +65,11 @@ def induction_sequences(
     varies and only a content-based mechanism can find it), at most 51 tokens with BOS.
     """
     if not 1 <= min_len <= max_len or max_prefix < 0 or max_len + max_prefix > len(INDUCTION_WORDS):
-        raise ValueError(
+        raise InputError(
             f"expected 1 <= min_len <= max_len, max_prefix >= 0 and max_len + max_prefix <= "
             f"{len(INDUCTION_WORDS)} (the vocabulary), got min_len={min_len}, max_len={max_len}, "
-            f"max_prefix={max_prefix}."
+            f"max_prefix={max_prefix}. Fix: shorten the sequences or the prefix: every word of a "
+            "sequence is distinct."
         )
     rng = random.Random(seed)
     out = []

@@ -1,7 +1,8 @@
 """Evaluation of ALTI against ground truth and other attribution methods (docs/EVALUATION.md).
 
 `metrics` is pure tensor code (AER, top-source accuracy, deletion curves, correlations); `runs`
-runs the experiments on any model `alti_lens` supports, so they can be repeated on your own models.
+runs the experiments on any model `alti_lens` supports, so they can be repeated on your own models
+(the word-alignment experiment lives in `alignment`, and `runs` re-exports it).
 The report itself is written by `benchmarks/evaluation/run_evaluation.py`.
 """
 

@@ -24,6 +24,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from alti_lens._contracts import validates_arguments
+from alti_lens.errors import InputError
+
 Link = tuple[int, int]  # (target word, source word)
 
 
@@ -37,10 +40,10 @@ def word_level(
     None for tokens that belong to no word (BOS, EOS, language tags, padding): their rows and
     columns are dropped, so special tokens are never alignment candidates."""
     if len(target_words) != scores.shape[0] or len(source_words) != scores.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"word_level: scores are {tuple(scores.shape)} but {len(target_words)} target and "
-            f"{len(source_words)} source word indices were given; give one per token (None for "
-            "special tokens)."
+            f"{len(source_words)} source word indices were given; expected one per token. Fix: "
+            "give every token its word index (None for special tokens)."
         )
     n_tgt = 1 + max((w for w in target_words if w is not None), default=-1)
     n_src = 1 + max((w for w in source_words if w is not None), default=-1)
@@ -55,8 +58,9 @@ def word_level(
     counts = tgt.sum(dim=1, keepdim=True)
     if bool((counts == 0).any()):
         missing = (counts.flatten() == 0).nonzero().flatten().tolist()
-        raise ValueError(
-            f"word_level: target words {missing} have no token; indices must be 0..n-1."
+        raise InputError(
+            f"word_level: target words {missing} have no token; expected word indices 0..n-1 "
+            "with every word covering at least one token. Fix: number the words without gaps."
         )
     # rows: mean over a word's target tokens; columns: sum over a word's source tokens
     return (tgt / counts) @ scores.to(src.dtype) @ src
@@ -70,7 +74,10 @@ def argmax_alignment(
     masked = scores.clone()
     if candidates is not None:
         if not bool(candidates.any()):
-            raise ValueError("argmax_alignment: no source word is a candidate.")
+            raise InputError(
+                "argmax_alignment: no source word is a candidate (candidates is all False); "
+                "expected at least one. Fix: mark the source words a target may align to."
+            )
         masked[:, ~candidates] = -torch.inf
     return {(t, int(s)) for t, s in enumerate(masked.argmax(dim=1).tolist())}
 
@@ -84,9 +91,10 @@ def alignment_error_rate(
     predicted, sure = list(predicted), list(sure)
     possible = sure if possible is None else list(possible)
     if not len(predicted) == len(sure) == len(possible):
-        raise ValueError(
+        raise InputError(
             f"alignment_error_rate: {len(predicted)} predicted, {len(sure)} sure and "
-            f"{len(possible)} possible alignments; expected one of each per sentence."
+            f"{len(possible)} possible alignments; expected one of each per sentence. Fix: pass "
+            "the same sentences to all three (possible=None: the sure links)."
         )
     hit_sure = hit_possible = n_predicted = n_sure = 0
     for a, s, p in zip(predicted, sure, possible, strict=True):
@@ -96,7 +104,10 @@ def alignment_error_rate(
         n_predicted += len(a)
         n_sure += len(s)
     if n_predicted + n_sure == 0:
-        raise ValueError("alignment_error_rate: no links at all (empty corpus).")
+        raise InputError(
+            "alignment_error_rate: no links at all (empty corpus); expected at least one "
+            "predicted or sure link. Fix: pass the alignments of at least one sentence."
+        )
     return 1.0 - (hit_sure + hit_possible) / (n_predicted + n_sure)
 
 
@@ -131,8 +142,9 @@ def deletion_auc(curve: Float[Tensor, " step"]) -> float:
     """Area under a deletion curve over `x = k / K ∈ [0, 1]` (trapezoids), `curve[0]` being the
     score with nothing removed. Normalise the curve first (`curve / curve[0]`) to compare inputs."""
     if curve.ndim != 1 or curve.numel() < 2:
-        raise ValueError(
-            f"deletion_auc: expected a 1-D curve with at least 2 points, got {tuple(curve.shape)}."
+        raise InputError(
+            f"deletion_auc: expected a 1-D curve with at least 2 points, got {tuple(curve.shape)}. "
+            "Fix: pass one input's curve, from nothing removed to every candidate removed."
         )
     x = torch.linspace(0.0, 1.0, curve.numel(), dtype=torch.float64)
     return float(torch.trapezoid(curve.to(torch.float64), x))
@@ -152,12 +164,13 @@ def _ranks(x: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
     return (mean_rank / counts)[inverse]
 
 
+@validates_arguments  # with friendly errors, before any shape check
 def pearson(x: Float[Tensor, " n"], y: Float[Tensor, " n"]) -> float:
     """Pearson's correlation; NaN when either input is constant."""
     if x.shape != y.shape or x.ndim != 1 or x.numel() < 2:
-        raise ValueError(
+        raise InputError(
             f"pearson: expected two 1-D tensors of the same length ≥ 2, got {tuple(x.shape)} "
-            f"and {tuple(y.shape)}."
+            f"and {tuple(y.shape)}. Fix: pass paired observations, flattened."
         )
     x, y = x.to(torch.float64), y.to(torch.float64)
     dx, dy = x - x.mean(), y - y.mean()
@@ -165,10 +178,15 @@ def pearson(x: Float[Tensor, " n"], y: Float[Tensor, " n"]) -> float:
     return float((dx * dy).sum() / denominator) if float(denominator) > 0 else float("nan")
 
 
+@validates_arguments  # with friendly errors, before any shape check
 def spearman(x: Float[Tensor, " n"], y: Float[Tensor, " n"]) -> float:
     """Spearman's rank correlation (Pearson's on average ranks, so ties are handled)."""
     if x.shape != y.shape:
-        raise ValueError(f"spearman: shapes differ, {tuple(x.shape)} and {tuple(y.shape)}.")
+        raise InputError(
+            f"spearman: shapes differ, {tuple(x.shape)} and {tuple(y.shape)}; expected two 1-D "
+            "tensors of the same length (paired observations). Fix: pass paired observations, "
+            "flattened."
+        )
     return pearson(_ranks(x), _ranks(y))
 
 

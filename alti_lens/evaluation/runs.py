@@ -9,7 +9,8 @@ Each function runs a model through `alti`, `alti_plus` or `alti_logit` and the i
   inputs by a neutral token; how fast does the output fall?).
 - `patching_correlations` / `cross_patching_correlations`: per layer, the correlation between
   each measure's contributions `C^l[i, j]` and the effect of value zeroing `j` on `y_i^l`.
-- `alignment_error_rates`: AER of word alignments read from ALTI+ and the baselines.
+- `alignment_error_rates` (in `alignment`, re-exported here): AER of word alignments read from
+  ALTI+ and the baselines.
 
 Conventions, stated once: "ALTI" is the `l1` measure's rollout after the last layer; "attention"
 the last layer's head-mean attention (not rolled out); "attention rollout" Abnar & Zuidema's;
@@ -18,7 +19,6 @@ the last layer's head-mean attention (not rolled out); "attention rollout" Abnar
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -31,6 +31,9 @@ from alti_lens.plus import alti_plus
 from alti_lens.readout import patching
 
 from . import metrics
+from .alignment import ALIGNMENT_METHODS as ALIGNMENT_METHODS  # re-exported
+from .alignment import AlignedPair as AlignedPair
+from .alignment import alignment_error_rates as alignment_error_rates
 
 # name → (measure, take the rollout (True) or the last layer's own matrix (False))
 SINGLE_STACK_MEASURES: dict[str, tuple[str, bool]] = {
@@ -45,7 +48,9 @@ CURVE_POINTS = 11  # deletion curves are resampled onto x = 0, 0.1, ..., 1 for a
 
 
 def last_layer_scores(
-    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None
+    model: readout.HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Tensor | None = None,
 ) -> dict[str, Float[Tensor, "batch query_pos key_pos"]]:
     """Every single-stack measure's matrix after the last layer (see `SINGLE_STACK_MEASURES`)."""
     out = {}
@@ -74,7 +79,7 @@ class InductionReport:
 
 
 def induction_top_sources(
-    model: Any, tokens: Int[Tensor, "batch pos"], *, bos: bool = True
+    model: readout.HookedModel, tokens: Int[Tensor, "batch pos"], *, bos: bool = True
 ) -> InductionReport:
     """Top-source accuracy on repeated sequences (unpadded, `[batch, pos]`).
 
@@ -124,7 +129,10 @@ def _induction_rows(tokens: Int[Tensor, "batch pos"]) -> list[tuple[int, int, in
 
 
 def _logit_rows(
-    model: Any, tokens: Int[Tensor, "batch pos"], predictions: Tensor, positions: list[int]
+    model: readout.HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    predictions: Tensor,
+    positions: list[int],
 ) -> dict[int, Float[Tensor, "batch pos"]]:
     """ALTI-Logit scores of each sequence's own prediction at each of `positions`."""
     return {
@@ -197,7 +205,7 @@ def _collect(
 
 
 def decoder_deletion(
-    model: Any,
+    model: readout.HookedModel,
     tokens: Int[Tensor, "batch pos"],
     examples: Sequence[tuple[int, int]],
     replacement: int,
@@ -245,7 +253,7 @@ def mean_pool(
 
 
 def embedding_deletion(
-    model: Any,
+    model: readout.HookedModel,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     special: Bool[Tensor, "batch pos"],
@@ -319,7 +327,9 @@ def _average(per: dict) -> Correlations:
     }
 
 
-def patching_correlations(model: Any, sequences: Sequence[Int[Tensor, " _pos"]]) -> Correlations:
+def patching_correlations(
+    model: readout.HookedModel, sequences: Sequence[Int[Tensor, " _pos"]]
+) -> Correlations:
     """measure → where (`"sub-block"`: the attention sub-block output `y_i^l`; `"layer"`: the
     layer output after the MLP) → layer → (Spearman, Pearson, per-row Spearman), averaged over
     the sequences, between `C^l[i, j]` and the value-zeroing effect of `j` over the pairs `i ≠ j`
@@ -350,7 +360,7 @@ def _mean_pair(values: list[tuple[float, float, float]]) -> tuple[float, float, 
 
 
 def cross_patching_correlations(
-    model: Any,
+    model: readout.HookedModel,
     sources: Sequence[Int[Tensor, " _src_pos"]],
     decoder_inputs: Sequence[Int[Tensor, " _tgt_pos"]],
 ) -> Correlations:
@@ -380,89 +390,3 @@ def cross_patching_correlations(
                     value = _pair_correlations(C, effect, every)
                     _record(per, m, where, f"cross {layer}", value)
     return _average(per)
-
-
-@dataclass
-class AlignedPair:
-    """One sentence pair: token ids, each token's word index (None: special token) and the gold
-    links (target word, source word)."""
-
-    source_ids: list[int]
-    source_words: list[int | None]
-    decoder_input: list[int]  # starts with the decoder start token
-    label_words: list[int | None]  # word of the token each decoder row predicts
-    gold: set[metrics.Link]
-
-
-# name → (measure, which matrix): "rollout" is the extended rollout's source columns R^l, "cross"
-# the layer's own cross-attention source columns C_ca^l, "cross x enc" C_ca^l · R_enc.
-ALIGNMENT_METHODS: dict[str, tuple[str, str]] = {
-    "ALTI+ (rollout R^l)": ("l1", "rollout"),
-    "ALTI cross C_ca^l": ("l1", "cross"),
-    "ALTI cross x encoder rollout": ("l1", "cross x enc"),
-    "cross-attention (head mean)": ("attention", "cross"),
-    "cross-attention x encoder attention rollout": ("attention_rollout", "cross x enc"),
-    "attention rollout (extended)": ("attention_rollout", "rollout"),
-    "norm (Kobayashi) cross": ("norm", "cross"),
-    "norm rollout (extended)": ("norm", "rollout"),
-}
-
-
-def alignment_error_rates(
-    model: Any,
-    pairs: Sequence[AlignedPair],
-    methods: dict[str, tuple[str, str]] | None = None,
-    *,
-    row: str = "predicting",
-) -> dict[str, list[float]]:
-    """Method (default: every one of `ALIGNMENT_METHODS`) → AER per decoder layer, with teacher
-    forcing of the gold target. `row="predicting"`: target word `w` is read from the decoder
-    rows that predict its tokens (row `t` predicts label `t`); `"input"`: from the rows that hold
-    them as input (row `t + 1`, Chen et al. 2020's Shift-Att), where the model has seen the word.
-    """
-    if row not in ("predicting", "input"):
-        raise ValueError(f"row must be 'predicting' or 'input', got {row!r}")
-    src, src_mask = _pad([p.source_ids for p in pairs])
-    tgt, tgt_mask = _pad([p.decoder_input for p in pairs])
-    cache: dict[str, Any] = {}
-    out: dict[str, list[float]] = {}
-    for name, (measure, matrix) in (methods or ALIGNMENT_METHODS).items():
-        if measure not in cache:
-            cache[measure] = alti_plus(
-                model,
-                src,
-                tgt,
-                source_attention_mask=src_mask,
-                target_attention_mask=tgt_mask,
-                measure=measure,
-            )
-        result = cache[measure]
-        rates = []
-        for layer in range(result.rollout.shape[1]):
-            predicted = []
-            for b, pair in enumerate(pairs):
-                s, t = len(pair.source_ids), len(pair.decoder_input)
-                if matrix == "rollout":
-                    scores = result.rollout[b, layer, :t, :s]
-                else:
-                    scores = result.cross_contributions[b, layer, :t, :s]
-                    if matrix == "cross x enc":
-                        scores = scores @ result.encoder_rollout[b, -1, :s, :s]
-                target_words = pair.label_words
-                if row == "input":  # row t + 1 holds label t
-                    target_words = [None, *pair.label_words[:-1]]
-                words = metrics.word_level(scores, target_words, pair.source_words)
-                predicted.append(metrics.argmax_alignment(words))
-            rates.append(metrics.alignment_error_rate(predicted, [p.gold for p in pairs]))
-        out[name] = rates
-    return out
-
-
-def _pad(rows: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    n = max(len(r) for r in rows)
-    tokens = torch.zeros(len(rows), n, dtype=torch.long)
-    mask = torch.zeros(len(rows), n, dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return tokens, mask

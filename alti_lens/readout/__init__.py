@@ -12,7 +12,8 @@ tabled in `single` and `encdec`.
 
 Modules: `models` (which backend, shapes, weight processing), `tokens` (text ↔ ids, generation),
 `run` (one forward pass with hooks), `single` (single-stack hook plans), `encdec` (ALTI+ plans),
-`boot` (a model by built-in name, directory or hub name), `predict` (plain next-token logits).
+`boot` (a model by built-in name, directory or hub name), `predict` (plain next-token logits),
+`protocol` (`HookedModel`: what alti_lens needs of a model).
 """
 
 from .boot import DTYPES, builtin_models, load_model, resolve
@@ -31,6 +32,7 @@ from .models import (
     weight_processing,
 )
 from .predict import is_causal_lm, next_token_logits
+from .protocol import HookedModel
 from .single import final_norm_affine, read_blocks, unembedding
 from .tokens import (
     generate,
@@ -52,6 +54,7 @@ __all__ = [
     "HOOKED_ENCODER",
     "HOOKED_ENCODER_DECODER",
     "HOOKED_TRANSFORMER",
+    "HookedModel",
     "ModelInfo",
     "backend_of",
     "builtin_models",

@@ -21,6 +21,8 @@ import torch
 
 from alti_lens.errors import InputError, ModelUnavailableError, UnsupportedModelError
 
+from .protocol import HookedModel
+
 DTYPES = {
     "float32": torch.float32,
     "float64": torch.float64,
@@ -37,10 +39,9 @@ def builtin_models() -> dict[str, Path]:
 
 
 def _bridge_class() -> Any:
-    try:  # TransformerLens 4.x exports it at top level, 3.x from model_bridge only
-        from transformer_lens.model_bridge import TransformerBridge
-    except ImportError:  # pragma: no cover - every supported version has model_bridge
-        from transformer_lens import TransformerBridge  # type: ignore[attr-defined]
+    # TransformerLens 4.x also exports it at top level; 3.x (>= 3.0, as required) from here only
+    from transformer_lens.model_bridge import TransformerBridge
+
     return TransformerBridge
 
 
@@ -50,7 +51,10 @@ def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+        raise InputError(
+            f"dtype must be one of {sorted(DTYPES)} or a torch dtype, got {dtype!r}. "
+            'Fix: dtype="float32" (the default) or "float64" for exactness checks.'
+        )
     return DTYPES[dtype]
 
 
@@ -71,7 +75,7 @@ def resolve(name_or_dir: str) -> tuple[str, str]:
     if path.exists() or name_or_dir.startswith((".", "/", "~")):
         raise InputError(
             f"model {name_or_dir!r} is neither a built-in name ({', '.join(sorted(builtins))}) "
-            "nor an existing checkpoint directory. Fix: check the path."
+            "nor an existing checkpoint directory; expected one of them. Fix: check the path."
         )
     return "hub", name_or_dir
 
@@ -165,7 +169,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
-) -> Any:
+) -> HookedModel:
     """A `TransformerBridge` for a built-in demo model, a local checkpoint directory or a hub name.
 
     Args:

@@ -17,7 +17,6 @@ and decoder self-attention `hook_resid_mid`, cross r `hook_resid_mid`, y `hook_r
 """
 
 from collections.abc import Callable
-from typing import Any
 
 from torch import Tensor
 
@@ -25,6 +24,7 @@ from alti_lens._types import Part
 from alti_lens.core.handover import BlockKind, BlockTensors
 
 from .models import BRIDGE, HOOKED_ENCODER_DECODER, ModelInfo, decoder_blocks, encoder_blocks
+from .protocol import HookedModel
 from .run import (
     Key,
     Plan,
@@ -41,7 +41,9 @@ DECODER_SELF: Part = "decoder_self"
 DECODER_CROSS: Part = "decoder_cross"
 
 
-def _bridge_plan(model: Any, part: Part, layer: int, rows_real: Tensor, keys_real: Tensor) -> Plan:
+def _bridge_plan(
+    model: HookedModel, part: Part, layer: int, rows_real: Tensor, keys_real: Tensor
+) -> Plan:
     stack = "encoder_blocks" if part == ENCODER else "decoder_blocks"
     block = (encoder_blocks if part == ENCODER else decoder_blocks)(model)[layer]
 
@@ -100,7 +102,9 @@ def _bridge_plan(model: Any, part: Part, layer: int, rows_real: Tensor, keys_rea
     return Plan((part, layer), names, assemble, rows_real, keys_real)
 
 
-def _hooked_plan(model: Any, part: Part, layer: int, rows_real: Tensor, keys_real: Tensor) -> Plan:
+def _hooked_plan(
+    model: HookedModel, part: Part, layer: int, rows_real: Tensor, keys_real: Tensor
+) -> Plan:
     stack = "encoder" if part == ENCODER else "decoder"
     block = (encoder_blocks if part == ENCODER else decoder_blocks)(model)[layer]
     prefix = f"{stack}.{layer}."
@@ -130,7 +134,7 @@ def _hooked_plan(model: Any, part: Part, layer: int, rows_real: Tensor, keys_rea
 
 
 def read_encoder_decoder(
-    model: Any,
+    model: HookedModel,
     info: ModelInfo,
     src: Tensor,
     src_mask: Tensor,

@@ -10,6 +10,8 @@ from torch import Tensor
 
 from alti_lens.errors import UnsupportedModelError
 
+from .protocol import HookedModel, not_a_model
+
 BRIDGE = "TransformerBridge"
 HOOKED_TRANSFORMER = "HookedTransformer"
 HOOKED_ENCODER = "HookedEncoder"
@@ -30,14 +32,10 @@ def backend_of(model: object) -> str:
     TransformerLens versions (3.x exports the bridge from `model_bridge` only, 4.x at top level).
     """
     names = (BRIDGE, HOOKED_TRANSFORMER, HOOKED_ENCODER, HOOKED_ENCODER_DECODER)
-    for cls in type(model).__mro__:
+    for cls in type(model).__mro__:  # these classes are `HookedModel`s (tests/test_contracts.py)
         if cls.__name__ in names and cls.__module__.startswith("transformer_lens."):
             return cls.__name__
-    raise UnsupportedModelError(
-        f"expected a TransformerLens model (TransformerBridge, or with TransformerLens 3.x "
-        f"HookedTransformer / HookedEncoder), got {type(model).__module__}.{type(model).__name__}. "
-        "Fix: wrap a Hugging Face model with TransformerBridge.boot_transformers(name_or_dir)."
-    )
+    raise not_a_model(model)
 
 
 @dataclass(frozen=True)
@@ -63,31 +61,31 @@ class ModelInfo:
         return tl_version()
 
 
-def _is_encoder_decoder(model: Any, backend: str) -> bool:
+def _is_encoder_decoder(model: HookedModel, backend: str) -> bool:
     if backend == HOOKED_ENCODER_DECODER:
         return True
     return backend == BRIDGE and hasattr(model, "decoder_blocks")
 
 
-def is_encoder_decoder(model: Any) -> bool:
+def is_encoder_decoder(model: HookedModel) -> bool:
     return _is_encoder_decoder(model, backend_of(model))
 
 
-def _arch(model: Any) -> str:
+def _arch(model: HookedModel) -> str:
     cfg = model.cfg
     arch = getattr(cfg, "architecture", None) or getattr(cfg, "original_architecture", None)
     return str(arch or "unknown")
 
 
-def encoder_blocks(model: Any) -> Any:
+def encoder_blocks(model: HookedModel) -> Any:
     return model.encoder_blocks if hasattr(model, "encoder_blocks") else model.encoder
 
 
-def decoder_blocks(model: Any) -> Any:
+def decoder_blocks(model: HookedModel) -> Any:
     return model.decoder_blocks if hasattr(model, "decoder_blocks") else model.decoder
 
 
-def attention_modules(model: Any) -> list[Any]:
+def attention_modules(model: HookedModel) -> list[Any]:
     """Every attention module, in order (self-attention of each stack, then cross-attention)."""
     if not hasattr(model, "blocks"):
         dec = decoder_blocks(model)
@@ -99,14 +97,19 @@ def attention_modules(model: Any) -> list[Any]:
     return [b.attn for b in model.blocks]
 
 
-def describe(model: Any, *, encoder_decoder: bool = False) -> ModelInfo:
-    """Validate `model` for `alti` (one stack) or `alti_plus` (`encoder_decoder`); describe it."""
+def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
+    """Validate `model` for `alti` (one stack) or `alti_plus` (`encoder_decoder`); describe it.
+
+    `model` is whatever the user passed: anything but a `HookedModel` of a TransformerLens class
+    is refused with an `UnsupportedModelError` that says what came and what works."""
+    if not isinstance(model, HookedModel):
+        raise not_a_model(model)
     backend = backend_of(model)
     is_enc_dec = _is_encoder_decoder(model, backend)
     if is_enc_dec and not encoder_decoder:
         raise UnsupportedModelError(
             f"{type(model).__name__} wraps an encoder-decoder model ({_arch(model)}); "
-            "alti() explains one stack of self-attention. Fix: use "
+            "alti() expects one stack of self-attention. Fix: use "
             "alti_plus(model, source, target) for source and target contributions (ALTI+)."
         )
     if encoder_decoder and not is_enc_dec:
@@ -122,7 +125,8 @@ def describe(model: Any, *, encoder_decoder: bool = False) -> ModelInfo:
         blocks = getattr(model, "blocks", None)
         if blocks is None or len(blocks) == 0:
             raise UnsupportedModelError(
-                f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks."
+                f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks. "
+                "Fix: pass a TransformerLens model of a transformer (see alti_lens's README)."
             )
         for layer, block in enumerate(blocks):
             if getattr(block, "attn", None) is None:
@@ -156,11 +160,11 @@ def describe(model: Any, *, encoder_decoder: bool = False) -> ModelInfo:
 # Weight processing (spec §6)
 
 
-def _norm_type(model: Any) -> str:
+def _norm_type(model: HookedModel) -> str:
     return str(getattr(model.cfg, "normalization_type", None) or "")
 
 
-def weight_processing(model: Any, backend: str) -> dict[str, bool]:
+def weight_processing(model: HookedModel, backend: str) -> dict[str, bool]:
     """Detect TransformerLens' weight processing from flags and, where none exist, from weights.
 
     3.x keeps no flag for centring or value-bias folding, so both are read off the weights:
@@ -204,7 +208,7 @@ def _value_bias(attn: Any) -> Tensor | None:
 _WARNED: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
-def first_time(model: Any) -> bool:
+def first_time(model: HookedModel) -> bool:
     """True the first time a given model object is seen (for warn-once messages)."""
     if model in _WARNED:
         return False

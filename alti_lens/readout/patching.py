@@ -25,9 +25,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from alti_lens.core.handover import BlockTensors
+from alti_lens.errors import InputError
 
 from . import encdec, single
 from .models import BRIDGE, HOOKED_ENCODER, describe
+from .protocol import HookedModel
 from .run import eval_mode
 
 
@@ -54,7 +56,7 @@ def _relative_change(
 SUB_BLOCK, LAYER = "sub-block", "layer"
 
 
-def _layer_output_name(model: Any, prefix: str) -> str:
+def _layer_output_name(model: HookedModel, prefix: str) -> str:
     """The block's output hook: `hook_resid_post` (TransformerLens' name), or the bridge's
     `hook_out` of the block where no alias exists."""
     name = f"{prefix}.hook_resid_post"
@@ -69,7 +71,7 @@ def _capture(sink: list[Tensor]) -> Callable[..., None]:
 
 
 def value_zeroing(
-    model: Any, tokens: Int[Tensor, "1 pos"], layer: int
+    model: HookedModel, tokens: Int[Tensor, "1 pos"], layer: int
 ) -> dict[str, Float[Tensor, "query_pos key_pos"]]:
     """`effect[i, j]` of zeroing source `j`'s value vectors in `layer`, on that layer's attention
     sub-block output at `i` (`"sub-block"`) and on the layer's output (`"layer"`); a
@@ -94,7 +96,7 @@ def value_zeroing(
 
 
 def value_zeroing_encoder_decoder(
-    model: Any,
+    model: HookedModel,
     source: Int[Tensor, "1 src_pos"],
     decoder_input: Int[Tensor, "1 tgt_pos"],
     part: str,
@@ -104,7 +106,10 @@ def value_zeroing_encoder_decoder(
     source `j`, effect on encoder rows) or `"decoder_cross"` (zero source `j` in the
     cross-attention of decoder `layer`, effect on the cross-attention output of decoder rows)."""
     if part not in (encdec.ENCODER, encdec.DECODER_CROSS):
-        raise ValueError(f"part must be 'encoder' or 'decoder_cross', got {part!r}")
+        raise InputError(
+            f"part must be 'encoder' or 'decoder_cross', got {part!r}. Fix: 'encoder' zeroes "
+            "encoder sources for encoder rows, 'decoder_cross' for a decoder's cross-attention."
+        )
     info = describe(model, encoder_decoder=True)
     S, T = source.shape[1], decoder_input.shape[1]
     src = source.reshape(1, S).expand(S + 1, S).clone()
@@ -132,7 +137,7 @@ def value_zeroing_encoder_decoder(
 
 
 def logits(
-    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None
+    model: HookedModel, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None
 ) -> Float[Tensor, "batch pos d_vocab"]:
     """The model's logits (decoder-only model), without gradients, dropout off."""
     kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
@@ -142,7 +147,7 @@ def logits(
 
 
 def last_hidden(
-    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
+    model: HookedModel, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
 ) -> Float[Tensor, "batch pos d_model"]:
     """The last block's output (`hook_resid_post`) of an encoder or decoder-only model: the
     token representations a sentence embedding pools."""

@@ -1,7 +1,5 @@
 """The model's own next-token prediction (for summaries that name what is being explained)."""
 
-from typing import Any
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -13,10 +11,11 @@ from .models import (
     backend_of,
     is_encoder_decoder,
 )
+from .protocol import HookedModel
 from .run import eval_mode
 
 
-def is_causal_lm(model: Any) -> bool:
+def is_causal_lm(model: HookedModel) -> bool:
     """True for decoder-only language models (whose last position predicts the next token)."""
     if backend_of(model) in (HOOKED_ENCODER, HOOKED_ENCODER_DECODER) or is_encoder_decoder(model):
         return False
@@ -24,7 +23,7 @@ def is_causal_lm(model: Any) -> bool:
 
 
 def next_token_logits(
-    model: Any, info: ModelInfo, tokens: Tensor, mask: Tensor
+    model: HookedModel, info: ModelInfo, tokens: Tensor, mask: Tensor
 ) -> Float[Tensor, "batch d_vocab"]:
     """Logits at each sequence's last real token, from one plain forward pass (no hooks)."""
     kwargs: dict[str, Tensor] = {}

@@ -18,6 +18,7 @@ from alti_lens.core.handover import BlockTensors, NormTensors
 from alti_lens.errors import NonFiniteActivationError, UnsupportedModelError
 
 from .models import BRIDGE, ModelInfo
+from .protocol import HookedModel
 
 # (part, layer): ("layer", 3), ("encoder", 0), ("decoder_cross", 1), ...; "final" (the final
 # norm's plan) is a key of the read-out only, never handed over.
@@ -41,7 +42,9 @@ def fired_after(order: list[str], later: str, earlier: str) -> bool:
     return order.index(later) > order.index(earlier)
 
 
-def norm_affine(model: Any, backend: str, ln: Any) -> tuple[Tensor | None, Tensor | None, bool]:
+def norm_affine(
+    model: HookedModel, backend: str, ln: Any
+) -> tuple[Tensor | None, Tensor | None, bool]:
     """A norm module's effective `γ` and `β` (None where absent) and whether it centres."""
     if backend == BRIDGE:
         weight = getattr(ln, "weight", None)
@@ -64,7 +67,7 @@ def norm_affine(model: Any, backend: str, ln: Any) -> tuple[Tensor | None, Tenso
     )
 
 
-def norm_tensors(model: Any, backend: str, ln: Any, scale: Tensor) -> NormTensors:
+def norm_tensors(model: HookedModel, backend: str, ln: Any, scale: Tensor) -> NormTensors:
     """A norm module's effective affine and its real scale `[batch, pos]`."""
     weight, bias, centred = norm_affine(model, backend, ln)
     scale = scale.reshape(scale.shape[0], scale.shape[1])
@@ -128,7 +131,7 @@ def computed_precision(
 
 
 @contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+def eval_mode(model: HookedModel) -> Iterator[None]:
     """Disable dropout for the run and restore every module's own training flag afterwards.
 
     Only modules in training mode are touched: `model.eval()` and restoring every flag walk the
@@ -165,7 +168,7 @@ def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
 
 
 def run_plans(
-    model: Any,
+    model: HookedModel,
     info: ModelInfo,
     plans: list[Plan],
     forward: Callable[[list[tuple[str, Callable[..., None]]]], None],

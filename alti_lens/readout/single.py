@@ -9,13 +9,13 @@
 """
 
 from collections.abc import Callable
-from typing import Any
 
 from torch import Tensor
 
 from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormTensors
 
 from .models import HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
+from .protocol import HookedModel
 from .run import (
     Key,
     Plan,
@@ -34,7 +34,7 @@ def _hook(layer: int, name: str) -> str:
     return f"blocks.{layer}.{name}"
 
 
-def _kind_and_names(model: Any, backend: str, layer: int) -> tuple[BlockKind | None, dict]:
+def _kind_and_names(model: HookedModel, backend: str, layer: int) -> tuple[BlockKind | None, dict]:
     """The block kind (None: pre- or post-norm, told apart by hook order) and the hooks to read."""
     block = model.blocks[layer]
     names = {
@@ -67,7 +67,7 @@ def _kind_and_names(model: Any, backend: str, layer: int) -> tuple[BlockKind | N
     return None, names
 
 
-def _plan(model: Any, info: ModelInfo, layer: int, real: Tensor, resid_post: bool) -> Plan:
+def _plan(model: HookedModel, info: ModelInfo, layer: int, real: Tensor, resid_post: bool) -> Plan:
     backend = info.backend
     planned, names = _kind_and_names(model, backend, layer)
     if resid_post:
@@ -115,7 +115,7 @@ def _plan(model: Any, info: ModelInfo, layer: int, real: Tensor, resid_post: boo
     return Plan(("layer", layer), names, assemble, real, real)
 
 
-def _final_plan(model: Any, backend: str, real: Tensor, sink: list) -> Plan | None:
+def _final_plan(model: HookedModel, backend: str, real: Tensor, sink: list) -> Plan | None:
     """The final norm's scale, if the model has one (captured into `sink`)."""
     name = "ln_final.hook_scale"
     if name not in model.hook_dict:
@@ -128,7 +128,7 @@ def _final_plan(model: Any, backend: str, real: Tensor, sink: list) -> Plan | No
 
 
 def final_norm_affine(
-    model: Any, info: ModelInfo
+    model: HookedModel, info: ModelInfo
 ) -> tuple[Tensor | None, Tensor | None, bool] | None:
     """The final norm's `γ`, `β` and centring (None: the model has no final norm)."""
     if "ln_final.hook_scale" not in model.hook_dict:
@@ -136,19 +136,19 @@ def final_norm_affine(
     return norm_affine(model, info.backend, model.ln_final)
 
 
-def unembedding(model: Any) -> tuple[Tensor, Tensor | None]:
+def unembedding(model: HookedModel) -> tuple[Tensor, Tensor | None]:
     """`W_U [d_model, d_vocab]` and `b_U [d_vocab]` (None where absent)."""
     b_U = getattr(model, "b_U", None)
     return model.W_U.detach(), None if b_U is None else b_U.detach()
 
 
-def _soft_cap(model: Any) -> float | None:
+def _soft_cap(model: HookedModel) -> float | None:
     cap = getattr(model.cfg, "output_logits_soft_cap", None)
     return float(cap) if cap is not None and cap > 0 else None
 
 
 def read_blocks(
-    model: Any,
+    model: HookedModel,
     info: ModelInfo,
     tokens: Tensor,
     mask: Tensor,

@@ -8,19 +8,21 @@ from torch import Tensor
 from alti_lens.errors import InputError, UnknownTokenWarning, warn_user
 
 from .models import BRIDGE, ModelInfo, backend_of, is_encoder_decoder
+from .protocol import HookedModel
 
 
-def _tokenizer(model: Any) -> Any:
+def _tokenizer(model: HookedModel) -> Any:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise InputError(
-            "got text, but the model has no tokenizer. Fix: pass token ids as an int tensor "
+            "text needs a tokenizer: got text, but the model has no tokenizer. Fix: pass token "
+            "ids as an int tensor "
             "[batch, pos], or give the model a tokenizer."
         )
     return tokenizer
 
 
-def _pad_id(model: Any) -> int:
+def _pad_id(model: HookedModel) -> int:
     tokenizer = getattr(model, "tokenizer", None)
     pad = None if tokenizer is None else tokenizer.pad_token_id
     if pad is None:
@@ -28,7 +30,7 @@ def _pad_id(model: Any) -> int:
     return int(pad) if pad is not None else 0
 
 
-def _right_pad(model: Any, rows: list[Tensor]) -> tuple[Tensor, Tensor]:
+def _right_pad(model: HookedModel, rows: list[Tensor]) -> tuple[Tensor, Tensor]:
     n = max(len(r) for r in rows)
     tokens = torch.full((len(rows), n), _pad_id(model), dtype=torch.long)
     mask = torch.zeros((len(rows), n), dtype=torch.long)
@@ -38,7 +40,7 @@ def _right_pad(model: Any, rows: list[Tensor]) -> tuple[Tensor, Tensor]:
     return tokens, mask
 
 
-def unknown_token_id(model: Any) -> int | None:
+def unknown_token_id(model: HookedModel) -> int | None:
     """The tokenizer's unknown token, where it is a real one: byte-level BPE tokenizers (GPT-2)
     name their BOS/EOS token as `unk_token` but never produce it for text."""
     tokenizer = getattr(model, "tokenizer", None)
@@ -49,7 +51,7 @@ def unknown_token_id(model: Any) -> int | None:
     return None if unk in others else unk
 
 
-def unknown_words(model: Any, text: str, target: bool = False) -> list[str]:
+def unknown_words(model: HookedModel, text: str, target: bool = False) -> list[str]:
     """The words of `text` that the tokenizer maps to its unknown token (none if it has none)."""
     unk = unknown_token_id(model)
     if unk is None:
@@ -64,7 +66,7 @@ def unknown_words(model: Any, text: str, target: bool = False) -> list[str]:
     return words
 
 
-def warn_unknown(model: Any, texts: list[str], name: str, target: bool = False) -> None:
+def warn_unknown(model: HookedModel, texts: list[str], name: str, target: bool = False) -> None:
     """Warn once per call, naming the words the model cannot read (they all become one token)."""
     found: list[str] = []
     for text in texts:
@@ -81,7 +83,7 @@ def warn_unknown(model: Any, texts: list[str], name: str, target: bool = False) 
         )
 
 
-def tokenize(model: Any, texts: list[str], name: str = "text") -> tuple[Tensor, Tensor]:
+def tokenize(model: HookedModel, texts: list[str], name: str = "text") -> tuple[Tensor, Tensor]:
     """Tokenize each text as the model does, then right-pad; returns (tokens, mask).
 
     Each text is tokenized alone, so the mask is known exactly even where the pad token is also the
@@ -105,7 +107,7 @@ def tokenize(model: Any, texts: list[str], name: str = "text") -> tuple[Tensor, 
 
 
 def tokenize_targets(
-    model: Any, info: ModelInfo, texts: list[str]
+    model: HookedModel, info: ModelInfo, texts: list[str]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Target texts as (decoder input, mask, labels): `labels` as the tokenizer makes them for the
     target side, the decoder input shifted right with the decoder start token (row t predicts
@@ -120,7 +122,7 @@ def tokenize_targets(
     return tokens, mask, label_ids.masked_fill(mask == 0, -1)
 
 
-def _decoder_start(model: Any, info: ModelInfo) -> int:
+def _decoder_start(model: HookedModel, info: ModelInfo) -> int:
     if info.decoder_start_token_id is None:
         raise InputError(
             f"the model's config has no decoder_start_token_id ({info.architecture}); "
@@ -130,7 +132,7 @@ def _decoder_start(model: Any, info: ModelInfo) -> int:
     return info.decoder_start_token_id
 
 
-def _eos_ids(model: Any) -> set[int]:
+def _eos_ids(model: HookedModel) -> set[int]:
     ids: set[int] = set()
     sources = [getattr(model, "tokenizer", None), model.cfg]
     hf = getattr(model, "original_model", None)
@@ -147,7 +149,7 @@ def _eos_ids(model: Any) -> set[int]:
 
 @torch.inference_mode()
 def generate(
-    model: Any, info: ModelInfo, src: Tensor, src_mask: Tensor, max_new_tokens: int
+    model: HookedModel, info: ModelInfo, src: Tensor, src_mask: Tensor, max_new_tokens: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Greedy translation of each source; returns (decoder input, mask, labels) as for a given
     target: the input starts with the decoder start token and ends before the last generated
@@ -182,7 +184,7 @@ def generate(
     return tokens, mask, label_ids.masked_fill(mask == 0, -1)
 
 
-def str_tokens(model: Any, tokens: Tensor) -> list[list[str]]:
+def str_tokens(model: HookedModel, tokens: Tensor) -> list[list[str]]:
     """Readable token strings, one per position (padding included, so indices match tensors)."""
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -190,7 +192,7 @@ def str_tokens(model: Any, tokens: Tensor) -> list[list[str]]:
     return [tokenizer.batch_decode([[int(t)] for t in row]) for row in tokens]
 
 
-def special_tokens_mask(model: Any, tokens: Tensor) -> Tensor:
+def special_tokens_mask(model: HookedModel, tokens: Tensor) -> Tensor:
     """Positions holding special tokens (EOS, BOS, padding, language tags)."""
     tokenizer = getattr(model, "tokenizer", None)
     ids = set(getattr(tokenizer, "all_special_ids", None) or []) | _eos_ids(model)
@@ -201,7 +203,7 @@ def special_tokens_mask(model: Any, tokens: Tensor) -> Tensor:
     return torch.isin(tokens, torch.tensor(sorted(ids), dtype=tokens.dtype))
 
 
-def single_token_id(model: Any, text: str, name: str) -> int:
+def single_token_id(model: HookedModel, text: str, name: str) -> int:
     """The id of `text` if the tokenizer makes it exactly one token (no special tokens added)."""
     tokenizer = _tokenizer(model)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
