@@ -60,14 +60,11 @@ _SUBMODULES = frozenset(
         "logit_api",
         "plus",
         "readout",
+        "render",
         "report",
         "results",
         "rollout",
-        "storage",
-        "summary",
         "triton_kernel",
-        "views",
-        "viz",
     }
 )
 

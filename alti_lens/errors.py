@@ -72,3 +72,12 @@ class WeightProcessingWarning(AltiLensWarning):
 
 class UnknownTokenWarning(AltiLensWarning):
     """Text mapped to the tokenizer's unknown token: the model cannot read those words."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong kind, e.g. a report item that is not a result (also a TypeError)."""
+
+
+class InputIndexError(InputError, IndexError):
+    """An index (sequence, layer, head, position) outside what a result holds (also an
+    IndexError)."""

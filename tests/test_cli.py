@@ -253,10 +253,10 @@ def test_missing_parent_folders_are_created(tmp_path: Path) -> None:
 
 WRITE_FAILS = """
 import sys
-import alti_lens.report
+import alti_lens.render.report
 def boom(path, items):
     raise PermissionError(13, "Permission denied", str(path))
-alti_lens.report.write_report = boom
+alti_lens.render.report.write_report = boom
 from alti_lens.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -19,8 +19,8 @@ import torch
 from conftest import bridge, encdec
 
 from alti_lens import alti, alti_logit, alti_plus
+from alti_lens.render.report.sections import rounded
 from alti_lens.report import build_report, write_report
-from alti_lens.report.sections import rounded
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 EVIL = ["</script><script>alert(1)</script>", "<s>", '"quoted"', "a & b", "\u2028", "<!--"]

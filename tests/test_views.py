@@ -8,7 +8,7 @@ import torch
 from conftest import bridge, encdec
 
 from alti_lens import AltiLogitResult, AltiPlusResult, AltiResult, alti, alti_logit, alti_plus
-from alti_lens.views import complete_spans, word_spans
+from alti_lens.results.selections import complete_spans, word_spans
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 

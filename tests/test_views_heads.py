@@ -8,7 +8,7 @@ import torch
 from conftest import bridge, encdec
 
 from alti_lens import InputError, alti, alti_logit, alti_plus
-from alti_lens.views import printable, terminal_supports_colour
+from alti_lens.render.text import printable, terminal_supports_colour
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 ANSI = re.compile(r"\x1b\[([0-9;]*)m")
