@@ -58,6 +58,7 @@ _SUBMODULES = frozenset(
         "inputs",
         "logit",
         "logit_api",
+        "models",
         "plus",
         "readout",
         "render",

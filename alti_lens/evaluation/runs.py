@@ -1,7 +1,8 @@
 """The evaluation's experiments, on any model `alti_lens` supports (see docs/EVALUATION.md).
 
 Each function runs a model through `alti`, `alti_plus` or `alti_logit` and the interventions of
-`alti_lens.readout.patching`, and returns plain numbers (dicts of floats) for a report:
+`alti_lens.models` (plain forward passes, value zeroing), and returns plain numbers (dicts of
+floats) for a report:
 
 - `induction_top_sources`: on repeated sequences, is the top source of each prediction in the
   repeated half the token that followed the previous occurrence (the known answer)?
@@ -24,11 +25,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from alti_lens import readout
-from alti_lens.api import alti
-from alti_lens.logit_api import alti_logit
-from alti_lens.plus import alti_plus
-from alti_lens.readout import patching
+from alti_lens import alti, alti_logit, alti_plus, models
 
 from . import metrics
 
@@ -84,7 +81,7 @@ def induction_top_sources(
     measure's row) and, with `bos`, position 0.
     """
     n = tokens.shape[1]
-    predictions = patching.logits(model, tokens).argmax(-1)
+    predictions = models.logits(model, tokens).argmax(-1)
     rows = _induction_rows(tokens)
     correct = [(b, t, p) for b, t, p in rows if int(predictions[b, t]) == int(tokens[b, t + 1])]
     scores = last_layer_scores(model, tokens)
@@ -214,7 +211,7 @@ def decoder_deletion(
     the probability of the token the model predicted at `t` on the clean input is recorded.
     """
     generator = torch.Generator().manual_seed(seed)
-    predictions = patching.logits(model, tokens).argmax(-1)
+    predictions = models.logits(model, tokens).argmax(-1)
     scores = last_layer_scores(model, tokens)
     positions = sorted({t for _, t in examples})
     logit_rows = _logit_rows(model, tokens, predictions, positions)
@@ -230,7 +227,7 @@ def decoder_deletion(
         ]
         orders += metrics.random_orders(candidates, n_random, generator)
         variants = _variants(tokens[b, : t + 1], orders, replacement)
-        probs = patching.logits(model, variants)[:, t].double().softmax(-1)
+        probs = models.logits(model, variants)[:, t].double().softmax(-1)
         values = probs[:, int(predictions[b, t])]
         _collect(values, names, int(candidates.sum()) + 1, n_random, aucs, curves)
     return _summarise(aucs, curves)
@@ -274,8 +271,8 @@ def embedding_deletion(
         orders += metrics.random_orders(candidates, n_random, generator)
         variants = _variants(tokens[b, :n], orders, replacement)
         ones = torch.ones_like(variants)
-        clean = mean_pool(patching.last_hidden(model, tokens[b : b + 1, :n], ones[:1]), ones[:1])
-        emb = mean_pool(patching.last_hidden(model, variants, ones), ones)
+        clean = mean_pool(models.last_hidden(model, tokens[b : b + 1, :n], ones[:1]), ones[:1])
+        emb = mean_pool(models.last_hidden(model, variants, ones), ones)
         values = torch.nn.functional.cosine_similarity(emb.double(), clean.double(), dim=-1)
         _collect(values, names, int(candidates.sum()) + 1, n_random, aucs, curves)
     return _summarise(aucs, curves)
@@ -326,14 +323,14 @@ def patching_correlations(model: Any, sequences: Sequence[Int[Tensor, " _pos"]])
     attention connects. The diagonal is left out: zeroing `v_i` leaves `i`'s own residual, which
     `C[i, i]` includes."""
     per: dict = {}
-    n_layers = readout.describe(model).n_layers
     for seq in sequences:
         tokens = seq.reshape(1, -1)
         results = {m: alti(model, tokens, measure=m).contributions[0] for m in PATCHING_MEASURES}
+        n_layers = results["attention"].shape[0]
         pairs = results["attention"][0] > 0
         pairs.fill_diagonal_(False)
         for layer in range(n_layers):
-            effects = patching.value_zeroing(model, tokens, layer)
+            effects = models.value_zeroing(model, tokens, layer)
             for where, effect in effects.items():
                 for m in PATCHING_MEASURES:
                     value = _pair_correlations(results[m][layer], effect, pairs)
@@ -358,22 +355,21 @@ def cross_patching_correlations(
     `i ≠ j`) and per decoder cross-attention (`"cross L"`, every target row × source, against the
     source columns of `C_ca^l`)."""
     per: dict = {}
-    info = readout.describe(model, encoder_decoder=True)
     for src, tgt in zip(sources, decoder_inputs, strict=True):
         s, t = src.reshape(1, -1), tgt.reshape(1, -1)
         S = s.shape[1]
         results = {m: alti_plus(model, s, t, measure=m) for m in PATCHING_MEASURES}
         pairs = ~torch.eye(S, dtype=torch.bool)
-        for layer in range(info.n_layers):
-            effects = patching.value_zeroing_encoder_decoder(model, s, t, "encoder", layer)
+        for layer in range(results["attention"].encoder_contributions.shape[1]):
+            effects = models.value_zeroing_encoder_decoder(model, s, t, "encoder", layer)
             for where, effect in effects.items():
                 for m in PATCHING_MEASURES:
                     C = results[m].encoder_contributions[0, layer]
                     value = _pair_correlations(C, effect, pairs)
                     _record(per, m, where, f"encoder {layer}", value)
         every = torch.ones(t.shape[1], S, dtype=torch.bool)
-        for layer in range(info.n_decoder_layers):
-            effects = patching.value_zeroing_encoder_decoder(model, s, t, "decoder_cross", layer)
+        for layer in range(results["attention"].cross_contributions.shape[1]):
+            effects = models.value_zeroing_encoder_decoder(model, s, t, "decoder_cross", layer)
             for where, effect in effects.items():
                 for m in PATCHING_MEASURES:
                     C = results[m].cross_contributions[0, layer, :, :S]
