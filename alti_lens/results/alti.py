@@ -59,10 +59,10 @@ class AltiResult(ResultBase):
         return self.contributions.shape[1]
 
     def _layer(self, layer: int) -> int:
-        return check_index(layer, self.n_layers, "layer", "this result's layers")
+        return check_index(layer, self.n_layers, "layer", "this result has {} layers")
 
     def _batch(self, batch: int) -> int:
-        return check_index(batch, len(self), "batch", "this result's batch")
+        return check_index(batch, len(self), "batch", "this result holds {} sequences")
 
     def _rollout_row(self, batch: int, row: int, fix: str) -> int:
         """The index in `rollout` of query position `row` (with `rows="last"`, 0 for the one

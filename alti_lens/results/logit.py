@@ -51,7 +51,7 @@ class AltiLogitResult(ResultBase):
         return self.scores.shape[0]
 
     def _batch(self, batch: int) -> int:
-        return check_index(batch, len(self), "batch", "this result's batch")
+        return check_index(batch, len(self), "batch", "this result holds {} sequences")
 
     def __repr__(self) -> str:
         batch, pos = self.scores.shape
@@ -74,7 +74,7 @@ class AltiLogitResult(ResultBase):
                 f"head={head} is out of range: this model has {n_heads} heads. "
                 f"Fix: pass a head in 0..{n_heads - 1} (or -{n_heads}..-1 from the end)."
             )
-        layer = check_index(layer, n_layers, "layer", "this result's layers")
+        layer = check_index(layer, n_layers, "layer", "this result has {} layers")
         return self.head_scores[:, layer, head]
 
     def top_heads(self, k: int = 5, *, batch: int = 0) -> list[tuple[int, int, float]]:

@@ -53,10 +53,12 @@ class AltiPlusResult(ResultBase):
         return self.rollout.shape[0]
 
     def _layer(self, layer: int) -> int:
-        return check_index(layer, self.rollout.shape[1], "layer", "this result's decoder layers")
+        return check_index(
+            layer, self.rollout.shape[1], "layer", "this result has {} decoder layers"
+        )
 
     def _batch(self, batch: int) -> int:
-        return check_index(batch, len(self), "batch", "this result's batch")
+        return check_index(batch, len(self), "batch", "this result holds {} sequences")
 
     def __repr__(self) -> str:
         batch, layers, tgt, _ = self.rollout.shape

@@ -16,13 +16,13 @@ from alti_lens.errors import InputError, InputIndexError
 SPACE_MARKS = (" ", "Ġ", "▁")
 
 
-def check_index(value: int, size: int, name: str, what: str) -> int:
+def check_index(value: int, size: int, name: str, there: str) -> int:
     """`value` as an index into `size` items (negative counts from the end), or an error that
-    says which argument, what range it has and what came."""
+    says which argument came, what there is (`there`, formatted with `size`) and the fix."""
     if not -size <= value < size:
         valid = f"0..{size - 1} (or -{size}..-1 from the end)" if size else "nothing"
         raise InputIndexError(
-            f"{name}={value} is out of range: {what} has {size}; expected {valid}. "
+            f"{name}={value} is out of range: {there.format(size)}; expected {valid}. "
             f"Fix: pass a {name} within that range."
         )
     return value % size
@@ -31,11 +31,13 @@ def check_index(value: int, size: int, name: str, what: str) -> int:
 def last_real(mask: Int[Tensor, "batch pos"], batch: int, position: int, name: str) -> int:
     """The position index of `position` in sequence `batch`: as given when >= 0, else counted
     from the last real (unpadded) token; out-of-range values raise `InputIndexError`."""
-    check_index(batch, mask.shape[0], "batch", "the result's batch")
+    check_index(batch, mask.shape[0], "batch", "this result holds {} sequences")
     real = mask[batch].nonzero().flatten()
     if position >= 0:
-        return check_index(position, mask.shape[1], name, "the sequence's padded length")
-    return int(real[check_index(position, len(real), name, "the sequence's real tokens")])
+        return check_index(position, mask.shape[1], name, "the sequences have {} positions")
+    return int(
+        real[check_index(position, len(real), name, f"sequence {batch} has {{}} real tokens")]
+    )
 
 
 def top(values: Float[Tensor, " pos"], tokens: list[str], k: int) -> list[tuple[int, str, float]]:
