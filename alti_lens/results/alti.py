@@ -19,7 +19,7 @@ from alti_lens.render import circuitsvis, plot, tables, text
 from alti_lens.render import html as html_view
 
 from . import selections
-from .base import ResultBase
+from .base import ResultBase, check_sizes, size
 from .selections import check_index, last_real
 
 
@@ -53,6 +53,30 @@ class AltiResult(ResultBase):
     # With `alti(rows="last")`: the one query position `t_b` of each sequence whose rollout row
     # `rollout[b, :, 0]` holds (its last real token); None when `rollout` has every row.
     rollout_rows: Int[Tensor, " batch"] | None = None
+
+    def __post_init__(self) -> None:
+        C, R, heads, residual = (
+            self.contributions, self.rollout, self.head_contributions, self.residual_contribution
+        )  # fmt: skip
+        check_sizes("AltiResult", "sequences", {
+            "contributions": C.shape[0], "rollout": R.shape[0], "tokens": self.tokens.shape[0],
+            "attention_mask": self.attention_mask.shape[0], "str_tokens": len(self.str_tokens),
+            "reconstruction_error": self.reconstruction_error.shape[0],
+            "head_contributions": size(heads, 0), "residual_contribution": size(residual, 0),
+            "rollout_rows": size(self.rollout_rows, 0),
+        })  # fmt: skip
+        check_sizes("AltiResult", "layers", {
+            "contributions": C.shape[1], "rollout": R.shape[1],
+            "reconstruction_error": self.reconstruction_error.shape[1],
+            "head_contributions": size(heads, 1), "residual_contribution": size(residual, 1),
+        })  # fmt: skip
+        check_sizes("AltiResult", "positions", {
+            "contributions": C.shape[-1], "contributions rows": C.shape[2],
+            "rollout": R.shape[-1], "tokens": self.tokens.shape[1],
+            "attention_mask": self.attention_mask.shape[1],
+            "rollout rows": R.shape[2] if self.rollout_rows is None else None,
+            "head_contributions": size(heads, -1), "residual_contribution": size(residual, 2),
+        })  # fmt: skip
 
     @property
     def n_layers(self) -> int:

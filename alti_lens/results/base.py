@@ -1,8 +1,12 @@
-"""What every result class shares: saving and loading, and the interactive HTML report."""
+"""What every result class shares: saving and loading, the interactive HTML report, and the check
+that a result's fields describe the same sequences, layers and positions."""
 
 from pathlib import Path
 from typing import Any, TypeVar
 
+from torch import Tensor
+
+from alti_lens.errors import InputError
 from alti_lens.render import report
 
 from . import storage
@@ -32,3 +36,21 @@ class ResultBase:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_html(title=title, **options), encoding="utf-8")
         return path
+
+
+def size(tensor: Tensor | None, axis: int, offset: int = 0) -> int | None:
+    """`tensor.shape[axis] + offset`, or None for a field that is None."""
+    return None if tensor is None else tensor.shape[axis] + offset
+
+
+def check_sizes(owner: str, axis: str, sizes: dict[str, int | None]) -> None:
+    """Every field describing one axis (the sequences, the layers, the positions) has one size
+    (fields that are None are left out); else an `InputError` listing them."""
+    known = {name: n for name, n in sizes.items() if n is not None}
+    if len(set(known.values())) > 1:
+        listing = ", ".join(f"{name} {n}" for name, n in known.items())
+        raise InputError(
+            f"{owner}: the fields disagree on the number of {axis} ({listing}); expected one. "
+            "Fix: make results with alti(), alti_plus() or alti_logit(), and replace fields "
+            "(dataclasses.replace) with tensors of the same shapes."
+        )

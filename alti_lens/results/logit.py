@@ -16,7 +16,7 @@ from alti_lens.render import tables, text
 
 from . import selections
 from .alti import AltiResult
-from .base import ResultBase
+from .base import ResultBase, check_sizes, size
 from .selections import check_index
 
 
@@ -46,6 +46,20 @@ class AltiLogitResult(ResultBase):
     logit_error: Float[Tensor, " batch"]  # |scores.sum + components − logit|
     alti: AltiResult  # the ALTI contributions and rollout the scores were rolled through
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_sizes("AltiLogitResult", "sequences", {
+            "scores": self.scores.shape[0], "logit": self.logit.shape[0],
+            "head_scores": self.head_scores.shape[0], "tokens": self.tokens.shape[0],
+            "attention_mask": self.attention_mask.shape[0], "str_tokens": len(self.str_tokens),
+            "position": self.position.shape[0], "target": self.target.shape[0],
+            "foil": size(self.foil, 0), "logit_error": self.logit_error.shape[0],
+            **{f"components[{k!r}]": v.shape[0] for k, v in self.components.items()},
+        })  # fmt: skip
+        check_sizes("AltiLogitResult", "positions", {
+            "scores": self.scores.shape[1], "head_scores": self.head_scores.shape[3],
+            "tokens": self.tokens.shape[1], "attention_mask": self.attention_mask.shape[1],
+        })  # fmt: skip
 
     def __len__(self) -> int:
         return self.scores.shape[0]

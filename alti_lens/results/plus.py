@@ -14,7 +14,7 @@ from alti_lens.render import html as html_view
 from alti_lens.render import plot, tables, text
 
 from . import selections
-from .base import ResultBase
+from .base import ResultBase, check_sizes, size
 from .selections import check_index, last_real, masked_mean
 
 
@@ -48,6 +48,42 @@ class AltiPlusResult(ResultBase):
     # Source positions holding special tokens (EOS, language tags, ...), for the statistics.
     source_special_mask: Bool[Tensor, "batch src_pos"] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        enc, dec, cross, R = (
+            self.encoder_contributions, self.decoder_contributions, self.cross_contributions,
+            self.rollout,
+        )  # fmt: skip
+        src, tgt = self.source_tokens.shape[1], self.target_tokens.shape[1]
+        check_sizes("AltiPlusResult", "sequences", {
+            "encoder_contributions": enc.shape[0], "encoder_rollout": self.encoder_rollout.shape[0],
+            "decoder_contributions": dec.shape[0], "cross_contributions": cross.shape[0],
+            "rollout": R.shape[0], "source_contribution": self.source_contribution.shape[0],
+            "source_tokens": self.source_tokens.shape[0],
+            "target_tokens": self.target_tokens.shape[0],
+            "source_str_tokens": len(self.source_str_tokens),
+            "target_str_tokens": len(self.target_str_tokens),
+            "reconstruction_error": self.reconstruction_error.shape[0],
+        })  # fmt: skip
+        check_sizes("AltiPlusResult", "encoder layers", {
+            "encoder_contributions": enc.shape[1], "encoder_rollout": self.encoder_rollout.shape[1],
+        })  # fmt: skip
+        check_sizes("AltiPlusResult", "decoder layers", {
+            "decoder_contributions": dec.shape[1], "cross_contributions": cross.shape[1],
+            "rollout": R.shape[1],
+        })  # fmt: skip
+        check_sizes("AltiPlusResult", "source positions", {
+            "source_tokens": src, "source_attention_mask": self.source_attention_mask.shape[1],
+            "encoder_contributions": enc.shape[-1], "cross_contributions - 1": cross.shape[-1] - 1,
+            "rollout - target positions": R.shape[-1] - tgt,
+            "source_special_mask": size(self.source_special_mask, 1),
+        })  # fmt: skip
+        check_sizes("AltiPlusResult", "target positions", {
+            "target_tokens": tgt, "target_attention_mask": self.target_attention_mask.shape[1],
+            "decoder_contributions": dec.shape[-1], "cross_contributions": cross.shape[2],
+            "rollout": R.shape[2], "source_contribution": self.source_contribution.shape[1],
+            "target_labels": size(self.target_labels, 1),
+        })  # fmt: skip
 
     def __len__(self) -> int:
         return self.rollout.shape[0]
