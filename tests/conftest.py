@@ -35,8 +35,7 @@ TL_INDEPENDENT = {
     "test_cli", "test_contributions", "test_fused", "test_readme", "test_render_circuitsvis",
     "test_render_html", "test_render_plot", "test_render_report", "test_render_report_browser",
     "test_render_tables", "test_render_text", "test_results_base", "test_results_selections",
-    "test_results_storage",
-    "test_rollout", "test_rollout_plus", "test_triton", "test_tutorials",
+    "test_results_storage", "test_rollout", "test_rollout_plus", "test_triton", "test_tutorials",
 }  # fmt: skip
 
 
