@@ -134,3 +134,13 @@ def test_bad_items_are_alti_lens_errors_with_the_fix(decoder) -> None:
     imposter = type("AltiResult", (), {})()  # the name alone does not make a result
     with pytest.raises(InputTypeError, match="got AltiResult"):
         build_report([imposter])
+
+
+def test_the_first_import_path_still_works() -> None:
+    import alti_lens
+    import alti_lens.report as first
+    from alti_lens.render import report
+
+    for name in first.__all__:
+        assert getattr(first, name) is getattr(report, name), name
+    assert alti_lens.report is first and {"render", "report", "models"} <= set(dir(alti_lens))
