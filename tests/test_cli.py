@@ -116,6 +116,11 @@ def test_offline_hub_name_fails_fast_with_a_fix() -> None:
         (["explain", "--model", "{gpt2}", "the cat", "--top", "0"], "--top must be at least 1"),
         (["explain", "--model", "{gpt2}", "the cat", "--dtype", "float64", "--position", "-4"],
          "outside the 3 tokens"),
+        (["explain", "--model", "{gpt2}", "the cat", "--layer", "-3"],
+         "expected -2..1 (negative counts from the end). Fix: pass a layer in that range"),
+        (["explain", "--model", "{gpt2}", "the cat", "--top", "-1"], "Fix: pass how many"),
+        (["translate", "--model", "{bart}", "--source", "the cat", "--target", "le chat",
+          "--step", "9"], "--step 9 is outside the 3 decoder steps; expected -3..2"),
     ],
 )  # fmt: skip
 def test_bad_input_exits_2_with_a_message(

@@ -54,9 +54,16 @@ def explain(args: argparse.Namespace, status: Status) -> int:
     tokens, mask = models.tokenize(model, [args.text])
     n, n_layers = int(mask[0].sum()), models.n_layers(model)
     if not -n <= args.position < n:
-        raise InputError(f"--position {args.position} is outside the {n} tokens of the text.")
+        raise InputError(
+            f"--position {args.position} is outside the {n} tokens of the text; expected "
+            f"{-n}..{n - 1} (negative counts from the end). Fix: pass a position in that range."
+        )
     if not -n_layers <= args.layer < n_layers:
-        raise InputError(f"--layer {args.layer} is outside the model's {n_layers} layers.")
+        raise InputError(
+            f"--layer {args.layer} is outside the model's {n_layers} layers; expected "
+            f"{-n_layers}..{n_layers - 1} (negative counts from the end). Fix: pass a layer in "
+            "that range."
+        )
     row = args.position % n
     prediction = logit = None
     if models.is_causal_lm(model):
@@ -147,7 +154,10 @@ def translate(args: argparse.Namespace, status: Status) -> int:
         )
     t = int(result.target_attention_mask[0].sum())
     if args.step is not None and not -t <= args.step < t:
-        raise InputError(f"--step {args.step} is outside the {t} decoder steps.")
+        raise InputError(
+            f"--step {args.step} is outside the {t} decoder steps; expected {-t}..{t - 1} "
+            "(negative counts from the end). Fix: pass a step in that range, or leave --step out."
+        )
     predicted = _predicted(model, result, t)
     text = summary.translate_summary(
         result, model=args.model, predicted=predicted, step=args.step, k=args.top

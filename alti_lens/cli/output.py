@@ -177,7 +177,10 @@ def check_text(value: str | None, what: str, expected: str) -> None:
 def check_outputs(args: argparse.Namespace) -> None:
     """Fail before any work when an option is invalid or an output cannot be written."""
     if args.top < 1:
-        raise InputError(f"--top must be at least 1, got {args.top}.")
+        raise InputError(
+            f"--top must be at least 1, got {args.top}. Fix: pass how many top sources to list, "
+            "e.g. --top 5."
+        )
     for flag in ("--html", "--png", "--save", "--json"):
         check_path(flag, getattr(args, flag[2:]))
     # found, not imported: only alti_lens.render imports matplotlib (when it draws)
