@@ -123,3 +123,16 @@ def test_every_option_has_help_and_shows_its_default() -> None:
     assert "(default: demo-translator)" in translate and "(default: 64)" in translate
     assert "(default: alti-lens-demo)" in " ".join(commands["demo"].format_help().split())
     assert "demo-induction, demo-translator" in parser.format_help()
+
+
+def test_results_and_render_load_no_plotting_table_or_widget_library() -> None:
+    """lint-imports checks the import statements; this, what really gets loaded: results load
+    render's modules but not matplotlib, pandas or CircuitsVis, and render loads no result."""
+    snippet = """
+import alti_lens.render.report, alti_lens.render.text
+assert not [m for m in sys.modules if m.startswith("alti_lens.results")]
+import alti_lens.results
+optional = {m.split(".")[0] for m in sys.modules} & {"matplotlib", "pandas", "circuitsvis"}
+assert not optional, optional
+"""
+    loaded_after(snippet)
