@@ -15,8 +15,9 @@ from torch import Tensor
 
 from alti_lens._types import Rows
 from alti_lens.errors import InputError, InputIndexError
-from alti_lens.render import circuitsvis, plot, tables, text
+from alti_lens.render import circuitsvis, tables, text
 from alti_lens.render import html as html_view
+from alti_lens.render import plot as plotting
 
 from . import selections
 from .base import ResultBase, check_sizes, size
@@ -263,7 +264,7 @@ class AltiResult(ResultBase):
             matrix = (self.rollout if rollout else self.contributions)[batch, layer, :n, :n]
             title = "ALTI " + ("rollout" if rollout else "contributions")
         tokens = self.str_tokens[batch][:n]
-        return plot.heatmap(matrix, tokens, tokens, f"{title}, layer {index}")
+        return plotting.heatmap(matrix, tokens, tokens, f"{title}, layer {index}")
 
     def show_circuitsvis(self, layer: int = -1, *, batch: int = 0) -> Any:
         """The layer's rollout and contributions (and heads, with `per_head=True`) as a

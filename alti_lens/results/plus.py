@@ -11,7 +11,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from alti_lens.render import html as html_view
-from alti_lens.render import plot, tables, text
+from alti_lens.render import plot as plotting
+from alti_lens.render import tables, text
 
 from . import selections
 from .base import ResultBase, check_sizes, size
@@ -162,7 +163,7 @@ class AltiPlusResult(ResultBase):
     def plot(self, *, batch: int = 0) -> Any:
         """Source vs target-prefix contribution per decoder step (as in the ALTI+ paper)."""
         t = int(self.target_attention_mask[self._batch(batch)].sum())
-        return plot.source_target_bars(
+        return plotting.source_target_bars(
             self.source_contribution[batch, :t],
             self.target_str_tokens[batch][:t],
             "ALTI+ source contribution per decoder step",
@@ -204,7 +205,9 @@ class AltiPlusResult(ResultBase):
         labels = [f"src:{self.source_str_tokens[batch][j]}" for j in range(S) if s_real[j]]
         labels += [f"tgt:{tok}" for tok in self.target_str_tokens[batch][:t]]
         rows = self.target_str_tokens[batch][:t]
-        return plot.heatmap(matrix, rows, labels, "ALTI+ extended rollout", ylabel="decoder input")
+        return plotting.heatmap(
+            matrix, rows, labels, "ALTI+ extended rollout", ylabel="decoder input"
+        )
 
     def to_dataframe(self) -> Any:
         """A tidy table (pandas): one row per (sequence, decoder step), its source contribution."""
