@@ -54,14 +54,12 @@ _SUBMODULES = frozenset(
         "evaluation",
         "inputs",
         "logit_api",
+        "models",
         "plus",
         "readout",
+        "render",
         "report",
         "results",
-        "storage",
-        "summary",
-        "views",
-        "viz",
     }
 )
 

@@ -77,3 +77,12 @@ class UnknownTokenWarning(AltiLensWarning):
 class KernelUnavailableError(AltiLensError, RuntimeError):
     """A distance kernel was required (`kernel="fused"` / `"triton"`, `ALTI_LENS_KERNEL`,
     `ALTI_LENS_REQUIRE_KERNEL=1`) but cannot run on these tensors here."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong kind, e.g. a report item that is not a result (also a TypeError)."""
+
+
+class InputIndexError(InputError, IndexError):
+    """An index (sequence, layer, head, position) outside what a result holds (also an
+    IndexError)."""

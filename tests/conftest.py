@@ -2,6 +2,7 @@
 
 import functools
 import importlib.metadata
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -32,8 +33,10 @@ def bridge(name: str, dtype: torch.dtype = torch.float32):
 # API). .ci/run's 3.x environment runs only what differs on 3.x: `-m "not tl_independent"`.
 TL_INDEPENDENT = {
     "test_cli", "test_decompose", "test_dispatch", "test_fused", "test_measures", "test_readme",
-    "test_report", "test_rollout", "test_rollout_plus", "test_support", "test_triton",
-    "test_tutorials", "test_views", "test_views_heads",
+    "test_render_circuitsvis", "test_render_html", "test_render_plot", "test_render_report",
+    "test_render_report_browser", "test_render_tables", "test_render_text", "test_results_base",
+    "test_results_selections", "test_results_storage", "test_rollout", "test_rollout_plus",
+    "test_support", "test_triton", "test_tutorials",
 }  # fmt: skip
 
 
@@ -85,4 +88,21 @@ def hook_count(model: torch.nn.Module) -> int:
     return sum(
         len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
         for m in model.modules()
+    )
+
+
+# The HTML report's tests (test_render_report, test_render_report_browser).
+
+
+def report_data(page: str) -> dict:
+    """The JSON document a report page embeds."""
+    marker = '<script type="application/json" id="alti-data">'
+    start = page.index(marker) + len(marker)
+    return json.loads(page[start : page.index("</script>", start)])
+
+
+def assert_report_close(shown: list, expected: torch.Tensor, atol: float = 0.0) -> None:
+    """Equal up to the report's rounding to 4 significant digits."""
+    torch.testing.assert_close(
+        torch.tensor(shown, dtype=torch.float64), expected.double(), rtol=6e-4, atol=atol
     )

@@ -116,6 +116,11 @@ def test_offline_hub_name_fails_fast_with_a_fix() -> None:
         (["explain", "--model", "{gpt2}", "the cat", "--top", "0"], "--top must be at least 1"),
         (["explain", "--model", "{gpt2}", "the cat", "--dtype", "float64", "--position", "-4"],
          "outside the 3 tokens"),
+        (["explain", "--model", "{gpt2}", "the cat", "--layer", "-3"],
+         "expected -2..1 (negative counts from the end). Fix: pass a layer in that range"),
+        (["explain", "--model", "{gpt2}", "the cat", "--top", "-1"], "Fix: pass how many"),
+        (["translate", "--model", "{bart}", "--source", "the cat", "--target", "le chat",
+          "--step", "9"], "--step 9 is outside the 3 decoder steps; expected -3..2"),
     ],
 )  # fmt: skip
 def test_bad_input_exits_2_with_a_message(
@@ -253,10 +258,10 @@ def test_missing_parent_folders_are_created(tmp_path: Path) -> None:
 
 WRITE_FAILS = """
 import sys
-import alti_lens.report
+import alti_lens.render.report
 def boom(path, items):
     raise PermissionError(13, "Permission denied", str(path))
-alti_lens.report.write_report = boom
+alti_lens.render.report.write_report = boom
 from alti_lens.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -135,8 +135,8 @@ def test_a_failed_build_warns_in_auto_and_raises_when_required(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real loader with no compiler: a warning and the PyTorch path, or an error where the
-    kernel is required (by the keyword or either environment variable, which `fused.extension`
-    also reads by default)."""
+    kernel is required (by the keyword or either environment variable, which `dispatch.cpu_kernel`
+    reads)."""
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setattr(fused, "_state", {})
@@ -149,7 +149,7 @@ def test_a_failed_build_warns_in_auto_and_raises_when_required(
         with monkeypatch.context() as m:
             m.setenv(name, value)
             assert dispatch.build_required()
-            for build in (fused.extension, lambda: dispatch.choose("auto", CPU, F64, BIG)):
+            for build in (dispatch.cpu_kernel, lambda: dispatch.choose("auto", CPU, F64, BIG)):
                 monkeypatch.setattr(fused, "_state", {})
                 with pytest.raises(RuntimeError, match="could not be built"):
                     build()

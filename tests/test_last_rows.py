@@ -7,7 +7,7 @@ from terms import random_terms
 
 from alti_lens import alti
 from alti_lens.core.decompose import AttentionTerms
-from alti_lens.core.kernels import fused
+from alti_lens.core.kernels import dispatch
 from alti_lens.core.measures import normalise, source_scores
 from alti_lens.core.rollout import last_row_rollout, rollout
 
@@ -78,7 +78,7 @@ def test_float32_and_the_reference_path(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize("measure", ["l1", "l2", "norm"])
 def test_the_last_row_alone_scores_like_the_full_matrix(kernel: str, measure: str) -> None:
     """`query_offset`: the one row's residual is its own key, the last one."""
-    if kernel == "fused" and fused.extension() is None:
+    if kernel == "fused" and dispatch.cpu_kernel() is None:
         pytest.skip("the C++ kernel could not be compiled on this machine")
     terms = random_terms(n=13, heads=3, d=8, causal=True, seed=5)
     full = source_scores(terms, measure, kernel="reference")

@@ -12,7 +12,7 @@ from conftest import bridge
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from alti_lens import alti
-from alti_lens.core.kernels import fused
+from alti_lens.core.kernels import dispatch
 
 
 class LargestTensor(TorchDispatchMode):
@@ -37,7 +37,7 @@ class LargestTensor(TorchDispatchMode):
 def test_no_tensor_of_n_n_d_elements(
     name: str, kernel: str, rows: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if kernel == "fused" and fused.extension() is None:
+    if kernel == "fused" and dispatch.cpu_kernel() is None:
         pytest.skip("the C++ kernel could not be compiled on this machine")
     monkeypatch.setenv("ALTI_LENS_KERNEL", kernel)
     model = bridge(name)

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from alti_lens import readout
+from alti_lens import alti_plus
 from alti_lens.errors import InputError
-from alti_lens.plus import alti_plus
+from alti_lens.models import HookedModel
 
 from . import metrics
 
@@ -46,7 +46,7 @@ ALIGNMENT_METHODS: dict[str, tuple[str, str]] = {
 
 
 def alignment_error_rates(
-    model: readout.HookedModel,
+    model: HookedModel,
     pairs: Sequence[AlignedPair],
     methods: dict[str, tuple[str, str]] | None = None,
     *,

@@ -1,7 +1,7 @@
 """Evaluation metrics: alignment error rate, top-source accuracy, deletion curves, correlations.
 
 Pure tensor code (no model): the evaluation script feeds it matrices from `alti`, `alti_plus` and
-`alti_logit` and the effects measured by `alti_lens.readout.patching`.
+`alti_logit` and the effects measured by `alti_lens.models` (value zeroing).
 
 Alignment error rate (Och & Ney 2003), over a corpus, with predicted links `A`, sure gold links `S`
 and possible links `P ⊇ S` (`P = S` when the gold has sure links only):

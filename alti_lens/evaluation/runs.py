@@ -1,14 +1,16 @@
 """The evaluation's experiments, on any model `alti_lens` supports (see docs/EVALUATION.md).
 
 Each function runs a model through `alti`, `alti_plus` or `alti_logit` and the interventions of
-`alti_lens.readout.patching`, and returns plain numbers (dicts of floats) for a report:
+`alti_lens.models` (plain forward passes, value zeroing), and returns plain numbers (dicts of
+floats) for a report:
 
 - `induction_top_sources`: on repeated sequences, is the top source of each prediction in the
   repeated half the token that followed the previous occurrence (the known answer)?
 - `decoder_deletion` / `embedding_deletion`: faithfulness by deletion (replace the most important
   inputs by a neutral token; how fast does the output fall?).
-- `patching_correlations` / `cross_patching_correlations`: per layer, the correlation between
-  each measure's contributions `C^l[i, j]` and the effect of value zeroing `j` on `y_i^l`.
+- `patching_correlations` / `cross_patching_correlations` (defined in `patching`, re-exported
+  here): per layer, the correlation between each measure's contributions `C^l[i, j]` and the
+  effect of value zeroing `j` on `y_i^l`.
 - `alignment_error_rates` (in `alignment`, re-exported here): AER of word alignments read from
   ALTI+ and the baselines.
 
@@ -24,16 +26,18 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from alti_lens import readout
-from alti_lens.api import alti
-from alti_lens.logit_api import alti_logit
-from alti_lens.plus import alti_plus
-from alti_lens.readout import patching
+from alti_lens import alti, alti_logit, models
 
 from . import metrics
 from .alignment import ALIGNMENT_METHODS as ALIGNMENT_METHODS  # re-exported
 from .alignment import AlignedPair as AlignedPair
 from .alignment import alignment_error_rates as alignment_error_rates
+
+# the patching experiment, defined in `patching`, stays importable from here
+from .patching import PATCHING_MEASURES as PATCHING_MEASURES
+from .patching import Correlations as Correlations
+from .patching import cross_patching_correlations as cross_patching_correlations
+from .patching import patching_correlations as patching_correlations
 
 # name → (measure, take the rollout (True) or the last layer's own matrix (False))
 SINGLE_STACK_MEASURES: dict[str, tuple[str, bool]] = {
@@ -48,7 +52,7 @@ CURVE_POINTS = 11  # deletion curves are resampled onto x = 0, 0.1, ..., 1 for a
 
 
 def last_layer_scores(
-    model: readout.HookedModel,
+    model: models.HookedModel,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Tensor | None = None,
 ) -> dict[str, Float[Tensor, "batch query_pos key_pos"]]:
@@ -79,7 +83,7 @@ class InductionReport:
 
 
 def induction_top_sources(
-    model: readout.HookedModel, tokens: Int[Tensor, "batch pos"], *, bos: bool = True
+    model: models.HookedModel, tokens: Int[Tensor, "batch pos"], *, bos: bool = True
 ) -> InductionReport:
     """Top-source accuracy on repeated sequences (unpadded, `[batch, pos]`).
 
@@ -89,7 +93,7 @@ def induction_top_sources(
     measure's row) and, with `bos`, position 0.
     """
     n = tokens.shape[1]
-    predictions = patching.logits(model, tokens).argmax(-1)
+    predictions = models.logits(model, tokens).argmax(-1)
     rows = _induction_rows(tokens)
     correct = [(b, t, p) for b, t, p in rows if int(predictions[b, t]) == int(tokens[b, t + 1])]
     scores = last_layer_scores(model, tokens)
@@ -129,7 +133,7 @@ def _induction_rows(tokens: Int[Tensor, "batch pos"]) -> list[tuple[int, int, in
 
 
 def _logit_rows(
-    model: readout.HookedModel,
+    model: models.HookedModel,
     tokens: Int[Tensor, "batch pos"],
     predictions: Tensor,
     positions: list[int],
@@ -205,7 +209,7 @@ def _collect(
 
 
 def decoder_deletion(
-    model: readout.HookedModel,
+    model: models.HookedModel,
     tokens: Int[Tensor, "batch pos"],
     examples: Sequence[tuple[int, int]],
     replacement: int,
@@ -222,7 +226,7 @@ def decoder_deletion(
     the probability of the token the model predicted at `t` on the clean input is recorded.
     """
     generator = torch.Generator().manual_seed(seed)
-    predictions = patching.logits(model, tokens).argmax(-1)
+    predictions = models.logits(model, tokens).argmax(-1)
     scores = last_layer_scores(model, tokens)
     positions = sorted({t for _, t in examples})
     logit_rows = _logit_rows(model, tokens, predictions, positions)
@@ -238,7 +242,7 @@ def decoder_deletion(
         ]
         orders += metrics.random_orders(candidates, n_random, generator)
         variants = _variants(tokens[b, : t + 1], orders, replacement)
-        probs = patching.logits(model, variants)[:, t].double().softmax(-1)
+        probs = models.logits(model, variants)[:, t].double().softmax(-1)
         values = probs[:, int(predictions[b, t])]
         _collect(values, names, int(candidates.sum()) + 1, n_random, aucs, curves)
     return _summarise(aucs, curves)
@@ -253,7 +257,7 @@ def mean_pool(
 
 
 def embedding_deletion(
-    model: readout.HookedModel,
+    model: models.HookedModel,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     special: Bool[Tensor, "batch pos"],
@@ -282,111 +286,8 @@ def embedding_deletion(
         orders += metrics.random_orders(candidates, n_random, generator)
         variants = _variants(tokens[b, :n], orders, replacement)
         ones = torch.ones_like(variants)
-        clean = mean_pool(patching.last_hidden(model, tokens[b : b + 1, :n], ones[:1]), ones[:1])
-        emb = mean_pool(patching.last_hidden(model, variants, ones), ones)
+        clean = mean_pool(models.last_hidden(model, tokens[b : b + 1, :n], ones[:1]), ones[:1])
+        emb = mean_pool(models.last_hidden(model, variants, ones), ones)
         values = torch.nn.functional.cosine_similarity(emb.double(), clean.double(), dim=-1)
         _collect(values, names, int(candidates.sum()) + 1, n_random, aucs, curves)
     return _summarise(aucs, curves)
-
-
-PATCHING_MEASURES = ("l1", "l2", "norm", "attention")
-
-
-def _pair_correlations(
-    scores: Float[Tensor, "query_pos key_pos"],
-    effects: Float[Tensor, "query_pos key_pos"],
-    pairs: Bool[Tensor, "query_pos key_pos"],
-) -> tuple[float, float, float]:
-    """(Spearman, Pearson) over all `pairs` pooled, and Spearman within each row (rows with at
-    least 3 pairs), averaged: the per-row number ignores how rows are scaled."""
-    x, y = scores[pairs].double(), effects[pairs].double()
-    rows = [
-        metrics.spearman(scores[i, pairs[i]].double(), effects[i, pairs[i]].double())
-        for i in range(pairs.shape[0])
-        if int(pairs[i].sum()) >= 3
-    ]
-    return metrics.spearman(x, y), metrics.pearson(x, y), _mean(rows)
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if v == v]
-    return sum(finite) / len(finite) if finite else float("nan")
-
-
-Correlations = dict[str, dict[str, dict[str, tuple[float, float, float]]]]
-
-
-def _record(per: dict, measure: str, where: str, layer: str, value: tuple[float, ...]) -> None:
-    per.setdefault(measure, {}).setdefault(where, {}).setdefault(layer, []).append(value)
-
-
-def _average(per: dict) -> Correlations:
-    return {
-        m: {w: {k: _mean_pair(v) for k, v in layers.items()} for w, layers in wheres.items()}
-        for m, wheres in per.items()
-    }
-
-
-def patching_correlations(
-    model: readout.HookedModel, sequences: Sequence[Int[Tensor, " _pos"]]
-) -> Correlations:
-    """measure → where (`"sub-block"`: the attention sub-block output `y_i^l`; `"layer"`: the
-    layer output after the MLP) → layer → (Spearman, Pearson, per-row Spearman), averaged over
-    the sequences, between `C^l[i, j]` and the value-zeroing effect of `j` over the pairs `i ≠ j`
-    attention connects. The diagonal is left out: zeroing `v_i` leaves `i`'s own residual, which
-    `C[i, i]` includes."""
-    per: dict = {}
-    n_layers = readout.describe(model).n_layers
-    for seq in sequences:
-        tokens = seq.reshape(1, -1)
-        results = {m: alti(model, tokens, measure=m).contributions[0] for m in PATCHING_MEASURES}
-        pairs = results["attention"][0] > 0
-        pairs.fill_diagonal_(False)
-        for layer in range(n_layers):
-            effects = patching.value_zeroing(model, tokens, layer)
-            for where, effect in effects.items():
-                for m in PATCHING_MEASURES:
-                    value = _pair_correlations(results[m][layer], effect, pairs)
-                    _record(per, m, where, str(layer), value)
-    return _average(per)
-
-
-def _mean_pair(values: list[tuple[float, float, float]]) -> tuple[float, float, float]:
-    return (
-        _mean([v[0] for v in values]),
-        _mean([v[1] for v in values]),
-        _mean([v[2] for v in values]),
-    )
-
-
-def cross_patching_correlations(
-    model: readout.HookedModel,
-    sources: Sequence[Int[Tensor, " _src_pos"]],
-    decoder_inputs: Sequence[Int[Tensor, " _tgt_pos"]],
-) -> Correlations:
-    """As `patching_correlations` for an encoder-decoder: per encoder layer (`"encoder L"`, pairs
-    `i ≠ j`) and per decoder cross-attention (`"cross L"`, every target row × source, against the
-    source columns of `C_ca^l`)."""
-    per: dict = {}
-    info = readout.describe(model, encoder_decoder=True)
-    for src, tgt in zip(sources, decoder_inputs, strict=True):
-        s, t = src.reshape(1, -1), tgt.reshape(1, -1)
-        S = s.shape[1]
-        results = {m: alti_plus(model, s, t, measure=m) for m in PATCHING_MEASURES}
-        pairs = ~torch.eye(S, dtype=torch.bool)
-        for layer in range(info.n_layers):
-            effects = patching.value_zeroing_encoder_decoder(model, s, t, "encoder", layer)
-            for where, effect in effects.items():
-                for m in PATCHING_MEASURES:
-                    C = results[m].encoder_contributions[0, layer]
-                    value = _pair_correlations(C, effect, pairs)
-                    _record(per, m, where, f"encoder {layer}", value)
-        every = torch.ones(t.shape[1], S, dtype=torch.bool)
-        for layer in range(info.n_decoder_layers):
-            effects = patching.value_zeroing_encoder_decoder(model, s, t, "decoder_cross", layer)
-            for where, effect in effects.items():
-                for m in PATCHING_MEASURES:
-                    C = results[m].cross_contributions[0, layer, :, :S]
-                    value = _pair_correlations(C, effect, every)
-                    _record(per, m, where, f"cross {layer}", value)
-    return _average(per)

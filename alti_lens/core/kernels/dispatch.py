@@ -23,7 +23,7 @@ environment variables that steer it.
 """
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -74,6 +74,13 @@ def build_required(kernel: str = "auto") -> bool:
     """Whether a C++ kernel that cannot be built is an error: it is asked for (`kernel="fused"`,
     `ALTI_LENS_KERNEL=fused`) or `ALTI_LENS_REQUIRE_KERNEL=1`."""
     return requested(kernel) == "fused" or kernel_required()
+
+
+def cpu_kernel(kernel: str = "auto") -> Any | None:
+    """The C++ kernel library, or None where it cannot be built (warns); a failed build raises
+    `KernelUnavailableError` where `build_required(kernel)` (tests skip with this, so that CI's
+    `ALTI_LENS_REQUIRE_KERNEL=1` turns their skips into failures)."""
+    return fused.extension(required=build_required(kernel))
 
 
 def triton_interpreting() -> bool:
@@ -139,7 +146,7 @@ def choose(kernel: str, device: torch.device, dtype: torch.dtype, pairs: int) ->
     if not wants_cpu_kernel(pairs, wanted):
         return "reference"  # a small layer in auto mode: nothing is compiled
     runs = device.type == "cpu" and dtype in _KERNEL_DTYPES
-    if runs and fused.extension(required=build_required(wanted)) is not None:
+    if runs and cpu_kernel(wanted) is not None:
         return "fused"
     if wanted == "auto":
         return "reference"

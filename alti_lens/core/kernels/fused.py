@@ -137,16 +137,11 @@ def _build(directory: Path) -> Path:
     return target
 
 
-def extension(required: bool | None = None) -> Any | None:
+def extension(required: bool = False) -> Any | None:
     """The kernel library (loaded from this environment's cache, else compiled), or None where it
-    cannot be built (warns): then the PyTorch path must be used. Where the kernel is required a
-    failed build raises `KernelUnavailableError` instead: `required`, or by default what
-    `dispatch.build_required` reads from the environment (`ALTI_LENS_KERNEL=fused`,
-    `ALTI_LENS_REQUIRE_KERNEL=1`)."""
-    if required is None:
-        from .dispatch import build_required  # at call time: dispatch imports this module
-
-        required = build_required()
+    cannot be built (warns): then the PyTorch path must be used. Where the kernel is `required` a
+    failed build raises `KernelUnavailableError` instead (`dispatch.cpu_kernel` says whether the
+    keyword and the environment require it)."""
     if "module" not in _state:
         try:
             directory = cache_dir()

@@ -17,6 +17,7 @@ from string import Template
 from typing import Any
 
 from alti_lens._version import __version__
+from alti_lens.errors import InputError
 
 from .sections import section
 
@@ -67,7 +68,10 @@ def build_report(
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         items = [items]
     if not items:
-        raise ValueError("build_report needs at least one result; got an empty list.")
+        raise InputError(
+            "build_report needs at least one result; got an empty list. Fix: pass results, or "
+            "(title, result) pairs, e.g. build_report([alti(model, text)])."
+        )
     sections = []
     for item in items:
         name, result = item if isinstance(item, tuple) else (_default_title(item), item)

@@ -1,64 +1,22 @@
-"""Selecting heads, coloured-token text (terminal and HTML), and the CircuitsVis hand-off."""
+"""Terminal text (`alti_lens.render.text`): plain `token[value]` and ANSI-coloured tokens, colour
+detection, control characters, ALTI+ and ALTI-Logit rows, results with one rollout row."""
 
 import re
-import sys
 
 import pytest
 import torch
 from conftest import bridge, encdec
 
 from alti_lens import InputError, alti, alti_logit, alti_plus
-from alti_lens.views import printable, terminal_supports_colour
+from alti_lens.render.text import printable, terminal_supports_colour
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 ANSI = re.compile(r"\x1b\[([0-9;]*)m")
 
 
 @pytest.fixture(scope="module")
-def heads():
-    return alti(bridge("llama-RMS-rotary-GQA", torch.float64), TEXTS, per_head=True)
-
-
-@pytest.fixture(scope="module")
 def plain():
     return alti(bridge("gpt2-preLN", torch.float64), TEXTS)
-
-
-def test_head_selects_one_heads_part(heads) -> None:
-    H = heads.head_contributions.shape[2]
-    part = heads.head(1, 2)
-    assert part.shape == heads.contributions[:, 1].shape
-    assert torch.equal(part, heads.head_contributions[:, 1, 2])
-    assert torch.equal(heads.head(1, -1), heads.head(1, H - 1))
-    # per real row: every head's part plus the residual is the whole row
-    total = sum(heads.head(0, h).sum(-1) for h in range(H)) + heads.residual_contribution[:, 0]
-    real = heads.attention_mask.bool()
-    torch.testing.assert_close(total[real], torch.ones_like(total[real]))
-    with pytest.raises(InputError, match=f"head=7 is out of range: this model has {H} heads"):
-        heads.head(0, 7)
-
-
-def test_no_per_head_data_says_how_to_get_it(plain) -> None:
-    with pytest.raises(InputError, match=r"alti\(model, inputs, per_head=True\)"):
-        plain.head(0, 0)
-    with pytest.raises(InputError, match="no per-head data"):
-        plain.coloured_text(head=0)
-    pytest.importorskip("matplotlib", reason="matplotlib is an optional dependency")
-    with pytest.raises(InputError, match="per_head=True"):
-        plain.plot(0, head=1)
-
-
-def test_plot_of_one_head(heads) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib is an optional dependency")
-    import matplotlib.pyplot as plt
-
-    fig = heads.plot(-1, head=1, batch=1)
-    ax = fig.axes[0]
-    n = int(heads.attention_mask[1].sum())
-    assert ax.get_title() == f"ALTI head 1 contributions, layer {heads.n_layers - 1}"
-    shown = torch.tensor(ax.images[0].get_array()).double()
-    torch.testing.assert_close(shown, heads.head(-1, 1)[1, :n, :n], rtol=0, atol=1e-7)
-    plt.close("all")
 
 
 def _g(value: torch.Tensor) -> float:
@@ -127,17 +85,6 @@ def test_control_characters_cannot_reach_the_terminal(plain) -> None:
     assert "<bos>" not in html and "&lt;bos&gt;" in plain.coloured_text(html=True)
 
 
-def test_html_text_marks_the_query_and_escapes(plain) -> None:
-    html = plain.coloured_text(-2, html=True)
-    spans = re.findall(r'<span title="([^"]*)" style="([^"]*)">([^<]*)</span>', html)
-    assert [s[2] for s in spans] == ["&lt;bos&gt;", "the", "cat", "sat", "on", "the", "mat"]
-    assert [("outline" in s[1]) for s in spans].index(True) == 5
-    values = [float(s[0]) for s in spans]
-    torch.testing.assert_close(
-        torch.tensor(values, dtype=torch.float64), plain.rollout[0, -1, 5], rtol=1e-3, atol=1e-12
-    )
-
-
 def test_alti_plus_coloured_text_splits_source_and_target() -> None:
     plus = alti_plus(encdec("marian-postLN"), TEXTS, ["le chat", "le chien est"])
     text = plus.coloured_text(-1, batch=1, colour=False)
@@ -155,15 +102,8 @@ def test_alti_plus_coloured_text_splits_source_and_target() -> None:
     assert "<b>source</b>" in html and "<b>target prefix</b>" in html
 
 
-def test_alti_logit_heads_and_text() -> None:
+def test_alti_logit_text_shades_scores_and_one_heads_share() -> None:
     logit = alti_logit(bridge("gpt2-preLN", torch.float64), TEXTS, "the")
-    L, H = logit.head_scores.shape[1:3]
-    total = sum(logit.head(layer, h) for layer in range(L) for h in range(H))
-    torch.testing.assert_close(total, logit.scores)
-    best = logit.top_heads(3, batch=1)
-    sums = logit.head_scores[1].sum(-1)
-    assert best[0][2] == pytest.approx(float(sums.max()))
-    assert sums[best[0][0], best[0][1]] == sums.max() and len(best) == 3
     text = logit.coloured_text(batch=1, colour=False)
     n = int(logit.attention_mask[1].sum())
     parsed = _plain_values(text)
@@ -203,26 +143,3 @@ def test_coloured_text_of_a_last_row_result(plain) -> None:
     computed = frame.rollout.notna()
     assert (frame.rollout[computed] - full.rollout[computed]).abs().max() < 1e-12
     assert computed.sum() == sum(last.n_layers * int(m.sum()) for m in last.attention_mask)
-
-
-def test_circuitsvis_missing_says_how_to_install(monkeypatch, heads) -> None:
-    monkeypatch.setitem(sys.modules, "circuitsvis", None)
-    monkeypatch.setitem(sys.modules, "circuitsvis.attention", None)
-    with pytest.raises(ImportError, match="pip install circuitsvis"):
-        heads.show_circuitsvis()
-
-
-def test_circuitsvis_widget(heads) -> None:
-    pytest.importorskip("circuitsvis", reason="circuitsvis is optional")
-    import json
-
-    widget = heads.show_circuitsvis(layer=1, batch=1)
-    code = widget.cdn_src  # only read: rendering it would fetch CircuitsVis's script from a CDN
-    props = json.loads(code[code.index("{", code.index("AttentionHeads,")) : code.rindex("}") + 1])
-    n = int(heads.attention_mask[1].sum())
-    H = heads.head_contributions.shape[2]
-    assert props["tokens"] == heads.str_tokens[1][:n]
-    assert props["attentionHeadNames"] == ["rollout", "C"] + [f"head {h}" for h in range(H)]
-    shown = torch.tensor(props["attention"], dtype=torch.float64)
-    torch.testing.assert_close(shown[0], heads.rollout[1, 1, :n, :n], rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(shown[3], heads.head(1, 1)[1, :n, :n], rtol=1e-6, atol=1e-7)

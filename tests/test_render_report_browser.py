@@ -1,4 +1,5 @@
-"""The interactive HTML report: content, escaping, size, and a real headless Chromium run.
+"""The interactive HTML report run in a real headless Chromium: the page's script, URL state,
+hover and click, error reporting, a screenshot.
 
 The browser tests skip when `chromium` is not on PATH, unless ALTI_LENS_REQUIRE_BROWSER=1 (CI),
 where they fail instead.
@@ -15,12 +16,10 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import bridge, encdec
+from conftest import assert_report_close, bridge, encdec, report_data
 
 from alti_lens import alti, alti_logit, alti_plus
 from alti_lens.report import build_report, write_report
-from alti_lens.report.sections import rounded
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 EVIL = ["</script><script>alert(1)</script>", "<s>", '"quoted"', "a & b", "\u2028", "<!--"]
@@ -39,119 +38,6 @@ def translator():
 @pytest.fixture(scope="module")
 def logit():
     return alti_logit(bridge("gpt2-preLN"), TEXTS, "the", foil="a")
-
-
-def _close(shown: list, expected: torch.Tensor, atol: float = 0.0) -> None:
-    """Equal up to the report's rounding to 4 significant digits."""
-    torch.testing.assert_close(
-        torch.tensor(shown, dtype=torch.float64), expected.double(), rtol=6e-4, atol=atol
-    )
-
-
-def _data(page: str) -> dict:
-    marker = '<script type="application/json" id="alti-data">'
-    start = page.index(marker) + len(marker)
-    return json.loads(page[start : page.index("</script>", start)])
-
-
-def test_rounded_keeps_four_significant_digits() -> None:
-    values = torch.tensor([0.123456, 0.0, 1.0, 12345.678, -0.00098765, 3e-9, float("nan")])
-    assert rounded(values) == [0.1235, 0, 1.0, 12350.0, -0.0009877, 3e-9, None]
-    text = json.dumps(rounded(torch.rand(50, dtype=torch.float64)))
-    assert max(len(v) for v in re.findall(r"[\d.e-]+", text)) <= 9  # no float noise
-
-
-def test_page_is_self_contained(decoder, translator, logit) -> None:
-    page = build_report([("decoder", decoder), ("translator", translator), logit])
-    assert page.startswith("<!DOCTYPE html>")
-    for external in ("http:", "https:", "src=", "<link", "@import", "url(", "//cdn"):
-        assert external not in page
-    assert page.count("<script") == 3  # error catcher, data, renderer: nothing fetched
-    data = _data(page)
-    kinds = [(s["kind"], s["title"]) for s in data["sections"]]
-    assert kinds == [
-        ("matrix", "decoder"),
-        ("matrix", "translator"),
-        ("logit", "ALTI-Logit \u2014 external"),
-    ]
-    seq = data["sections"][0]["sequences"][1]
-    view = seq["views"][0]
-    n = int(decoder.attention_mask[1].sum())
-    assert view["name"] == "rollout" and view["rows"] == decoder.str_tokens[1][:n]
-    _close(view["data"][-1], decoder.rollout[1, -1, :n, :n])
-
-
-def test_translator_section_lists_every_view(translator) -> None:
-    data = _data(translator.to_html())
-    seq = data["sections"][0]["sequences"][1]
-    names = [v["name"] for v in seq["views"]]
-    assert names == [
-        "extended rollout", "cross-attention", "decoder self-attention", "encoder rollout",
-    ]  # fmt: skip
-    s = int(translator.source_attention_mask[1].sum())
-    t = int(translator.target_attention_mask[1].sum())
-    ext, cross = seq["views"][0], seq["views"][1]
-    assert ext["groups"] == [["source", 0, s], ["target prefix", s, s + t]]
-    assert cross["cols"][-1] == "(residual)" and len(cross["cols"]) == s + 1
-    S = translator.source_tokens.shape[1]
-    _close([row[-1] for row in cross["data"][-1]], translator.cross_contributions[1, -1, :t, S])
-    _close(seq["bars"]["values"], translator.source_contribution[1, :t])
-
-
-def test_logit_section_adds_up(logit) -> None:
-    sec = _data(logit.to_html(title="why 'the'"))["sections"][0]
-    assert sec["title"] == "why 'the'"
-    seq = sec["sequences"][0]
-    parts = dict(seq["parts"])
-    assert parts["sum of the parts"] == pytest.approx(parts["model logit difference"], abs=1e-4)
-    assert parts["input tokens (sum of scores)"] == pytest.approx(float(logit.scores[0].sum()))
-    L, H = logit.head_scores.shape[1:3]
-    assert len(seq["heads"]["data"]) == L and len(seq["heads"]["data"][0]) == H
-    assert seq["position"] == int(logit.position[0])
-    # the result has no vocabulary, but both tokens occur in the inputs
-    assert seq["summary"].startswith("explains \u201cthe\u201d (id 3) minus \u201ca\u201d (id 4)")
-
-
-def test_tokens_cannot_break_the_page(decoder) -> None:
-    tokens = [*EVIL, "x"][: len(decoder.str_tokens[0])]
-    evil = dataclasses.replace(decoder, str_tokens=[tokens, decoder.str_tokens[1]])
-    page = build_report([("</script> & <b>title</b>", evil)], title="<title> & </script>")
-    assert page.count("</script>") == 3 and "<s>" not in page and "<!--" not in page
-    assert "&lt;title&gt; &amp; &lt;/script&gt;" in page
-    data = _data(page)
-    assert data["sections"][0]["sequences"][0]["views"][0]["cols"] == tokens
-    assert data["sections"][0]["title"] == "</script> & <b>title</b>"
-
-
-def test_large_reports_keep_the_last_layers(tmp_path, decoder) -> None:
-    n0, n1 = (int(m.sum()) for m in decoder.attention_mask)
-    per_layer = 2 * (n0 * n0 + n1 * n1)
-    with pytest.warns(UserWarning, match="shows the last 2 of 3 layers"):
-        page = decoder.to_html(max_values=2 * per_layer + 1)
-    assert _data(page)["sections"][0]["sequences"][0]["views"][0]["layers"] == [1, 2]
-    if shutil.which("chromium") or os.environ.get("ALTI_LENS_REQUIRE_BROWSER") == "1":
-        path = tmp_path / "two.html"
-        path.write_text(page, encoding="utf-8")
-        attrs, values = _panel(_dom(tmp_path, path, "#s0-layer=1&s0-row=2"), 0)
-        assert attrs["data-layer"] == "1"  # the URL names the model's layer, not the slider's
-        _close(values, decoder.rollout[0, 1, 2, :7])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        one = decoder.to_html(batch=1)
-    assert len(_data(one)["sections"][0]["sequences"]) == 1
-    assert len(one) < 40_000
-
-
-def test_bad_items_say_what_is_expected(tmp_path, decoder) -> None:
-    with pytest.raises(TypeError, match="got str"):
-        build_report([("title", "not a result")])
-    with pytest.raises(ValueError, match="at least one result"):
-        build_report([])
-    with pytest.raises(IndexError, match="batch=5 is out of range"):
-        decoder.to_html(batch=5)
-    path = write_report(tmp_path / "r.html", [decoder])
-    assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
-    assert decoder.save_html(tmp_path / "new" / "one.html").stat().st_size > 10_000
 
 
 # ---------------------------------------------------------------- headless Chromium
@@ -227,7 +113,7 @@ def test_browser_runs_the_page_and_shows_the_default_row(tmp_path, report, decod
         str(n - 1),
         "2",
     )
-    _close(values, decoder.rollout[0, -1, n - 1, :n])
+    assert_report_close(values, decoder.rollout[0, -1, n - 1, :n])
     # the hostile tokens are shown as text, not parsed as markup
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in dom and "&lt;s&gt;" in dom
     assert ">U+2028</span>" in dom  # an invisible token is named
@@ -247,18 +133,18 @@ def test_browser_selection_from_the_url(tmp_path, report, decoder, translator, l
         "1",
     )
     n = int(decoder.attention_mask[1].sum())
-    _close(values, decoder.contributions[1, 1, 3, :n])
+    assert_report_close(values, decoder.contributions[1, 1, 3, :n])
     attrs, values = _panel(dom, 1)
     assert (attrs["data-view"], attrs["data-row"]) == ("cross-attention", "1")
     s = int(translator.source_attention_mask[0].sum())
     S = translator.source_tokens.shape[1]
     expected = translator.cross_contributions[0, -1, 1, [*range(s), S]]
-    _close(values, expected)
+    assert_report_close(values, expected)
     part = dom[dom.index('id="s2"') :]
     tag = part[part.index('<div class="panel"') :]
     assert _attrs(tag[: tag.index(">")])["data-head"] == "1"
     shown = [float(v) for v in re.findall(r'class="tok[^"]*"[^>]*data-value="([^"]*)"', tag)]
-    _close(shown[:7], logit.head(2, 1)[0, :7], atol=1e-9)
+    assert_report_close(shown[:7], logit.head(2, 1)[0, :7], atol=1e-9)
 
 
 # Moves the pointer over cell (2, 1) of the first heatmap, notes the tooltip, clicks, notes the
@@ -296,7 +182,7 @@ def test_browser_hover_and_click(tmp_path, decoder) -> None:
     assert 'data-clicked="2"' in dom  # the click selected the row
     attrs, values = _panel(dom, 0)
     assert attrs["data-row"] == "3"  # and the down arrow the next one
-    _close(values, decoder.rollout[0, -1, 3, :7])
+    assert_report_close(values, decoder.rollout[0, -1, 3, :7])
 
 
 def test_browser_reports_script_errors(tmp_path, decoder) -> None:
@@ -414,7 +300,7 @@ def test_every_figure_says_what_its_numbers_mean(tmp_path, decoder, translator, 
     heads, last = alti(model, TEXTS, per_head=True), alti(model, TEXTS, rows="last")
     items = [("heads", heads), ("last", last), ("translator", translator), ("logit", logit)]
     page = build_report(items, batch=0)
-    data = _data(page)
+    data = report_data(page)
     expected = {}
     for i, sec in enumerate(data["sections"]):
         seq = sec["sequences"][0]
@@ -458,3 +344,22 @@ def test_every_figure_says_what_its_numbers_mean(tmp_path, decoder, translator, 
         "source and target-prefix shares of each decoder step (after the last decoder layer)"
     )
     assert bars_title in re.findall(r"<h3>([^<]*)", dom[dom.index('id="s2"') :])
+
+
+def test_large_reports_keep_the_last_layers(tmp_path, decoder) -> None:
+    n0, n1 = (int(m.sum()) for m in decoder.attention_mask)
+    per_layer = 2 * (n0 * n0 + n1 * n1)
+    with pytest.warns(UserWarning, match="shows the last 2 of 3 layers"):
+        page = decoder.to_html(max_values=2 * per_layer + 1)
+    assert report_data(page)["sections"][0]["sequences"][0]["views"][0]["layers"] == [1, 2]
+    if shutil.which("chromium") or os.environ.get("ALTI_LENS_REQUIRE_BROWSER") == "1":
+        path = tmp_path / "two.html"
+        path.write_text(page, encoding="utf-8")
+        attrs, values = _panel(_dom(tmp_path, path, "#s0-layer=1&s0-row=2"), 0)
+        assert attrs["data-layer"] == "1"  # the URL names the model's layer, not the slider's
+        assert_report_close(values, decoder.rollout[0, 1, 2, :7])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = decoder.to_html(batch=1)
+    assert len(report_data(one)["sections"][0]["sequences"]) == 1
+    assert len(one) < 40_000

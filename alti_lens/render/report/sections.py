@@ -5,13 +5,16 @@ script (`report.js`) draws whatever views a section lists, so ALTI and ALTI+ sha
 """
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from alti_lens.results import AltiLogitResult, AltiPlusResult, AltiResult
+from alti_lens.errors import InputIndexError, InputTypeError
+
+if TYPE_CHECKING:  # render reads results' fields; it never imports them at run time
+    from alti_lens.results import AltiLogitResult, AltiPlusResult, AltiResult
 
 
 def rounded(values: Float[Tensor, "..."], digits: int = 4) -> Any:
@@ -78,7 +81,11 @@ def _batches(batch: int | list[int] | None, size: int) -> list[int]:
     chosen = [batch] if isinstance(batch, int) else list(batch)
     for b in chosen:
         if not -size <= b < size:
-            raise IndexError(f"batch={b} is out of range for a result of {size} sequences")
+            raise InputIndexError(
+                f"batch={b} is out of range for a result of {size} sequences; expected an index "
+                f"in 0..{size - 1} (or -{size}..-1), a list of them, or None (all). "
+                "Fix: pass batch=None or indices within that range."
+            )
     return [b % size for b in chosen]
 
 
@@ -123,7 +130,7 @@ def _view(name: str, rows: list[str], cols: list[str], data: Any, layers: list[i
 
 
 def alti_section(
-    result: AltiResult, title: str, batch: int | list[int] | None, max_values: int
+    result: "AltiResult", title: str, batch: int | list[int] | None, max_values: int
 ) -> dict[str, Any]:
     seqs = _batches(batch, len(result))
     heads = result.head_contributions
@@ -167,7 +174,7 @@ def alti_section(
 
 
 def alti_plus_section(
-    result: AltiPlusResult, title: str, batch: int | list[int] | None, max_values: int
+    result: "AltiPlusResult", title: str, batch: int | list[int] | None, max_values: int
 ) -> dict[str, Any]:
     seqs = _batches(batch, len(result))
     S = result.source_tokens.shape[1]
@@ -227,7 +234,7 @@ def alti_plus_section(
     return {"kind": "matrix", "title": title, "info": info, "sequences": sequences}
 
 
-def _token_name(result: AltiLogitResult, token: int, b: int = 0, key: str = "target_str") -> str:
+def _token_name(result: "AltiLogitResult", token: int, b: int = 0, key: str = "target_str") -> str:
     """`“mat” (id 9)`: from the names `alti_logit` records, else from the inputs when the token
     occurs there, else `token id 9`."""
     names = result.metadata.get(key)
@@ -241,7 +248,7 @@ def _token_name(result: AltiLogitResult, token: int, b: int = 0, key: str = "tar
 
 
 def alti_logit_section(
-    result: AltiLogitResult, title: str, batch: int | list[int] | None, max_values: int
+    result: "AltiLogitResult", title: str, batch: int | list[int] | None, max_values: int
 ) -> dict[str, Any]:
     seqs = _batches(batch, len(result))
     _, n_layers, n_heads, _ = result.head_scores.shape
@@ -308,14 +315,21 @@ def alti_logit_section(
     return {"kind": "logit", "title": title, "info": info, "sequences": sequences}
 
 
+SECTIONS = {
+    "AltiResult": alti_section,
+    "AltiPlusResult": alti_plus_section,
+    "AltiLogitResult": alti_logit_section,
+}
+
+
 def section(result: Any, title: str, batch: int | list[int] | None, max_values: int):
-    if isinstance(result, AltiPlusResult):
-        return alti_plus_section(result, title, batch, max_values)
-    if isinstance(result, AltiLogitResult):
-        return alti_logit_section(result, title, batch, max_values)
-    if isinstance(result, AltiResult):
-        return alti_section(result, title, batch, max_values)
-    raise TypeError(
+    # by class name (subclasses included), so that render needs the result classes for type
+    # checking only; `alti_lens.results` reports its classes under that module name
+    for cls in type(result).__mro__:
+        build = SECTIONS.get(cls.__name__)
+        if build is not None and cls.__module__ == "alti_lens.results":
+            return build(result, title, batch, max_values)
+    raise InputTypeError(
         f"a report shows AltiResult, AltiPlusResult or AltiLogitResult objects; got "
         f"{type(result).__name__}. Fix: pass the result of alti(), alti_plus() or alti_logit()."
     )

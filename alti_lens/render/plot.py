@@ -1,5 +1,6 @@
-"""Pictures of results (matplotlib, imported lazily). Functions return figures; they never show
-them, so they work the same in notebooks, scripts and tests."""
+"""Pictures of results (matplotlib, imported when a figure is drawn). Functions take plain tensors
+and labels and return figures; they never show them, so they work the same in notebooks, scripts
+and tests (the results' `plot` methods pick the numbers and call them)."""
 
 from typing import Any
 

@@ -1,4 +1,5 @@
-"""Result views and storage: top sources, dropping tokens, merging, tables, HTML, save/load."""
+"""Saving and loading results (`alti_lens.results.storage`): one safetensors file, no pickle;
+every field back exactly; wrong files rejected with an `InputError` that says the fix."""
 
 import dataclasses
 from typing import Any
@@ -6,9 +7,10 @@ from typing import Any
 import pytest
 import torch
 from conftest import bridge, encdec
+from safetensors.torch import save_file
 
 from alti_lens import AltiLogitResult, AltiPlusResult, AltiResult, alti, alti_logit, alti_plus
-from alti_lens.views import complete_spans, word_spans
+from alti_lens.errors import AltiLensError, InputError
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 
@@ -101,92 +103,18 @@ def test_the_file_holds_no_pickle(tmp_path, result: AltiResult) -> None:
         assert f.metadata()["format"] == "alti_lens.result.v1"
 
 
-def test_top_sources(result: AltiResult) -> None:
-    top = result.top_sources(-1, k=3, batch=1)
-    row = int(result.attention_mask[1].sum()) - 1
-    values = result.rollout[1, -1, row]
-    assert [p for p, _, _ in top] == values.argsort(descending=True)[:3].tolist()
-    assert top[0][1] == result.str_tokens[1][top[0][0]] and top[0][2] == float(values.max())
-    own = result.top_sources(2, k=1, rollout=False, layer=0)
-    assert own[0][2] == float(result.contributions[0, 0, 2].max())
-
-
-def test_without_renormalises(result: AltiResult) -> None:
-    view = result.without(tokens=["<bos>"])
-    real = result.attention_mask.bool()[:, None].expand(-1, result.n_layers, -1)
-    assert (view.rollout[..., 0] == 0).all()
-    sums = view.rollout.sum(-1)[real]
-    rows_with_mass = sums > 0
-    torch.testing.assert_close(sums[rows_with_mass], torch.ones_like(sums[rows_with_mass]))
-    # other columns keep their ratios
-    a, b = result.rollout[0, -1, 5, 2:4], view.rollout[0, -1, 5, 2:4]
-    torch.testing.assert_close(a[0] / a[1], b[0] / b[1])
-    assert result.without([0]).rollout.equal(view.rollout)
-
-
-def test_merge_spans_sums_sources_and_averages_rows(result: AltiResult) -> None:
-    labels, C, R = result.merge([(1, 3), (4, 7)])
-    assert labels == ["<bos>", "thecat", "sat", "onthemat"]
-    assert C.shape == (result.n_layers, 4, 4)
-    torch.testing.assert_close(R.sum(-1), torch.ones(result.n_layers, 4, dtype=torch.float64))
-    full = result.rollout[0, -1]
-    torch.testing.assert_close(R[-1, 1, 3], full[1:3, 4:7].sum(-1).mean())
-    with pytest.raises(ValueError, match="overlaps"):
-        result.merge([(1, 3), (2, 4)])
-
-
-def test_word_spans() -> None:
-    assert word_spans(["<|endoftext|>", "Hello", "Ġworld", "ing", "Ġ!"]) == [
-        (0, 1), (1, 2), (2, 4), (4, 5),
-    ]  # fmt: skip
-    assert word_spans(["[CLS]", "play", "##ing", "now", "[SEP]"]) == [
-        (0, 1),
-        (1, 3),
-        (3, 4),
-        (4, 5),
-    ]
-    assert word_spans([" the", " cat", "s"]) == [(0, 1), (1, 3)]
-    assert complete_spans([(1, 3)], 4) == [(0, 1), (1, 3), (3, 4)]
-
-
-def test_tables_and_html(result: AltiResult) -> None:
-    pytest.importorskip("pandas", reason="pandas is an optional dependency")
-    frame = result.to_dataframe()
-    n0, n1 = (int(m.sum()) for m in result.attention_mask)
-    assert len(frame) == result.n_layers * (n0 * n0 + n1 * n1)
-    last = frame[(frame.batch == 0) & (frame.layer == 2) & (frame.query_pos == 6)]
-    assert abs(last.rollout.sum() - 1) < 1e-12
-    html = result._repr_html_()
-    assert "AltiResult(batch=2" in html and "&lt;bos&gt;" in html
-    logit = alti_logit(bridge("gpt2-preLN", torch.float64), TEXTS, "the")
-    assert len(logit.to_dataframe()) == n0 + n1 and "ALTI-Logit" in logit._repr_html_()
-    assert logit.top_sources(2)[0][2] == float(logit.scores[0].max())
-    plus = alti_plus(encdec("bart-postLN"), TEXTS, ["le chat", "le chien est"])
-    assert len(plus.to_dataframe()) == int(plus.target_attention_mask.sum())
-    assert plus.top_sources(-1, 2)[0][1].startswith(("src:", "tgt:"))
-    assert "source contribution" in plus._repr_html_()
-
-
-def test_plots_return_figures_with_token_labels(tmp_path, result: AltiResult) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib is an optional dependency")
-    import matplotlib.pyplot as plt
-
-    fig = result.plot(batch=0)
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == result.str_tokens[0]
-    assert ax.get_title() == "ALTI rollout, layer 2"
-    fig.savefig(tmp_path / "heatmap.png")
-    plus = alti_plus(encdec("marian-postLN"), TEXTS, ["le chat", "le chien est"])
-    bars = plus.plot(batch=1)
-    heights = [p.get_height() for p in bars.axes[0].patches]
-    n = int(plus.target_attention_mask[1].sum())
-    torch.testing.assert_close(
-        torch.tensor(heights[:n], dtype=torch.float64), plus.source_contribution[1, :n].double(),
-        rtol=0, atol=1e-6,
-    )  # fmt: skip
-    grid = plus.plot_rollout(batch=0)
-    labels = [t.get_text() for t in grid.axes[0].get_xticklabels()]
-    assert labels[0].startswith("src:") and labels[-1].startswith("tgt:")
-    grid.savefig(tmp_path / "rollout.png")
-    assert (tmp_path / "heatmap.png").stat().st_size > 1000
-    plt.close("all")
+def test_wrong_files_are_input_errors_with_the_fix(tmp_path, result: AltiResult) -> None:
+    path = result.save(tmp_path / "r.safetensors")
+    with pytest.raises(InputError, match=r"not an AltiPlusResult\. Fix: AltiResult\.load\(") as err:
+        AltiPlusResult.load(path)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, AltiLensError)
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other), metadata={"format": "something else"})
+    with pytest.raises(InputError, match=r"is not an alti_lens result file .*Fix: pass a file"):
+        AltiResult.load(other)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a tensor file")
+    with pytest.raises(InputError, match=r"is not a safetensors file .*Fix: pass the path save"):
+        AltiResult.load(text)
+    with pytest.raises(FileNotFoundError):  # the operating system's own error, as before
+        AltiResult.load(tmp_path / "missing.safetensors")

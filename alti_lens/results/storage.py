@@ -2,7 +2,8 @@
 
 Every tensor field (and the tensors of dict fields and of a nested result) is stored under its
 field name; everything else (token strings, metadata, which fields are None) goes into one JSON
-document in the safetensors header. Loading rebuilds the same dataclass.
+document in the safetensors header. Loading rebuilds the same dataclass (a nested result, such as
+`AltiLogitResult.alti`, as the class its field is declared with).
 """
 
 import dataclasses
@@ -11,8 +12,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from alti_lens.errors import InputError
 
 FORMAT = "alti_lens.result.v1"
 T = TypeVar("T")
@@ -75,8 +79,6 @@ def save(result: Any, path: str | Path) -> Path:
 
 
 def _rebuild(cls: type, doc: dict[str, Any], prefix: str, tensors: dict[str, Tensor]) -> Any:
-    from . import results  # the result classes, by name, for nested results
-
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in doc:  # a field newer than the file: its default
@@ -88,7 +90,9 @@ def _rebuild(cls: type, doc: dict[str, Any], prefix: str, tensors: dict[str, Ten
             kwargs[f.name] = tensors[key]
         elif kind == "result":
             sub = entry["fields"]
-            kwargs[f.name] = _rebuild(getattr(results, sub["__class__"]), sub, key + ".", tensors)
+            kwargs[f.name] = _rebuild(
+                _nested_class(cls, f, sub["__class__"]), sub, key + ".", tensors
+            )
         elif kind == "tensors":
             kwargs[f.name] = {name: tensors[f"{key}.{name}"] for name in entry["keys"]}
         else:
@@ -96,17 +100,39 @@ def _rebuild(cls: type, doc: dict[str, Any], prefix: str, tensors: dict[str, Ten
     return cls(**kwargs)
 
 
-def load(cls: type[T], path: str | Path) -> T:
-    """Read a result written by `save`; raises if the file holds another kind of result."""
-    from safetensors import safe_open
+def _nested_class(cls: type, f: dataclasses.Field, stored: str) -> type:
+    """The dataclass a nested result field is declared with (its annotation, a class)."""
+    declared = f.type
+    if not (isinstance(declared, type) and dataclasses.is_dataclass(declared)):
+        raise TypeError(f"{cls.__name__}.{f.name} is not declared as a result class: {declared!r}")
+    if declared.__name__ != stored:
+        raise InputError(
+            f"the file's {cls.__name__}.{f.name} holds an {stored}; expected an "
+            f"{declared.__name__}. Fix: load it with the class that saved it."
+        )
+    return declared
 
-    with safe_open(str(path), framework="pt") as handle:
-        header = handle.metadata() or {}
+
+def load(cls: type[T], path: str | Path) -> T:
+    """Read a result written by `save`; raises `InputError` if the file is not an alti_lens result
+    file or holds another kind of result (a missing file: `FileNotFoundError`)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except SafetensorError as err:
+        raise InputError(
+            f"{path} is not a safetensors file ({err}); expected a file written by a result's "
+            "save(). Fix: pass the path save() returned."
+        ) from err
     if header.get("format") != FORMAT:
-        raise ValueError(
-            f"{path} is not an alti_lens result file (format {header.get('format')!r})"
+        raise InputError(
+            f"{path} is not an alti_lens result file (format {header.get('format')!r}, expected "
+            f"{FORMAT!r}). Fix: pass a file written by a result's save()."
         )
     doc = json.loads(header["result"])
     if doc["__class__"] != cls.__name__:
-        raise ValueError(f"{path} holds an {doc['__class__']}, not an {cls.__name__}")
+        raise InputError(
+            f"{path} holds an {doc['__class__']}, not an {cls.__name__}. "
+            f"Fix: {doc['__class__']}.load({str(path)!r})."
+        )
     return _rebuild(cls, doc, "", load_file(str(path)))

@@ -1,0 +1,222 @@
+"""The `alti-lens` argument parser: commands, options, their help and examples (torch-free)."""
+
+import argparse
+import textwrap
+from pathlib import Path
+
+from alti_lens._types import MEASURES
+from alti_lens._version import __version__
+from alti_lens.demo import BUILTIN_MODELS
+
+DEFAULT_DECODER = "demo-induction"
+DEFAULT_TRANSLATOR = "demo-translator"
+# Words of the demo models' vocabularies (alti_lens.demo.data): a repeated run for the induction
+# model (it should predict "window" next), a sentence whose translation reorders words.
+DEMO_TEXT = "king river music window paper garden king river music"
+DEMO_SOURCE = "the old red cat sees a happy dog"
+
+# A torch-free copy for the parser (a test asserts it equals readout.DTYPES, which needs torch).
+DTYPE_NAMES: tuple[str, ...] = ("bfloat16", "float16", "float32", "float64")
+
+# file names suggested when an output option names a directory
+EXAMPLE_NAMES = {
+    "--html": "report.html",
+    "--png": "rollout.png",
+    "--save": "result.safetensors",
+    "--json": "summary.json",
+}
+
+EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_UNSUPPORTED = 1, 2, 3, 4
+
+EXIT_CODES = """\
+exit codes:
+  0  success
+  2  bad arguments or input (an output path that cannot be written included)
+  3  model not available (not built in, no such directory, not downloadable from here)
+  4  model not supported, or its decomposition failed the exactness check
+  1  any other error"""
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Epilogs kept as written; "(default: ...)" added to every option that has a real default
+    (not to flags, nor where the help already says what the default means)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # never break names like alti-lens-demo or --max-new-tokens at their hyphens
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or "default:" in text
+            or not action.option_strings
+            or action.default in (None, False, argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _epilog(examples: str) -> str:
+    return f"examples:\n{examples}\n\n{EXIT_CODES}"
+
+
+TOP_EXAMPLES = f"""\
+  alti-lens demo                       both built-in models; report in alti-lens-demo/report.html
+  alti-lens explain "king river music window king river"
+  alti-lens explain --model gpt2 "The cat sat on the mat" --html cat.html
+  alti-lens translate --source "{DEMO_SOURCE}"
+  alti-lens explain "king river music king" --json - | python -m json.tool
+
+Built-in models (offline): {", ".join(sorted(BUILTIN_MODELS))}. Any model TransformerLens can boot
+works where it can be downloaded, and so does a local Hugging Face checkpoint directory."""
+
+EXPLAIN_EXAMPLES = """\
+  alti-lens explain "king river music window king river"
+  alti-lens explain --model gpt2 "The cat sat on the mat" --position -2 --top 3
+  alti-lens explain --model ./my-checkpoint "some text" --html report.html --png rollout.png
+  alti-lens explain --model gpt2 "some text" --measure norm --no-logit --json -"""
+
+TRANSLATE_EXAMPLES = f"""\
+  alti-lens translate --source "{DEMO_SOURCE}"
+  alti-lens translate --source "the cat sat" --target "le chat est" --step 1
+  alti-lens translate --model ./my-bart --source "some text" --html plus.html \
+      --save plus.safetensors"""
+
+DEMO_EXAMPLES = """\
+  alti-lens demo
+  alti-lens demo --out /tmp/alti-demo --no-color"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alti-lens",
+        description="ALTI / ALTI+ token contributions for TransformerLens models.",
+        epilog=_epilog(TOP_EXAMPLES),
+        formatter_class=Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"alti-lens {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dtype",
+        choices=DTYPE_NAMES,
+        default="float32",
+        help="floating-point type to load the model in",
+    )
+    common.add_argument(
+        "--device",
+        default=None,
+        help="where to run, e.g. cpu, cuda (default: TransformerLens' choice)",
+    )
+    common.add_argument(
+        "-k", "--top", type=int, default=5, metavar="N", help="how many top sources to list"
+    )
+    common.add_argument(
+        "--html", type=Path, metavar="PATH", help="write an interactive HTML report to this file"
+    )
+    common.add_argument(
+        "--png", type=Path, metavar="PATH", help="write a picture (PNG) to this file"
+    )
+    common.add_argument(
+        "--save",
+        type=Path,
+        metavar="PATH",
+        help="save the full result to this .safetensors file (reload with AltiResult.load)",
+    )
+    common.add_argument(
+        "--json",
+        type=str,
+        metavar="PATH",
+        help="write a JSON summary to this file ('-': to stdout, instead of the text summary)",
+    )
+    quiet_help = "no progress lines on stderr (warnings and errors are still printed)"
+    colour_help = "no ANSI colours (also: NO_COLOR=1; default: colour on a colour terminal)"
+    common.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    common.add_argument("--no-color", action="store_true", help=colour_help)
+    measure_help = (
+        "contribution measure: l1 is ALTI; l2, norm (Kobayashi), attention, attention_rollout"
+    )
+
+    ex = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="contributions of each input token (decoder-only and encoder models)",
+        description="ALTI contributions of each input token to one position's representation,\n"
+        "and (decoder-only models) ALTI-Logit for the model's next-token prediction.",
+        epilog=_epilog(EXPLAIN_EXAMPLES),
+        formatter_class=Formatter,
+    )
+    ex.add_argument("text", metavar="TEXT", help="the input text")
+    ex.add_argument(
+        "--model",
+        default=DEFAULT_DECODER,
+        metavar="NAME_OR_DIR",
+        help="built-in name, checkpoint directory or hub name",
+    )
+    ex.add_argument(
+        "--position",
+        type=int,
+        default=-1,
+        help="the position to explain; negative counts from the end",
+    )
+    ex.add_argument(
+        "--layer", type=int, default=-1, help="after which layer; negative counts from the end"
+    )
+    ex.add_argument("--measure", choices=MEASURES, default="l1", help=measure_help)
+    ex.add_argument(
+        "--no-logit", action="store_true", help="skip ALTI-Logit (the next-token prediction part)"
+    )
+
+    tr = sub.add_parser(
+        "translate",
+        parents=[common],
+        help="ALTI+ for an encoder-decoder model (source vs target-prefix contributions)",
+        description="ALTI+ source and target-prefix contributions of every decoder step;\n"
+        "translates greedily first when no target is given.",
+        epilog=_epilog(TRANSLATE_EXAMPLES),
+        formatter_class=Formatter,
+    )
+    tr.add_argument(
+        "--model",
+        default=DEFAULT_TRANSLATOR,
+        metavar="NAME_OR_DIR",
+        help="built-in name, checkpoint directory or hub name",
+    )
+    tr.add_argument("--source", required=True, help="the source sentence to translate")
+    tr.add_argument(
+        "--target", help="the target sentence (default: the model's greedy translation)"
+    )
+    tr.add_argument(
+        "--step", type=int, default=None, help="also list the top sources of this decoder step"
+    )
+    tr.add_argument("--measure", choices=MEASURES, default="l1", help=measure_help)
+    tr.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=64,
+        help="longest greedy translation, in tokens (when no --target is given)",
+    )
+
+    demo = sub.add_parser(
+        "demo",
+        help="run both built-in models and write one HTML report",
+        description="Explain a repeated word sequence with the built-in induction model and a\n"
+        "toy translation with the built-in translator; write one HTML report.",
+        epilog=_epilog(DEMO_EXAMPLES),
+        formatter_class=Formatter,
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("alti-lens-demo"),
+        metavar="DIR",
+        help="folder for report.html (created if missing)",
+    )
+    demo.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    demo.add_argument("--no-color", action="store_true", help=colour_help)
+    return parser
