@@ -144,6 +144,18 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
             m.training = True
 
 
+def _all_finite(values: Tensor) -> bool:
+    """Whether every value is finite, with one reduction where it can: a sum is finite only if
+    every term is (a NaN or infinite term makes it NaN or infinite, in any order of summation),
+    so a finite sum proves it without the elementwise mask `isfinite` writes (measured ~10× faster
+    at 128 tokens). A non-finite sum of finite values (overflow) falls back to the mask."""
+    if values.is_floating_point():
+        wide = torch.float64 if values.dtype == torch.float64 else torch.float32
+        if bool(torch.isfinite(values.sum(dtype=wide))):
+            return True
+    return bool(torch.isfinite(values).all())
+
+
 def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
     """Raise on NaN/inf at real (unpadded) positions; `real` is `[batch, pos]` bool."""
     if bool(real.all()):
@@ -156,7 +168,7 @@ def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
         values = tensor[real]
     else:
         values = tensor
-    if not bool(torch.isfinite(values).all()):
+    if not _all_finite(values):
         raise NonFiniteActivationError(
             f"{name} contains NaN or infinite values at real token positions; "
             "the model's activations are not finite, so no decomposition is meaningful. "
@@ -197,8 +209,9 @@ def run_plans(
         return hook
 
     fwd_hooks = [(name, make_hook(p, role)) for p in plans for role, name in p.names.items()]
+    available = model.hook_dict  # built anew on every access on the bridge (~0.2 ms)
     for name, _ in fwd_hooks:
-        if name not in model.hook_dict:
+        if name not in available:
             raise UnsupportedModelError(
                 f"the model has no hook point {name!r}, which ALTI reads. This TransformerLens "
                 f"architecture ({info.architecture}) is not supported."

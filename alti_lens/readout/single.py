@@ -35,15 +35,20 @@ def _hook(layer: int, name: str) -> str:
     return f"blocks.{layer}.{name}"
 
 
-def _kind_and_names(model: Any, backend: str, layer: int) -> tuple[BlockKind | None, dict]:
-    """The block kind (None: pre- or post-norm, told apart by hook order) and the hooks to read."""
+def _kind_and_names(
+    model: Any, backend: str, layer: int, available: Any = None
+) -> tuple[BlockKind | None, dict]:
+    """The block kind (None: pre- or post-norm, told apart by hook order) and the hooks to read.
+    `available`: the model's `hook_dict`, where the caller has it (the bridge builds it anew on
+    every access)."""
     block = model.blocks[layer]
     names = {
         "resid_pre": _hook(layer, "hook_resid_pre"),
         "v": _hook(layer, "attn.hook_v"),
         "pattern": _hook(layer, "attn.hook_pattern"),
     }
-    available = model.hook_dict
+    if available is None:
+        available = model.hook_dict
     cfg = model.cfg
     if backend == HOOKED_ENCODER:
         names["scale"] = _hook(layer, "ln1.hook_scale")
@@ -68,9 +73,11 @@ def _kind_and_names(model: Any, backend: str, layer: int) -> tuple[BlockKind | N
     return None, names
 
 
-def _plan(model: Any, info: ModelInfo, layer: int, real: Tensor, resid_post: bool) -> Plan:
+def _plan(
+    model: Any, info: ModelInfo, layer: int, real: Tensor, resid_post: bool, available: Any = None
+) -> Plan:
     backend = info.backend
-    planned, names = _kind_and_names(model, backend, layer)
+    planned, names = _kind_and_names(model, backend, layer, available)
     if resid_post:
         names["resid_post"] = _hook(layer, "hook_resid_post")
     block = model.blocks[layer]
@@ -165,7 +172,8 @@ def read_blocks(
     norm are returned (ALTI-Logit).
     """
     real = mask.bool().to(info.device)
-    plans = [_plan(model, info, layer, real, final) for layer in range(info.n_layers)]
+    available = model.hook_dict
+    plans = [_plan(model, info, layer, real, final, available) for layer in range(info.n_layers)]
     final_norm: list[NormTensors] = []
     final_plan = _final_plan(model, info.backend, real, final_norm) if final else None
     if final_plan is not None:
