@@ -163,13 +163,16 @@ def read_blocks(
     on_block: Callable[[int, BlockTensors], None],
     *,
     final: bool = False,
+    stop_early: bool = False,
 ) -> FinalTensors | None:
     """Run `model` on `tokens` and call `on_block(layer, tensors)` as each layer completes.
 
     `mask` is `[batch, pos]` with 1 for real tokens; it is passed to the model only when it
     contains padding. Hooks are removed when the run ends, also when `on_block` raises. With
     `final`, each block also carries `resid_post`, and the logits, the unembedding and the final
-    norm are returned (ALTI-Logit).
+    norm are returned (ALTI-Logit). With `stop_early` (and not `final`) the forward pass ends
+    once the last block has been handed over (`run_plans`): for callers that need nothing else
+    of it, not for those that read other hooks during the run (`patching`).
     """
     real = mask.bool().to(info.device)
     available = model.hook_dict
@@ -197,7 +200,7 @@ def read_blocks(
     def handover(key: Key, block: BlockTensors) -> None:
         on_block(key[1], block)
 
-    run_plans(model, info, plans, forward, handover)
+    run_plans(model, info, plans, forward, handover, stop_early=stop_early and not final)
     if not final:
         return None
     norm = final_norm[0] if final_norm else None
