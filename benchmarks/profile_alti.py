@@ -84,7 +84,7 @@ def main() -> None:
         return plans(*a, **k)
 
     single.run_plans = run_plans
-    model_class = type(model)
+    model_class: Any = type(model)
     run_with_hooks = model_class.run_with_hooks
 
     def timed_hooks(self: Any, input: Any, fwd_hooks: Any = (), **k: Any) -> Any:

@@ -1,6 +1,8 @@
 """`alti()` stops the forward pass once the last block's attention has been read: the same
 numbers as a full run, nothing after it runs, and the model is left as it was."""
 
+from typing import Any
+
 import torch
 from conftest import bridge, hook_count
 
@@ -29,7 +31,7 @@ def test_same_result_as_the_full_forward_pass(kind: str, monkeypatch) -> None:
 
 
 def test_nothing_after_the_last_attention_runs() -> None:
-    model = bridge("gpt2-preLN")
+    model: Any = bridge("gpt2-preLN")
     last = len(model.blocks) - 1
     fired: list[str] = []
     after = [f"blocks.{last}.hook_mlp_out", f"blocks.{last}.hook_resid_post", "ln_final.hook_scale"]
