@@ -117,9 +117,12 @@ def run_single(
         return keep, keep, 0
 
     on_block = _measurer(info, request, observers, trace, lambda _, layer: layer, selection)
+    # Nothing after the last block's attention is read without `final`: the forward pass stops
+    # there (the last MLP, the final norm and the unembedding are not run).
     trace.final = readout.read_blocks(
-        model, info, tokens, mask, lambda layer, block: on_block(LAYER, layer, block), final=final
-    )
+        model, info, tokens, mask, lambda layer, block: on_block(LAYER, layer, block),
+        final=final, stop_early=True,
+    )  # fmt: skip
     return trace
 
 

@@ -6,10 +6,18 @@
     python benchmarks/bench_alti.py --variants last last-reference --lengths 512 2048
     python benchmarks/bench_alti.py --device cuda          # the GPU rows: GPT-2 small @1,024 and
                                                            # the Llama-3-8B shape @4,096 (bf16)
+    python benchmarks/bench_alti.py --baseline main --lengths 128 512 --rounds 3
+                                                           # before (a git revision) and after
 
 Variants: `fused` (default: `alti()` as shipped, the fused kernel of the device), `reference` (the
 straightforward chunked PyTorch path, `ALTI_LENS_KERNEL=reference`), `last` (`rows="last"`: the
 rollout of the last token only), `last-reference` (both).
+
+`--baseline REV` also measures the `alti_lens` of a git revision (extracted with `git archive`
+into a temporary directory, first on the children's `sys.path`; its kernel builds into its own
+cache entry), alternating with the working tree's, `--rounds` times per length and variant: the
+"code" column says which; the times and ratios are medians over the rounds of each child's
+medians. Both see the same load, and the same forward pass.
 
 Each measurement runs in a fresh subprocess so that peak memory belongs to that measurement
 alone: on a CPU the process's maximum resident memory (ru_maxrss), on CUDA the allocator's peak
@@ -18,16 +26,20 @@ Not a test: numbers depend on the machine. Quote them with the machine they came
 """
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 PRESETS = {
     # name: (layers, d_model, heads, kv_heads, weight dtype)
@@ -85,6 +97,8 @@ def build(args: argparse.Namespace, n_ctx: int):
 
 
 def child(args: argparse.Namespace) -> None:
+    if os.environ.get("ALTI_BENCH_SOURCE"):  # --baseline: that revision's alti_lens first
+        sys.path.insert(0, os.environ["ALTI_BENCH_SOURCE"])
     import torch
 
     torch.set_num_threads(args.threads)
@@ -131,7 +145,10 @@ def child(args: argparse.Namespace) -> None:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ratios = [a / f for f, a in zip(times[0], times[-1], strict=True)]
     cpu_ratios = [a / f for f, a in zip(cpu_times[0], cpu_times[-1], strict=True)]
+    import alti_lens
+
     result = {
+        "alti_lens": alti_lens.__file__,  # which code was measured (--baseline)
         "seconds": statistics.median(times[-1]),
         "forward_seconds": statistics.median(times[0]),
         "ratio": statistics.median(ratios),
@@ -142,7 +159,10 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def measure(args: argparse.Namespace, length: int, mode: str, variant: str = "fused") -> dict:
+def measure(
+    args: argparse.Namespace, length: int, mode: str, variant: str = "fused", source: str = ""
+) -> dict:
+    """One child process; `source`: a directory holding another `alti_lens` to measure."""
     kernel, rows = VARIANTS[variant]
     repeats = 1 if length >= 2048 and args.device == "cpu" else args.repeats
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--length", str(length)]
@@ -156,7 +176,7 @@ def measure(args: argparse.Namespace, length: int, mode: str, variant: str = "fu
     ):
         if value:
             cmd += [flag, str(value)]
-    env = {**os.environ, "ALTI_LENS_KERNEL": kernel}
+    env = {**os.environ, "ALTI_LENS_KERNEL": kernel, "ALTI_BENCH_SOURCE": source}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -182,21 +202,48 @@ def table(args: argparse.Namespace, lengths: list[int]) -> None:
         "same with the process's CPU time (less sensitive to other load on a shared machine); "
         "forward peak: a process that runs the forward pass only"
     )
-    cols = ["tokens", "variant", "forward (s)", "alti (s)", "ratio", "CPU ratio"]
-    cols += ["forward peak (MB)"]
+    codes = [("", "working tree")]
+    if args.baseline_dir:
+        codes = [(args.baseline_dir, args.baseline), *codes]
+    cols = ["tokens", "variant"] + (["code"] if args.baseline_dir else [])
+    cols += ["forward (s)", "alti (s)", "ratio", "CPU ratio", "forward peak (MB)"]
     cols += ["alti peak (MB)", "extra (MB)"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for length in lengths:
         fwd = measure(args, length, "forward")
         for variant in args.variants:
-            alt = measure(args, length, "alti", variant)
-            print(
-                f"| {length} | {variant} | {alt['forward_seconds']:.3f} | {alt['seconds']:.3f} | "
-                f"{alt['ratio']:.2f}× | {alt['cpu_ratio']:.2f}× | {fwd['peak_mb']:.0f} | "
-                f"{alt['peak_mb']:.0f} | {alt['peak_mb'] - fwd['peak_mb']:.0f} |",
-                flush=True,
-            )
+            runs: dict[str, list[dict]] = {name: [] for _, name in codes}
+            for _ in range(args.rounds if args.baseline_dir else 1):
+                for source, name in codes:
+                    runs[name].append(measure(args, length, "alti", variant, source))
+            for _, name in codes:
+                alt = {
+                    key: statistics.median(r[key] for r in runs[name])
+                    for key in ("forward_seconds", "seconds", "ratio", "cpu_ratio", "peak_mb")
+                }
+                code = [name] if args.baseline_dir else []
+                cells = [str(length), variant, *code, f"{alt['forward_seconds']:.3f}"]
+                cells += [
+                    f"{alt['seconds']:.3f}",
+                    f"{alt['ratio']:.2f}×",
+                    f"{alt['cpu_ratio']:.2f}×",
+                ]
+                cells += [f"{fwd['peak_mb']:.0f}", f"{alt['peak_mb']:.0f}"]
+                cells += [f"{alt['peak_mb'] - fwd['peak_mb']:.0f}"]
+                print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def extract(revision: str) -> str:
+    """`alti_lens` as of a git revision, in a temporary directory (removed at exit)."""
+    root = Path(__file__).resolve().parent.parent
+    target = tempfile.mkdtemp(prefix="alti-baseline-")
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", revision, "alti_lens"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", target], input=archive, check=True)
+    return target
 
 
 def main() -> None:
@@ -209,6 +256,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["fused"])
     parser.add_argument("--compare", action="store_true", help="variants fused, reference and last")
     parser.add_argument("--reference", action="store_true", help="add the reference variant")
+    parser.add_argument("--baseline", help="also measure alti_lens at this git revision (before)")
+    parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternations")
     # Shape overrides (e.g. a small Llama-shaped model to try the script on a CPU).
     parser.add_argument("--layers", type=int, default=0)
     parser.add_argument("--d-model", type=int, default=0)
@@ -222,6 +271,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    args.baseline_dir = extract(args.baseline) if args.baseline else ""
     if args.compare:
         args.variants = ["fused", "reference", "last"]
     elif args.reference and "reference" not in args.variants:

@@ -6,7 +6,7 @@ dropped as soon as it has been handed over, so only about one layer's attention 
 """
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -147,6 +147,18 @@ def eval_mode(model: HookedModel) -> Iterator[None]:
             m.training = True
 
 
+def _all_finite(values: Tensor) -> bool:
+    """Whether every value is finite, with one reduction where it can: a sum is finite only if
+    every term is (a NaN or infinite term makes it NaN or infinite, in any order of summation),
+    so a finite sum proves it without the elementwise mask `isfinite` writes (measured ~10× faster
+    at 128 tokens). A non-finite sum of finite values (overflow) falls back to the mask."""
+    if values.is_floating_point():
+        wide = torch.float64 if values.dtype == torch.float64 else torch.float32
+        if bool(torch.isfinite(values.sum(dtype=wide))):
+            return True
+    return bool(torch.isfinite(values).all())
+
+
 def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
     """Raise on NaN/inf at real (unpadded) positions; `real` is `[batch, pos]` bool."""
     if bool(real.all()):
@@ -159,12 +171,16 @@ def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
         values = tensor[real]
     else:
         values = tensor
-    if not bool(torch.isfinite(values).all()):
+    if not _all_finite(values):
         raise NonFiniteActivationError(
             f"{name} contains NaN or infinite values at real token positions; "
             "the model's activations are not finite, so no decomposition is meaningful. "
             "Fix: check the weights (e.g. NaN after training or loading) or run in a wider dtype."
         )
+
+
+class _AllHandedOver(Exception):
+    """Raised from the last hook ALTI reads to skip the rest of the forward pass."""
 
 
 def run_plans(
@@ -173,9 +189,17 @@ def run_plans(
     plans: list[Plan],
     forward: Callable[[list[tuple[str, Callable[..., None]]]], None],
     on_block: Callable[[Key, BlockTensors], None],
+    *,
+    stop_early: bool = False,
 ) -> None:
     """Call `forward(fwd_hooks)` once, handing each plan's `BlockTensors` to `on_block` as soon
-    as all its hooks have fired. Hooks are removed when the run ends, also after an error."""
+    as all its hooks have fired. Hooks are removed when the run ends, also after an error.
+
+    With `stop_early` (the caller needs nothing of the forward pass but the plans), the forward
+    pass ends, by an exception from the hook, once the last plan has been handed over: the rest
+    of the model (the last block's MLP, the final norm, the unembedding: about a third of a
+    GPT-2-small forward pass at 128 tokens) is not run. The same path as an error in a hook:
+    hooks are removed and the model is left as it was."""
     got: dict[Key, dict[str, Tensor]] = {p.key: {} for p in plans}
     order: dict[Key, list[str]] = {p.key: [] for p in plans}
     done: set[Key] = set()
@@ -196,17 +220,20 @@ def run_plans(
                 done.add(plan.key)
                 if block is not None:
                     on_block(plan.key, block)
+                if stop_early and len(done) == len(plans):
+                    raise _AllHandedOver
 
         return hook
 
     fwd_hooks = [(name, make_hook(p, role)) for p in plans for role, name in p.names.items()]
+    available = model.hook_dict  # built anew on every access on the bridge (~0.2 ms)
     for name, _ in fwd_hooks:
-        if name not in model.hook_dict:
+        if name not in available:
             raise UnsupportedModelError(
                 f"the model has no hook point {name!r}, which ALTI reads. This TransformerLens "
                 f"architecture ({info.architecture}) is not supported."
             )
-    with eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode(), suppress(_AllHandedOver):
         forward(fwd_hooks)
     missing = [p.key for p in plans if p.key not in done]
     if missing:

@@ -9,6 +9,7 @@
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 
@@ -34,15 +35,20 @@ def _hook(layer: int, name: str) -> str:
     return f"blocks.{layer}.{name}"
 
 
-def _kind_and_names(model: HookedModel, backend: str, layer: int) -> tuple[BlockKind | None, dict]:
-    """The block kind (None: pre- or post-norm, told apart by hook order) and the hooks to read."""
+def _kind_and_names(
+    model: HookedModel, backend: str, layer: int, available: Any = None
+) -> tuple[BlockKind | None, dict]:
+    """The block kind (None: pre- or post-norm, told apart by hook order) and the hooks to read.
+    `available`: the model's `hook_dict`, where the caller has it (the bridge builds it anew on
+    every access)."""
     block = model.blocks[layer]
     names = {
         "resid_pre": _hook(layer, "hook_resid_pre"),
         "v": _hook(layer, "attn.hook_v"),
         "pattern": _hook(layer, "attn.hook_pattern"),
     }
-    available = model.hook_dict
+    if available is None:
+        available = model.hook_dict
     cfg = model.cfg
     if backend == HOOKED_ENCODER:
         names["scale"] = _hook(layer, "ln1.hook_scale")
@@ -67,9 +73,16 @@ def _kind_and_names(model: HookedModel, backend: str, layer: int) -> tuple[Block
     return None, names
 
 
-def _plan(model: HookedModel, info: ModelInfo, layer: int, real: Tensor, resid_post: bool) -> Plan:
+def _plan(
+    model: HookedModel,
+    info: ModelInfo,
+    layer: int,
+    real: Tensor,
+    resid_post: bool,
+    available: Any = None,
+) -> Plan:
     backend = info.backend
-    planned, names = _kind_and_names(model, backend, layer)
+    planned, names = _kind_and_names(model, backend, layer, available)
     if resid_post:
         names["resid_post"] = _hook(layer, "hook_resid_post")
     block = model.blocks[layer]
@@ -155,16 +168,20 @@ def read_blocks(
     on_block: Callable[[int, BlockTensors], None],
     *,
     final: bool = False,
+    stop_early: bool = False,
 ) -> FinalTensors | None:
     """Run `model` on `tokens` and call `on_block(layer, tensors)` as each layer completes.
 
     `mask` is `[batch, pos]` with 1 for real tokens; it is passed to the model only when it
     contains padding. Hooks are removed when the run ends, also when `on_block` raises. With
     `final`, each block also carries `resid_post`, and the logits, the unembedding and the final
-    norm are returned (ALTI-Logit).
+    norm are returned (ALTI-Logit). With `stop_early` (and not `final`) the forward pass ends
+    once the last block has been handed over (`run_plans`): for callers that need nothing else
+    of it, not for those that read other hooks during the run (`patching`).
     """
     real = mask.bool().to(info.device)
-    plans = [_plan(model, info, layer, real, final) for layer in range(info.n_layers)]
+    available = model.hook_dict
+    plans = [_plan(model, info, layer, real, final, available) for layer in range(info.n_layers)]
     final_norm: list[NormTensors] = []
     final_plan = _final_plan(model, info.backend, real, final_norm) if final else None
     if final_plan is not None:
@@ -188,7 +205,7 @@ def read_blocks(
     def handover(key: Key, block: BlockTensors) -> None:
         on_block(key[1], block)
 
-    run_plans(model, info, plans, forward, handover)
+    run_plans(model, info, plans, forward, handover, stop_early=stop_early and not final)
     if not final:
         return None
     norm = final_norm[0] if final_norm else None
