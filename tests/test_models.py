@@ -1,9 +1,8 @@
 """The public model helpers (`alti_lens.models`): kind, layers, tokens and the next-token
 prediction, as `alti` and the models themselves see them."""
 
-import pytest
 import torch
-from conftest import TL_MAJOR, bridge, encdec
+from conftest import bridge, encdec
 
 import alti_lens
 from alti_lens import alti, models
@@ -25,12 +24,6 @@ def test_kinds_and_layers() -> None:
     assert models.n_layers(encoder) == alti(encoder, TEXTS[0]).n_layers
 
 
-@pytest.mark.xfail(
-    TL_MAJOR < 4,
-    reason="TransformerLens 3.x's bridge leaves cfg.attention_dir unset for BERT, which "
-    "readout.predict.is_causal_lm reads as causal; un-xfail when it asks the HF config",
-    strict=True,
-)
 def test_an_encoder_is_not_a_causal_lm() -> None:
     assert not models.is_causal_lm(bridge("bert-postLN"))
 

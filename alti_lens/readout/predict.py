@@ -14,10 +14,22 @@ from .models import (
 from .protocol import HookedModel
 from .run import eval_mode
 
+# Hugging Face heads of encoder models (bidirectional attention): no next-token prediction.
+_ENCODER_HEADS = (
+    "ForMaskedLM", "ForPreTraining", "ForSequenceClassification", "ForTokenClassification",
+    "ForQuestionAnswering", "ForMultipleChoice", "ForNextSentencePrediction",
+)  # fmt: skip
+
 
 def is_causal_lm(model: HookedModel) -> bool:
-    """True for decoder-only language models (whose last position predicts the next token)."""
+    """True for decoder-only language models (whose last position predicts the next token).
+
+    The bridged model's architecture decides first: TransformerLens 3.x's bridge sets
+    `cfg.attention_dir = "causal"` for BERT (`BertForMaskedLM`), which 4.x sets to
+    "bidirectional"."""
     if backend_of(model) in (HOOKED_ENCODER, HOOKED_ENCODER_DECODER) or is_encoder_decoder(model):
+        return False
+    if str(getattr(model.cfg, "architecture", None) or "").endswith(_ENCODER_HEADS):
         return False
     return getattr(model.cfg, "attention_dir", "causal") == "causal"
 
