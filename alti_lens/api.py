@@ -115,6 +115,7 @@ class Collector:
             self.residuals = torch.zeros(batch, info.n_layers, n, dtype=request.dtype)
 
     def __call__(self, step: pipeline.Step) -> None:
+        """Scatter one measured step into the padded tensors (and its heads, if asked)."""
         b, layer = step.index, step.layer
         if self.request.rows == "last" and layer == self.info.n_layers - 1:
             self.contributions[b, layer, step.rows] = 0.0  # row t: its padded columns are zeros

@@ -21,6 +21,7 @@ _TOLERANCES = {  # (rtol, atol) of the exactness check (spec §2.5)
 
 
 def check_measure(measure: object) -> Measure:
+    """`measure` as one of `MEASURES`, else an `InputError` naming them."""
     for known in MEASURES:
         if measure == known:
             return known
@@ -31,6 +32,7 @@ def check_measure(measure: object) -> Measure:
 
 
 def check_rows(rows: object, per_head: bool) -> Rows:
+    """`rows` as one of `ROWS` (`"last"` not with `per_head`), else an `InputError`."""
     for known in ROWS:
         if rows == known:
             if known == "last" and per_head:
@@ -47,6 +49,7 @@ def check_rows(rows: object, per_head: bool) -> Rows:
 
 
 def check_chunk_size(chunk_size: object) -> int | None:
+    """`chunk_size` as None or a positive int, else an `InputError`."""
     if chunk_size is None:
         return None
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -58,6 +61,7 @@ def check_chunk_size(chunk_size: object) -> int | None:
 
 
 def check_max_new_tokens(max_new_tokens: object) -> int:
+    """`max_new_tokens` as a positive int, else an `InputError`."""
     if (
         isinstance(max_new_tokens, bool)
         or not isinstance(max_new_tokens, int)

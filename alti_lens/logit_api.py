@@ -39,7 +39,11 @@ def alti_logit(
 
     Args:
         model: a decoder-only TransformerLens model (`TransformerBridge`, 3.x `HookedTransformer`).
-        inputs, attention_mask, check, dtype, chunk_size: as in `alti`.
+        inputs: a string, a list of strings, or token ids `[batch, pos]`, as in `alti`.
+        attention_mask: `[batch, pos]`, 1 = real token, 0 = padding; only with token ids.
+        check: the exactness check of every layer and of the logit identity, as in `alti`.
+        dtype: the decomposition's dtype, as in `alti`.
+        chunk_size: query rows decomposed at once, as in `alti`.
         target: the predicted token: an id, or a string that is one token; or one per sequence.
         foil: optional contrast token: then the logit difference `target − foil` is explained.
         position: the output position explained; -1 (default) is each sequence's own last real

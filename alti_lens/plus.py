@@ -46,8 +46,13 @@ def alti_plus(
             of strings, or the decoder input ids `[batch, tgt_pos]` (already shifted: they must
             start with the decoder start token). None: generate the target greedily with the
             model first (up to `max_new_tokens`), then explain that translation.
-        source_attention_mask / target_attention_mask: 1 = real token, 0 = padding; only with ids.
-        measure, chunk_size, check, dtype: as in `alti`.
+        source_attention_mask: `[batch, src_pos]`, 1 = real token, 0 = padding; only with ids.
+        target_attention_mask: `[batch, tgt_pos]`, the same for the decoder input ids.
+        measure: the contribution measure, as in `alti` (`"l1"`: ALTI+).
+        chunk_size: query rows decomposed at once, as in `alti`.
+        check: the exactness check of every sub-block (spec §2.5), as in `alti`.
+        dtype: the decomposition's dtype, as in `alti`.
+        max_new_tokens: with no target, the most tokens generated (default 64).
 
     Returns:
         An `AltiPlusResult`; `result.source_contribution[b, t]` is the share of the source in

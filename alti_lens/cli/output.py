@@ -28,6 +28,8 @@ class Status:
 
     @contextmanager
     def stage(self, what: str) -> Iterator[None]:
+        """Say `what` is running (with a live timer on a TTY), and how long it took or that it
+        failed."""
         if self.quiet:
             yield
             return
@@ -86,6 +88,7 @@ def writing(flag: str, path: Path | str) -> Iterator[None]:
 
 
 def write_outputs(result: Any, args: argparse.Namespace, summary_json: dict[str, Any]) -> None:
+    """Write every output the command line asked for: --save, --html, --png and --json."""
     if args.save:
         with writing("--save", args.save):
             result.save(args.save)
@@ -105,6 +108,8 @@ def write_outputs(result: Any, args: argparse.Namespace, summary_json: dict[str,
 
 
 def write_html(flag: str, path: Path, items: list[tuple[str, Any]]) -> None:
+    """Write the interactive report of `items` (title, result) to `path` (`flag` names it in
+    errors)."""
     from alti_lens.render import report
 
     with writing(flag, path):
@@ -113,6 +118,7 @@ def write_html(flag: str, path: Path, items: list[tuple[str, Any]]) -> None:
 
 
 def write_png(result: Any, path: Path) -> None:
+    """Write the result's default picture (`result.plot()`) to `path`."""
     fig = result.plot()
     with writing("--png", path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +156,7 @@ def unwritable(path: Path, *, folder: bool = False, example: str = "output") -> 
 
 
 def cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be created in `folder`, or None where one can."""
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
@@ -162,6 +169,7 @@ def cannot_create_in(folder: Path) -> str | None:
 
 
 def check_path(flag: str, path: Path | str | None, *, folder: bool = False) -> None:
+    """Raise `InputError` (exit 2) before any work when `path` cannot be written."""
     if path is None or (flag == "--json" and str(path) == "-"):
         return
     problem = unwritable(Path(path), folder=folder, example=EXAMPLE_NAMES.get(flag, "output"))
@@ -170,6 +178,7 @@ def check_path(flag: str, path: Path | str | None, *, folder: bool = False) -> N
 
 
 def check_text(value: str | None, what: str, expected: str) -> None:
+    """Raise `InputError` when a text argument is given but empty."""
     if value is not None and not value.strip():
         raise InputError(f"{what} is empty; expected {expected}.")
 

@@ -92,6 +92,7 @@ DEMO_EXAMPLES = """\
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `alti-lens` parser: its commands, options, defaults, examples and exit codes."""
     parser = argparse.ArgumentParser(
         prog="alti-lens",
         description="ALTI / ALTI+ token contributions for TransformerLens models.",

@@ -54,7 +54,7 @@ def _average(per: dict) -> Correlations:
 def patching_correlations(
     model: models.HookedModel, sequences: Sequence[Int[Tensor, " _pos"]]
 ) -> Correlations:
-    """measure → where (`"sub-block"`: the attention sub-block output `y_i^l`; `"layer"`: the
+    """Measure → where (`"sub-block"`: the attention sub-block output `y_i^l`; `"layer"`: the
     layer output after the MLP) → layer → (Spearman, Pearson, per-row Spearman), averaged over
     the sequences, between `C^l[i, j]` and the value-zeroing effect of `j` over the pairs `i ≠ j`
     attention connects. The diagonal is left out: zeroing `v_i` leaves `i`'s own residual, which

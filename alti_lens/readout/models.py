@@ -19,6 +19,7 @@ HOOKED_ENCODER_DECODER = "HookedEncoderDecoder"
 
 
 def tl_version() -> str:
+    """The installed TransformerLens version ("unknown" where its metadata is missing)."""
     try:
         return importlib.metadata.version("transformer-lens")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency
@@ -58,6 +59,7 @@ class ModelInfo:
 
     @property
     def tl_version(self) -> str:
+        """The installed TransformerLens version."""
         return tl_version()
 
 
@@ -68,6 +70,7 @@ def _is_encoder_decoder(model: HookedModel, backend: str) -> bool:
 
 
 def is_encoder_decoder(model: HookedModel) -> bool:
+    """True for encoder-decoder models (bridged or 3.x `HookedEncoderDecoder`)."""
     return _is_encoder_decoder(model, backend_of(model))
 
 
@@ -78,10 +81,12 @@ def _arch(model: HookedModel) -> str:
 
 
 def encoder_blocks(model: HookedModel) -> Any:
+    """The encoder's blocks (the bridge's and 3.x's attribute names differ)."""
     return model.encoder_blocks if hasattr(model, "encoder_blocks") else model.encoder
 
 
 def decoder_blocks(model: HookedModel) -> Any:
+    """The decoder's blocks (the bridge's and 3.x's attribute names differ)."""
     return model.decoder_blocks if hasattr(model, "decoder_blocks") else model.decoder
 
 

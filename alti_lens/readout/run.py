@@ -101,6 +101,8 @@ _FLOAT32_SCORES = ("GPTJ",)
 
 
 def float32_scores(architecture: str) -> bool:
+    """Whether Hugging Face computes this architecture's attention scores in float32 whatever
+    the model's dtype (GPT-J), which its pattern does not show."""
     return architecture.startswith(_FLOAT32_SCORES)
 
 

@@ -81,6 +81,7 @@ class AltiResult(ResultBase):
 
     @property
     def n_layers(self) -> int:
+        """The number of layers (the `layer` axis of `contributions` and `rollout`)."""
         return self.contributions.shape[1]
 
     def _layer(self, layer: int) -> int:

@@ -19,10 +19,12 @@ class ResultBase:
     `to_html()` / `save_html(path)`: a self-contained interactive report (`alti_lens.report`)."""
 
     def save(self, path: str | Path) -> Path:
+        """Save to `path` (safetensors + JSON metadata); `load` reads it back."""
         return storage.save(self, path)
 
     @classmethod
     def load(cls: type[R], path: str | Path) -> R:
+        """A result saved with `save`, of this class (an `InputError` for another kind of file)."""
         return storage.load(cls, path)
 
     def to_html(self, *, title: str | None = None, **options: Any) -> str:

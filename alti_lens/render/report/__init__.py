@@ -32,8 +32,8 @@ def _asset(name: str) -> str:
 
 
 def _script_safe_json(data: Any) -> str:
-    """JSON that can sit inside a <script> element: `<`, `>` and `&` only occur inside JSON
-    strings, where their \\u escapes mean the same; ensure_ascii escapes U+2028/2029 too."""
+    r"""JSON that can sit inside a <script> element: `<`, `>` and `&` only occur inside JSON
+    strings, where their \u escapes mean the same; ensure_ascii escapes U+2028/2029 too."""
     text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 

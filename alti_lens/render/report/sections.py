@@ -132,6 +132,8 @@ def _view(name: str, rows: list[str], cols: list[str], data: Any, layers: list[i
 def alti_section(
     result: "AltiResult", title: str, batch: int | list[int] | None, max_values: int
 ) -> dict[str, Any]:
+    """The report's data of an `AltiResult`: rollout and per-layer matrices (and heads), for the
+    chosen sequences, within `max_values` numbers."""
     seqs = _batches(batch, len(result))
     heads = result.head_contributions
     n_heads = 0 if heads is None else heads.shape[2]
@@ -176,6 +178,8 @@ def alti_section(
 def alti_plus_section(
     result: "AltiPlusResult", title: str, batch: int | list[int] | None, max_values: int
 ) -> dict[str, Any]:
+    """The report's data of an `AltiPlusResult`: encoder, decoder and extended rollouts and the
+    per-step source shares, for the chosen sequences, within `max_values` numbers."""
     seqs = _batches(batch, len(result))
     S = result.source_tokens.shape[1]
     n_dec, n_enc = result.rollout.shape[1], result.encoder_rollout.shape[1]
@@ -250,6 +254,8 @@ def _token_name(result: "AltiLogitResult", token: int, b: int = 0, key: str = "t
 def alti_logit_section(
     result: "AltiLogitResult", title: str, batch: int | list[int] | None, max_values: int
 ) -> dict[str, Any]:
+    """The report's data of an `AltiLogitResult`: token scores, components and the head grid,
+    for the chosen sequences, within `max_values` numbers."""
     seqs = _batches(batch, len(result))
     _, n_layers, n_heads, _ = result.head_scores.shape
     sequences = []
@@ -323,6 +329,7 @@ SECTIONS = {
 
 
 def section(result: Any, title: str, batch: int | list[int] | None, max_values: int):
+    """The report's data of any result, by its class (an `InputTypeError` for anything else)."""
     # by class name (subclasses included), so that render needs the result classes for type
     # checking only; `alti_lens.results` reports its classes under that module name
     for cls in type(result).__mro__:
