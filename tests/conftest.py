@@ -106,3 +106,34 @@ def assert_report_close(shown: list, expected: torch.Tensor, atol: float = 0.0) 
     torch.testing.assert_close(
         torch.tensor(shown, dtype=torch.float64), expected.double(), rtol=6e-4, atol=atol
     )
+
+
+# --- the results the report tests render (test_render_report*.py) ------------------------------
+
+REPORT_TEXTS = ["the cat sat on the mat", "a big red dog"]
+# strings that would break out of a <script> element or an attribute if not escaped
+EVIL = ["</script><script>alert(1)</script>", "<s>", '"quoted"', "a & b", "\u2028", "<!--"]
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    """ALTI of the GPT-2 bridge on two texts."""
+    from alti_lens import alti
+
+    return alti(bridge("gpt2-preLN"), REPORT_TEXTS)
+
+
+@pytest.fixture(scope="module")
+def translator():
+    """ALTI+ of the Marian bridge on two pairs."""
+    from alti_lens import alti_plus
+
+    return alti_plus(encdec("marian-postLN"), REPORT_TEXTS, ["le chat", "le chien est"])
+
+
+@pytest.fixture(scope="module")
+def logit():
+    """ALTI-Logit of the GPT-2 bridge, "the" against "a"."""
+    from alti_lens import alti_logit
+
+    return alti_logit(bridge("gpt2-preLN"), REPORT_TEXTS, "the", foil="a")

@@ -16,28 +16,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import assert_report_close, bridge, encdec, report_data
+from conftest import EVIL, assert_report_close, bridge, report_data
 
-from alti_lens import alti, alti_logit, alti_plus
+from alti_lens import alti
 from alti_lens.report import build_report, write_report
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
-EVIL = ["</script><script>alert(1)</script>", "<s>", '"quoted"', "a & b", "\u2028", "<!--"]
-
-
-@pytest.fixture(scope="module")
-def decoder():
-    return alti(bridge("gpt2-preLN"), TEXTS)
-
-
-@pytest.fixture(scope="module")
-def translator():
-    return alti_plus(encdec("marian-postLN"), TEXTS, ["le chat", "le chien est"])
-
-
-@pytest.fixture(scope="module")
-def logit():
-    return alti_logit(bridge("gpt2-preLN"), TEXTS, "the", foil="a")
 
 
 # ---------------------------------------------------------------- headless Chromium
