@@ -86,3 +86,12 @@ class InputTypeError(InputError, TypeError):
 class InputIndexError(InputError, IndexError):
     """An index (sequence, layer, head, position) outside what a result holds (also an
     IndexError)."""
+
+
+class MissingDependencyError(AltiLensError, ImportError):
+    """An optional package a feature needs is not installed (also an ImportError): the message
+    names the `pip install` that fixes it."""
+
+
+class ResultFileNotFoundError(AltiLensError, FileNotFoundError):
+    """A result file to load does not exist (also a FileNotFoundError)."""

@@ -278,6 +278,7 @@ BAD = {
     # the read-out, the demo data, the evaluation
     "load-dtype": (lambda: alti_lens.load_model("demo-induction", dtype="int8"), r"got 'int8'"),
     "load-path": (lambda: alti_lens.load_model("./no/such/dir"), r"neither a built-in"),
+    "load-type": (lambda: alti_lens.load_model(3), r"a str or a path\); got int"),  # type: ignore[arg-type]
     "patching-part": (
         lambda: patching.value_zeroing_encoder_decoder(
             _marian(), TWO[:1], torch.tensor([[1, 6]]), "decoder_self", 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import bridge
 
-from alti_lens import alti
+from alti_lens import MissingDependencyError, alti
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 
@@ -19,7 +19,7 @@ def heads():
 def test_circuitsvis_missing_says_how_to_install(monkeypatch, heads) -> None:
     monkeypatch.setitem(sys.modules, "circuitsvis", None)
     monkeypatch.setitem(sys.modules, "circuitsvis.attention", None)
-    with pytest.raises(ImportError, match="pip install circuitsvis"):
+    with pytest.raises(MissingDependencyError, match="pip install circuitsvis"):
         heads.show_circuitsvis()
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import bridge, encdec
 
-from alti_lens import AltiResult, alti, alti_plus
+from alti_lens import AltiResult, MissingDependencyError, alti, alti_plus
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 
@@ -55,3 +55,13 @@ def test_plot_of_one_head(heads) -> None:
     shown = torch.tensor(ax.images[0].get_array()).double()
     torch.testing.assert_close(shown, heads.head(-1, 1)[1, :n, :n], rtol=0, atol=1e-7)
     plt.close("all")
+
+
+def test_missing_matplotlib_says_how_to_install(monkeypatch, result: AltiResult) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(MissingDependencyError, match=r"matplotlib: pip install matplotlib"):
+        result.plot()
+    assert issubclass(MissingDependencyError, ImportError)

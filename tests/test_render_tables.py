@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import bridge, encdec
 
-from alti_lens import alti, alti_logit, alti_plus
+from alti_lens import MissingDependencyError, alti, alti_logit, alti_plus
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 
@@ -35,7 +35,7 @@ def test_missing_pandas_says_how_to_install(monkeypatch) -> None:
     from alti_lens.render import tables
 
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(ImportError, match=r"to_dataframe\(\) needs pandas: pip install pandas"):
+    with pytest.raises(MissingDependencyError, match=r"to_dataframe\(\) needs pandas: pip install"):
         tables.table(("a",), [(1,)])
-    with pytest.raises(ImportError, match="sentence_statistics"):
+    with pytest.raises(MissingDependencyError, match="sentence_statistics"):
         tables.dataframe({"a": [1]}, missing="sentence_statistics_frame() needs pandas")

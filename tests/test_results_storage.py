@@ -10,7 +10,7 @@ from conftest import bridge, encdec
 from safetensors.torch import save_file
 
 from alti_lens import AltiLogitResult, AltiPlusResult, AltiResult, alti, alti_logit, alti_plus
-from alti_lens.errors import AltiLensError, InputError
+from alti_lens.errors import AltiLensError, InputError, ResultFileNotFoundError
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 
@@ -116,5 +116,6 @@ def test_wrong_files_are_input_errors_with_the_fix(tmp_path, result: AltiResult)
     text.write_text("not a tensor file")
     with pytest.raises(InputError, match=r"is not a safetensors file .*Fix: pass the path save"):
         AltiResult.load(text)
-    with pytest.raises(FileNotFoundError):  # the operating system's own error, as before
+    with pytest.raises(ResultFileNotFoundError, match=r"no result file at .*Fix: check the path"):
         AltiResult.load(tmp_path / "missing.safetensors")
+    assert issubclass(ResultFileNotFoundError, FileNotFoundError)  # what callers caught before

@@ -19,7 +19,13 @@ from urllib.parse import urlparse
 
 import torch
 
-from alti_lens.errors import InputError, ModelUnavailableError, UnsupportedModelError
+from alti_lens._contracts import validates_arguments
+from alti_lens.errors import (
+    InputError,
+    InputTypeError,
+    ModelUnavailableError,
+    UnsupportedModelError,
+)
 
 from .protocol import HookedModel
 
@@ -163,8 +169,9 @@ def _progress_bars(show: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@validates_arguments
 def load_model(
-    name_or_dir: str,
+    name_or_dir: str | os.PathLike[str],
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
@@ -184,7 +191,14 @@ def load_model(
         InputError: a path that does not exist or is not a checkpoint; an unknown dtype.
         ModelUnavailableError: a hub name that is neither cached nor downloadable from here.
     """
-    kind, where = resolve(name_or_dir)
+    if not isinstance(name_or_dir, str | os.PathLike):
+        raise InputTypeError(
+            f"load_model expected a model name or a checkpoint directory (a str or a path); got "
+            f"{type(name_or_dir).__name__}. Fix: load_model('demo-induction'), "
+            "load_model('path/to/checkpoint') or load_model('gpt2'); an already loaded model goes "
+            "to alti() directly."
+        )
+    kind, where = resolve(os.fspath(name_or_dir))
     torch_dtype = _dtype(dtype)
     if kind == "hub" and not _in_hub_cache(where):
         why = (

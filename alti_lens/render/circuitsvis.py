@@ -5,6 +5,8 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor
 
+from alti_lens.errors import MissingDependencyError
+
 
 def attention_heads(
     tokens: list[str], patterns: Float[Tensor, "head_index query_pos key_pos"], names: list[str]
@@ -13,7 +15,7 @@ def attention_heads(
     try:
         from circuitsvis.attention import attention_heads  # pyright: ignore[reportMissingImports]
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             "show_circuitsvis() needs CircuitsVis: pip install circuitsvis "
             "(or use to_html() / save_html(), which need nothing extra)."
         ) from err

@@ -7,6 +7,8 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor
 
+from alti_lens.errors import MissingDependencyError
+
 
 def _pyplot() -> Any:
     try:
@@ -15,7 +17,9 @@ def _pyplot() -> Any:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install matplotlib (alti-lens[viz])") from err
+        raise MissingDependencyError(
+            "plots need matplotlib: pip install matplotlib (alti-lens[viz])"
+        ) from err
     return plt
 
 

@@ -3,6 +3,8 @@
 from collections.abc import Iterable
 from typing import Any
 
+from alti_lens.errors import MissingDependencyError
+
 MISSING = "to_dataframe() needs pandas: pip install pandas (or alti-lens[pandas])"
 
 
@@ -20,5 +22,5 @@ def dataframe(columns: dict[str, list[Any]], *, missing: str = MISSING) -> Any:
     try:
         import pandas as pd
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(missing) from err
+        raise MissingDependencyError(missing) from err
     return pd.DataFrame(columns)

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from alti_lens.errors import InputError
+from alti_lens.errors import InputError, ResultFileNotFoundError
 
 FORMAT = "alti_lens.result.v1"
 T = TypeVar("T")
@@ -115,7 +115,13 @@ def _nested_class(cls: type, f: dataclasses.Field, stored: str) -> type:
 
 def load(cls: type[T], path: str | Path) -> T:
     """Read a result written by `save`; raises `InputError` if the file is not an alti_lens result
-    file or holds another kind of result (a missing file: `FileNotFoundError`)."""
+    file or holds another kind of result, `ResultFileNotFoundError` (a `FileNotFoundError`) if
+    there is no such file."""
+    if not Path(path).is_file():
+        raise ResultFileNotFoundError(
+            f"no result file at {str(path)!r}; expected a file written by a result's save(). Fix: "
+            "check the path (save() returns the path it wrote)."
+        )
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
