@@ -11,6 +11,7 @@ submodules) on first use (PEP 562), so the command line answers `--help` without
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._types import Measure, Rows
 from ._version import __version__
 from .errors import (
     AltiLensError,
@@ -79,11 +80,13 @@ __all__ = [
     "InputIndexError",
     "InputTypeError",
     "KernelUnavailableError",
+    "Measure",
     "MissingDependencyError",
     "ModelUnavailableError",
     "NonFiniteActivationError",
     "ReconstructionError",
     "ResultFileNotFoundError",
+    "Rows",
     "UnknownTokenWarning",
     "UnsupportedModelError",
     "WeightProcessingWarning",

@@ -13,6 +13,7 @@ from torch import Tensor
 from . import inputs as _inputs
 from . import pipeline, readout
 from ._measure import Request, Validated, run_metadata, warn_weight_processing
+from ._types import Measure, Rows
 from .core.heads import head_source_scores, normalise_heads
 from .core.rollout import last_row_rollout, rollout
 from .results import AltiResult
@@ -27,12 +28,12 @@ def alti(
     inputs: str | list[str] | Tensor,
     *,
     attention_mask: Tensor | None = None,
-    measure: str = "l1",
+    measure: Measure = "l1",
     chunk_size: int | None = None,
     check: bool = True,
     dtype: torch.dtype | None = None,
     per_head: bool = False,
-    rows: str = "all",
+    rows: Rows = "all",
 ) -> AltiResult:
     """ALTI contributions of every layer, and their rollout, for a decoder-only or encoder model.
 

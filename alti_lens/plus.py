@@ -13,6 +13,7 @@ from torch import Tensor
 from . import inputs as _inputs
 from . import pipeline, readout
 from ._measure import Request, Validated, run_metadata, warn_weight_processing
+from ._types import Measure
 from .core.rollout import extended_rollout, rollout
 from .errors import InputError
 from .results import AltiPlusResult
@@ -28,7 +29,7 @@ def alti_plus(
     *,
     source_attention_mask: Tensor | None = None,
     target_attention_mask: Tensor | None = None,
-    measure: str = "l1",
+    measure: Measure = "l1",
     chunk_size: int | None = None,
     check: bool = True,
     dtype: torch.dtype | None = None,

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from alti_lens import alti_plus
+from alti_lens import Measure, alti_plus
 from alti_lens.errors import InputError
 from alti_lens.models import HookedModel
 
@@ -33,7 +33,7 @@ class AlignedPair:
 
 # name → (measure, which matrix): "rollout" is the extended rollout's source columns R^l, "cross"
 # the layer's own cross-attention source columns C_ca^l, "cross x enc" C_ca^l · R_enc.
-ALIGNMENT_METHODS: dict[str, tuple[str, str]] = {
+ALIGNMENT_METHODS: dict[str, tuple[Measure, str]] = {
     "ALTI+ (rollout R^l)": ("l1", "rollout"),
     "ALTI cross C_ca^l": ("l1", "cross"),
     "ALTI cross x encoder rollout": ("l1", "cross x enc"),
@@ -48,7 +48,7 @@ ALIGNMENT_METHODS: dict[str, tuple[str, str]] = {
 def alignment_error_rates(
     model: HookedModel,
     pairs: Sequence[AlignedPair],
-    methods: dict[str, tuple[str, str]] | None = None,
+    methods: dict[str, tuple[Measure, str]] | None = None,
     *,
     row: str = "predicting",
 ) -> dict[str, list[float]]:

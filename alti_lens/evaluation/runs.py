@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from alti_lens import alti, alti_logit, models
+from alti_lens import Measure, alti, alti_logit, models
 
 from . import metrics
 from .alignment import ALIGNMENT_METHODS as ALIGNMENT_METHODS  # re-exported
@@ -40,7 +40,7 @@ from .patching import cross_patching_correlations as cross_patching_correlations
 from .patching import patching_correlations as patching_correlations
 
 # name → (measure, take the rollout (True) or the last layer's own matrix (False))
-SINGLE_STACK_MEASURES: dict[str, tuple[str, bool]] = {
+SINGLE_STACK_MEASURES: dict[str, tuple[Measure, bool]] = {
     "ALTI": ("l1", True),
     "attention": ("attention", False),
     "attention rollout": ("attention_rollout", True),
