@@ -108,9 +108,27 @@ def assert_report_close(shown: list, expected: torch.Tensor, atol: float = 0.0) 
     )
 
 
-# --- the results the report tests render (test_render_report*.py) ------------------------------
+# --- results shared by the results / render tests (module-scoped: built once per test module) ---
 
 REPORT_TEXTS = ["the cat sat on the mat", "a big red dog"]
+
+
+@pytest.fixture(scope="module")
+def result():
+    """ALTI of the GPT-2 bridge (float64) on two texts."""
+    from alti_lens import alti
+
+    return alti(bridge("gpt2-preLN", torch.float64), REPORT_TEXTS)
+
+
+@pytest.fixture(scope="module")
+def heads():
+    """Per-head ALTI of the Llama bridge (float64, grouped-query attention) on two texts."""
+    from alti_lens import alti
+
+    return alti(bridge("llama-RMS-rotary-GQA", torch.float64), REPORT_TEXTS, per_head=True)
+
+
 # strings that would break out of a <script> element or an attribute if not escaped
 EVIL = ["</script><script>alert(1)</script>", "<s>", '"quoted"', "a & b", "\u2028", "<!--"]
 
@@ -137,3 +155,26 @@ def logit():
     from alti_lens import alti_logit
 
     return alti_logit(bridge("gpt2-preLN"), REPORT_TEXTS, "the", foil="a")
+
+
+def assert_plus_row_equals_single(batch, b: int, one) -> None:
+    """Sequence `b` of a padded `alti_plus` batch equals the single run `one` on its real
+    positions (every matrix, the residual column, the extended rollout's two sides), to
+    `between_runs`."""
+    S_b = batch.source_tokens.shape[1]
+    s, t = one.source_tokens.shape[1], one.target_tokens.shape[1]
+    assert torch.equal(batch.source_tokens[b, :s], one.source_tokens[0])
+    assert torch.equal(batch.target_tokens[b, :t], one.target_tokens[0])
+    pairs = [
+        (batch.encoder_contributions[b, :, :s, :s], one.encoder_contributions[0]),
+        (batch.encoder_rollout[b, :, :s, :s], one.encoder_rollout[0]),
+        (batch.decoder_contributions[b, :, :t, :t], one.decoder_contributions[0]),
+        (batch.cross_contributions[b, :, :t, :s], one.cross_contributions[0, :, :, :s]),
+        (batch.cross_contributions[b, :, :t, S_b], one.cross_contributions[0, :, :, s]),
+        (batch.rollout[b, :, :t, :s], one.rollout[0, :, :, :s]),
+        (batch.rollout[b, :, :t, S_b : S_b + t], one.rollout[0, :, :, s:]),
+        (batch.source_contribution[b, :t], one.source_contribution[0]),
+    ]
+    atol = between_runs(batch, one)
+    for got, expected in pairs:
+        torch.testing.assert_close(got, expected, rtol=0, atol=atol)

@@ -3,7 +3,7 @@ statistics, errors (spec §2.4, §4, §7)."""
 
 import pytest
 import torch
-from conftest import between_runs, bridge, encdec, hook_count
+from conftest import assert_plus_row_equals_single, bridge, encdec, hook_count
 from models import ENC_DEC_BUILDERS, EOS
 from naive_plus import assert_rollout_matches_naive
 
@@ -67,24 +67,8 @@ def test_extended_rollout_matches_naive_loops(family: str) -> None:
 def test_padded_batch_equals_single_runs(family: str) -> None:
     model = encdec(family)
     batch = alti_plus(model, SOURCES, TARGETS)
-    S_b = batch.source_tokens.shape[1]
     for b, (source, target) in enumerate(zip(SOURCES, TARGETS, strict=True)):
-        one = alti_plus(model, source, target)
-        s, t = one.source_tokens.shape[1], one.target_tokens.shape[1]
-        assert torch.equal(batch.source_tokens[b, :s], one.source_tokens[0])
-        assert torch.equal(batch.target_tokens[b, :t], one.target_tokens[0])
-        pairs = [
-            (batch.encoder_contributions[b, :, :s, :s], one.encoder_contributions[0]),
-            (batch.decoder_contributions[b, :, :t, :t], one.decoder_contributions[0]),
-            (batch.cross_contributions[b, :, :t, :s], one.cross_contributions[0, :, :, :s]),
-            (batch.cross_contributions[b, :, :t, S_b], one.cross_contributions[0, :, :, s]),
-            (batch.rollout[b, :, :t, :s], one.rollout[0, :, :, :s]),
-            (batch.rollout[b, :, :t, S_b : S_b + t], one.rollout[0, :, :, s:]),
-            (batch.source_contribution[b, :t], one.source_contribution[0]),
-        ]
-        atol = between_runs(batch, one)
-        for got, expected in pairs:
-            torch.testing.assert_close(got, expected, rtol=0, atol=atol)
+        assert_plus_row_equals_single(batch, b, alti_plus(model, source, target))
 
 
 def test_ids_with_masks_equal_text(family: str) -> None:

@@ -4,16 +4,8 @@ import sys
 
 import pytest
 import torch
-from conftest import bridge
 
-from alti_lens import MissingDependencyError, alti
-
-TEXTS = ["the cat sat on the mat", "a big red dog"]
-
-
-@pytest.fixture(scope="module")
-def heads():
-    return alti(bridge("llama-RMS-rotary-GQA", torch.float64), TEXTS, per_head=True)
+from alti_lens import MissingDependencyError
 
 
 def test_circuitsvis_missing_says_how_to_install(monkeypatch, heads) -> None:

@@ -2,21 +2,11 @@
 
 import pytest
 import torch
-from conftest import bridge, encdec
+from conftest import encdec
 
-from alti_lens import AltiResult, MissingDependencyError, alti, alti_plus
+from alti_lens import AltiResult, MissingDependencyError, alti_plus
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
-
-
-@pytest.fixture(scope="module")
-def result() -> AltiResult:
-    return alti(bridge("gpt2-preLN", torch.float64), TEXTS)
-
-
-@pytest.fixture(scope="module")
-def heads():
-    return alti(bridge("llama-RMS-rotary-GQA", torch.float64), TEXTS, per_head=True)
 
 
 def test_plots_return_figures_with_token_labels(tmp_path, result: AltiResult) -> None:

@@ -5,21 +5,11 @@ import pytest
 import torch
 from conftest import bridge, encdec
 
-from alti_lens import AltiResult, InputError, alti, alti_logit, alti_plus
+from alti_lens import AltiResult, InputError, alti_logit, alti_plus
 from alti_lens.errors import AltiLensError, InputIndexError
 from alti_lens.results.selections import complete_spans, word_spans
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
-
-
-@pytest.fixture(scope="module")
-def result() -> AltiResult:
-    return alti(bridge("gpt2-preLN", torch.float64), TEXTS)
-
-
-@pytest.fixture(scope="module")
-def heads():
-    return alti(bridge("llama-RMS-rotary-GQA", torch.float64), TEXTS, per_head=True)
 
 
 def test_top_sources(result: AltiResult) -> None:

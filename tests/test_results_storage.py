@@ -15,11 +15,6 @@ from alti_lens.errors import AltiLensError, InputError, ResultFileNotFoundError
 TEXTS = ["the cat sat on the mat", "a big red dog"]
 
 
-@pytest.fixture(scope="module")
-def result() -> AltiResult:
-    return alti(bridge("gpt2-preLN", torch.float64), TEXTS)
-
-
 def _json_form(value: Any) -> Any:
     """What a JSON round trip legitimately makes of a value: tuples become lists, dict keys
     strings. Nothing else may change."""

@@ -8,7 +8,7 @@ import functools
 
 import pytest
 import torch
-from conftest import TL_MAJOR, between_runs
+from conftest import TL_MAJOR, assert_plus_row_equals_single
 from models import EOS
 from models_tl3 import hed_t5
 from naive_plus import assert_rollout_matches_naive
@@ -119,26 +119,6 @@ def test_hed_invariants() -> None:
         assert_rollout_matches_naive(result, b)
 
 
-def _assert_row_equals_single(batch, b: int, one) -> None:
-    S_b = batch.source_tokens.shape[1]
-    s, t = one.source_tokens.shape[1], one.target_tokens.shape[1]
-    assert torch.equal(batch.source_tokens[b, :s], one.source_tokens[0])
-    assert torch.equal(batch.target_tokens[b, :t], one.target_tokens[0])
-    pairs = [
-        (batch.encoder_contributions[b, :, :s, :s], one.encoder_contributions[0]),
-        (batch.encoder_rollout[b, :, :s, :s], one.encoder_rollout[0]),
-        (batch.decoder_contributions[b, :, :t, :t], one.decoder_contributions[0]),
-        (batch.cross_contributions[b, :, :t, :s], one.cross_contributions[0, :, :, :s]),
-        (batch.cross_contributions[b, :, :t, S_b], one.cross_contributions[0, :, :, s]),
-        (batch.rollout[b, :, :t, :s], one.rollout[0, :, :, :s]),
-        (batch.rollout[b, :, :t, S_b : S_b + t], one.rollout[0, :, :, s:]),
-        (batch.source_contribution[b, :t], one.source_contribution[0]),
-    ]
-    atol = between_runs(batch, one)
-    for got, expected in pairs:
-        torch.testing.assert_close(got, expected, rtol=0, atol=atol)
-
-
 def test_hed_right_padded_ids_equal_single_runs() -> None:
     model = t5()
     src, src_mask, tgt, tgt_mask = padded_ids()
@@ -150,7 +130,7 @@ def test_hed_right_padded_ids_equal_single_runs() -> None:
         s, t = int(src_mask[b].sum()), int(tgt_mask[b].sum())
         one = alti_plus(model, src[b : b + 1, :s], tgt[b : b + 1, :t])
         assert float(one.reconstruction_error.max()) <= 1e-9
-        _assert_row_equals_single(batch, b, one)
+        assert_plus_row_equals_single(batch, b, one)
 
 
 def test_hed_strings_equal_ids_and_single_runs() -> None:
@@ -173,7 +153,7 @@ def test_hed_strings_equal_ids_and_single_runs() -> None:
     )
     assert torch.equal(ids.rollout, text.rollout)
     for b, (source, target) in enumerate(zip(SOURCES, TARGETS, strict=True)):
-        _assert_row_equals_single(text, b, alti_plus(model, source, target))
+        assert_plus_row_equals_single(text, b, alti_plus(model, source, target))
 
 
 def test_hed_float32_agrees_with_float64() -> None:
