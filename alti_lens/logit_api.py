@@ -7,6 +7,9 @@ norm's scale `s_t` is only known at the end of the forward pass; since every sha
 linear in `1/s_t`, it is divided out at the end.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from beartype import beartype
 from jaxtyping import Float, Int, jaxtyped
@@ -16,8 +19,14 @@ from . import inputs as _inputs
 from . import pipeline, readout
 from ._measure import Request, Validated, run_metadata, warn_weight_processing
 from .api import Collector
-from .core.handover import BlockKind
-from .core.logit import effective_direction, roll_to_tokens, source_logit_parts
+from .core.handover import BlockKind, BlockTensors
+from .core.logit import (
+    effective_direction,
+    later_scales,
+    residual_directions,
+    roll_to_tokens,
+    source_logit_parts,
+)
 from .errors import InputError, ReconstructionError, UnsupportedModelError
 from .results import AltiLogitResult
 
@@ -57,9 +66,10 @@ def alti_logit(
     """
     chunk_size = _inputs.check_chunk_size(chunk_size)
     info = readout.describe(model)
-    if info.backend == readout.HOOKED_ENCODER:
+    if not readout.is_causal_lm(model):  # decided by the model, not by its blocks' norms
         raise UnsupportedModelError(
-            "alti_logit explains a decoder-only model's next-token logit; got a HookedEncoder. "
+            "alti_logit explains a decoder-only model's next-token logit; got an encoder "
+            f"({type(model).__name__}, {info.architecture}: bidirectional attention). "
             "Fix: use alti(model, inputs) for encoder contributions."
         )
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
@@ -97,10 +107,13 @@ def _alti_logit(
     g = torch.stack([effective_direction(d, gamma, None, centred) for d in direction])
 
     alti_collector = Collector(info, tokens.shape, request)
-    logit_collector = _LogitCollector(info, tokens.shape, dtype, rows, g)
+    logit_collector = _LogitCollector(
+        info, tokens.shape, dtype, rows, g, lambda: readout.block_norm_affines(model, info)
+    )
     trace = pipeline.run_single(
         model, info, tokens, mask, request, [logit_collector, alti_collector], final=True
     )
+    logit_collector.finish()
     final = trace.final
     assert final is not None  # run_single(final=True) returns the final tensors
     alti_result = alti_collector.result(model, tokens, mask, trace)
@@ -162,7 +175,11 @@ def _alti_logit(
 class _LogitCollector:
     """Observer: at each sequence's explained row `t`, the logit parts of every (head, source)
     along `g` (spec §5), the attention biases, the MLPs and the embedding, all before the final
-    norm's `1/s_t`; the parts are carried to tokens through the rollout after the run."""
+    norm's `1/s_t`; the parts are carried to tokens through the rollout after the run.
+
+    Post-norm stacks (every block normalises the residual stream: GPT-1, OPT-350m) read each
+    layer along its own direction (`residual_directions`); the later rows' `1/s` are applied by
+    `finish` after the run. A block's LN2 bias goes into its `mlps` part."""
 
     def __init__(
         self,
@@ -171,9 +188,10 @@ class _LogitCollector:
         dtype: torch.dtype,
         rows: Int[Tensor, " batch"],
         g: Float[Tensor, "batch d_model"],
+        norms: Callable[[], list[tuple[Any, Any]]],
     ) -> None:
         batch, n = shape
-        self.rows, self.g = rows, g
+        self.rows, self.g, self.norms = rows, g, norms
         self.parts = torch.zeros(batch, info.n_layers, info.n_heads, n, dtype=dtype)
         self.layer_parts = {
             key: torch.zeros(batch, info.n_layers, dtype=dtype)
@@ -181,28 +199,78 @@ class _LogitCollector:
         }
         self.embedding = torch.zeros(batch, dtype=dtype)
         self.architecture = info.architecture
+        # per layer: the direction its output is read along (None: `g` for every layer) ...
+        self.directions: list[Tensor] | None = None
+        # ... and the 1/(s1·s2) its post-norms multiply the residual stream by at row t
+        self.inverse_scales = torch.ones(batch, info.n_layers, dtype=dtype)
+        self.post_norm: bool | None = None  # decided by layer 0
 
     def __call__(self, step: pipeline.Step) -> None:
         block, b, layer = step.block, step.index, step.layer
-        if block.kind is BlockKind.POST_NORM:
-            raise UnsupportedModelError(
-                f"alti_logit explains decoder-only models: it needs a next-token logit, but layer "
-                f"{layer} is a post-norm encoder block ({self.architecture}). Fix: use "
-                "alti(model, inputs)."
-            )
+        self._check_layout(block, layer)
         terms, t_pos = step.terms, int(self.rows[b])
         t = int((step.rows == t_pos).nonzero())  # the explained row among the real ones
         dtype = self.parts.dtype
-        gb = self.g[b].to(terms.values.device)
-        self.parts[b, layer][:, step.keys] = source_logit_parts(terms, t, gb).cpu()
-        self.layer_parts["attention_biases"][b, layer] = float(gb @ terms.bias[t])
+        d_post = self._direction(b, layer).to(terms.values.device)
+        e = self._through_mlp_norm(block, b, layer, t_pos, d_post)
+        self.parts[b, layer][:, step.keys] = source_logit_parts(terms, t, e).cpu()
+        self.layer_parts["attention_biases"][b, layer] = float(e @ terms.bias[t])
         y_t = block.output[b, t_pos].to(dtype)
         resid_post = block.resid_post
         assert resid_post is not None  # run_single(final=True) reads every block's resid_post
         post = resid_post[b, t_pos].to(dtype)
-        self.layer_parts["mlps"][b, layer] = float(gb @ (post - y_t))
-        if layer == 0:
-            self.embedding[b] = float(gb @ block.resid_pre[b, t_pos].to(dtype))
+        # the MLP's part: what the block's output has beyond its attention sub-block's output
+        self.layer_parts["mlps"][b, layer] = float(d_post @ post - e @ y_t)
+        if layer == 0:  # the residual: x_t itself, or N1_t(x_t) in a post-norm block
+            self.embedding[b] = float(e @ terms.residual[t])
+
+    def _check_layout(self, block: BlockTensors, layer: int) -> None:
+        """Post-norm blocks only in a stack of post-norm blocks whose LN2 was read."""
+        post = block.kind is BlockKind.POST_NORM
+        if self.post_norm is None:
+            self.post_norm = post
+        if post != self.post_norm or (post and block.mlp_norm is None):
+            raise UnsupportedModelError(
+                f"alti_logit needs every block of a post-norm model ({self.architecture}) to be "
+                f"post-norm with a readable second norm (`ln2.hook_scale`); layer {layer} is a "
+                f"{block.kind.value} block. The residual stream's path to the logit is not "
+                "modelled for such a mix. Fix: use alti(model, inputs)."
+            )
+
+    def _direction(self, b: int, layer: int) -> Tensor:
+        """The direction layer `layer`'s output is read along (before later norms' `1/s`)."""
+        if not self.post_norm:
+            return self.g[b]
+        if self.directions is None:
+            dtype, device = self.g.dtype, self.g.device
+            norms = [
+                (_cast(w1, dtype, device), c1, _cast(w2, dtype, device), c2)
+                for (w1, _, c1), (w2, _, c2) in self.norms()
+            ]
+            self.directions = residual_directions(self.g, norms)
+        return self.directions[layer][b]
+
+    def _through_mlp_norm(
+        self, block: BlockTensors, b: int, layer: int, t_pos: int, d_post: Tensor
+    ) -> Tensor:
+        """The direction the block's attention output `y` is read along: `d_post` itself, or,
+        through a post-norm block's LN2 at its real scale, `centre(γ2 ⊙ d_post) / s2_t`."""
+        if block.kind is not BlockKind.POST_NORM or block.mlp_norm is None or block.norm is None:
+            return d_post
+        dtype = self.parts.dtype
+        norm, s1 = block.mlp_norm, block.norm.scale[b, t_pos].to(dtype)
+        s2 = norm.scale[b, t_pos].to(dtype)
+        self.inverse_scales[b, layer] = float(1.0 / (s1 * s2))
+        weight = _cast(norm.weight, dtype, d_post.device)
+        return effective_direction(d_post, weight, s2.to(d_post.device), norm.centred)
+
+    def finish(self) -> None:
+        """Apply every layer's later norms' `1/s` (post-norm stacks; 1 otherwise). Once."""
+        factor = later_scales(self.inverse_scales)
+        self.parts *= factor[:, :, None, None]
+        for part in self.layer_parts.values():
+            part *= factor
+        self.embedding *= factor[:, 0]
 
     def head_scores(
         self, rollout: Float[Tensor, "batch layer pos pos"]
@@ -213,6 +281,10 @@ class _LogitCollector:
             previous = None if layer == 0 else rollout[:, layer - 1]
             out[:, layer] = roll_to_tokens(self.parts[:, layer], previous)
         return out
+
+
+def _cast(weight: Tensor | None, dtype: torch.dtype, device: torch.device) -> Tensor | None:
+    return None if weight is None else weight.to(device=device, dtype=dtype)
 
 
 def _positions(position: object, mask: Tensor) -> Tensor:

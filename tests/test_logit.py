@@ -140,5 +140,5 @@ def test_bad_arguments(target, kwargs, match: str) -> None:
 
 
 def test_encoders_are_refused() -> None:
-    with pytest.raises(UnsupportedModelError, match=r"decoder-only models.*post-norm encoder"):
+    with pytest.raises(UnsupportedModelError, match=r"decoder-only model.*got an encoder"):
         alti_logit(bridge("bert-postLN"), TEXTS, "the")

@@ -51,6 +51,9 @@ class BlockTensors:
     cross: bool = False
     # The residual stream after the whole block (attention and MLP), when asked for (ALTI-Logit).
     resid_post: Float[Tensor, "batch pos d_model"] | None = None
+    # Post-norm blocks, with `resid_post`: the norm after the MLP (`LN2(y + mlp)`), frozen at its
+    # real scale: the residual stream passes through it (ALTI-Logit, spec §5).
+    mlp_norm: NormTensors | None = None
     # Set when the model computed part of this block in a narrower dtype than its weights (Hugging
     # Face RMSNorms run in float32 even in float64 models): the exactness check cannot be tighter.
     precision: torch.dtype | None = None

@@ -33,7 +33,7 @@ from .models import (
 )
 from .predict import is_causal_lm, next_token_logits
 from .protocol import HookedModel
-from .single import final_norm_affine, read_blocks, unembedding
+from .single import block_norm_affines, final_norm_affine, read_blocks, unembedding
 from .tokens import (
     generate,
     single_token_id,
@@ -57,6 +57,7 @@ __all__ = [
     "HookedModel",
     "ModelInfo",
     "backend_of",
+    "block_norm_affines",
     "builtin_models",
     "describe",
     "final_norm_affine",

@@ -35,6 +35,10 @@ class Plan:
     assemble: Callable[[dict[str, Tensor], list[str]], BlockTensors | None]
     rows_real: Tensor  # [batch, query_pos] bool: real rows, for the finite check
     keys_real: Tensor  # [batch, key_pos] bool: real key positions (the `v` role)
+    # Roles whose hook may not fire in this layout (the plan tells from the others which it
+    # needs). Such a plan is handed over once every other role is in and a later plan's hook
+    # fires, or the forward pass ends.
+    optional: frozenset[str] = frozenset()
 
 
 def fired_after(order: list[str], later: str, earlier: str) -> bool:
@@ -205,25 +209,39 @@ def run_plans(
     got: dict[Key, dict[str, Tensor]] = {p.key: {} for p in plans}
     order: dict[Key, list[str]] = {p.key: [] for p in plans}
     done: set[Key] = set()
+    position = {p.key: i for i, p in enumerate(plans)}
+    lenient = [p for p in plans if p.optional]
+
+    def hand_over(plan: Plan) -> None:
+        block = plan.assemble(got[plan.key], order[plan.key])
+        got[plan.key] = {}  # drop the tensors before the next layer runs
+        done.add(plan.key)
+        if block is not None:
+            on_block(plan.key, block)
+        if stop_early and len(done) == len(plans):
+            raise _AllHandedOver
+
+    def flush(before: int) -> None:
+        """Hand over the plans before `before` that have every role but optional ones."""
+        for plan in lenient:
+            required = set(plan.names) - plan.optional
+            if position[plan.key] < before and plan.key not in done and required <= got[plan.key].keys():
+                hand_over(plan)
 
     def make_hook(plan: Plan, role: str) -> Callable[..., None]:
         name = plan.names[role]
         real = plan.keys_real if role == "v" else plan.rows_real
 
         def hook(tensor: Tensor, hook: Any = None) -> None:
+            if lenient:
+                flush(position[plan.key])
             _check_finite(name, tensor, real)
             # Residual-stream tensors may be reused in place later in the block: keep a copy.
             keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()
             got[plan.key][role] = keep
             order[plan.key].append(name)
             if len(got[plan.key]) == len(plan.names) and plan.key not in done:
-                block = plan.assemble(got[plan.key], order[plan.key])
-                got[plan.key] = {}  # drop the tensors before the next layer runs
-                done.add(plan.key)
-                if block is not None:
-                    on_block(plan.key, block)
-                if stop_early and len(done) == len(plans):
-                    raise _AllHandedOver
+                hand_over(plan)
 
         return hook
 
@@ -237,6 +255,7 @@ def run_plans(
             )
     with eval_mode(model), torch.inference_mode(), suppress(_AllHandedOver):
         forward(fwd_hooks)
+        flush(len(plans))
     missing = [p.key for p in plans if p.key not in done]
     if missing:
         raise UnsupportedModelError(

@@ -5,7 +5,13 @@
 | pre-norm | `hook_resid_mid` | same | — |
 | parallel, attn-only | `hook_resid_pre + hook_attn_out` | same | — |
 | sandwich | `hook_resid_mid`, `ln1_post` | same | — |
-| post-LN | `hook_attn_out` (LN1's output), `ln1` | — | `ln1.w·ln1.hook_normalized + ln1.b` |
+| post-LN | `ln1.hook_out` (LN1's output), `ln1` | — | `ln1.w·ln1.hook_normalized + ln1.b` |
+
+Post-LN on the bridge: BERT reports LN1's output as `hook_attn_out`, while post-LN decoders (OPT
+with `do_layer_norm_before=False`, GPT-1) report the raw attention output there and alias
+`hook_resid_mid` to the MLP's (or LN2's) input; `ln1.hook_out` is LN1's output in all of them.
+For ALTI-Logit a post-LN block also hands over LN2 (`ln2.hook_scale`): the residual stream passes
+through it (spec §2.2, §5).
 """
 
 from collections.abc import Callable
@@ -14,6 +20,7 @@ from typing import Any
 from torch import Tensor
 
 from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormTensors
+from alti_lens.errors import UnsupportedModelError
 
 from .models import HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
 from .protocol import HookedModel
@@ -66,9 +73,10 @@ def _kind_and_names(
     names["resid_mid"] = _hook(layer, "hook_resid_mid")
     if backend == HOOKED_TRANSFORMER or _hook(layer, "ln1.hook_scale") not in available:
         return BlockKind.PRE_NORM, names
-    # A bridge block: BERT-style blocks apply `ln1` to `x + attn` (post-norm) and the bridge then
-    # reports the norm's output as `hook_attn_out`; pre-norm blocks apply `ln1` before attention.
-    names["attn_out"] = _hook(layer, "hook_attn_out")
+    # A bridge block: post-norm blocks (BERT, GPT-1, OPT-350m) apply `ln1` to `x + attn`, pre-norm
+    # blocks apply it before attention; the hook order tells them apart (`_plan`).
+    norm_out = _hook(layer, "ln1.hook_out")
+    names["norm_out"] = norm_out if norm_out in available else _hook(layer, "hook_attn_out")
     names["scale"] = _hook(layer, "ln1.hook_scale")
     return None, names
 
@@ -83,8 +91,15 @@ def _plan(
 ) -> Plan:
     backend = info.backend
     planned, names = _kind_and_names(model, backend, layer, available)
+    optional = frozenset()
     if resid_post:
         names["resid_post"] = _hook(layer, "hook_resid_post")
+        if planned is None and _hook(layer, "ln2.hook_scale") in (available or model.hook_dict):
+            # A post-norm block's output is its LN2's: read LN2 (used only if post-norm). GPT-1's
+            # bridge never fires `hook_resid_post` (its block returns a list), so it is optional.
+            names["mlp_scale"] = _hook(layer, "ln2.hook_scale")
+            names["mlp_out"] = _hook(layer, "ln2.hook_out")
+            optional = frozenset({"resid_post"})
     block = model.blocks[layer]
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> BlockTensors:
@@ -98,13 +113,22 @@ def _plan(
         elif kind is BlockKind.POST_NORM and backend == HOOKED_ENCODER:
             y = block.ln1.w.detach() * got["normalized"] + block.ln1.b.detach()
         elif kind is BlockKind.POST_NORM:
-            y = got["attn_out"]
+            y = got["norm_out"]
         else:
             y = got["resid_mid"]
-        norm = None
+        norm = mlp_norm = None
         if kind in (BlockKind.POST_NORM, BlockKind.SANDWICH):
             ln = block.ln1_post if kind is BlockKind.SANDWICH else block.ln1
             norm = norm_tensors(model, backend, ln, got["scale"])
+        post = got.get("resid_post")
+        if kind is BlockKind.POST_NORM and "mlp_scale" in got:
+            mlp_norm = norm_tensors(model, backend, block.ln2, got["mlp_scale"])
+            post = got["mlp_out"]
+        if resid_post and post is None:
+            raise UnsupportedModelError(
+                f"layer {layer}'s output hook {names['resid_post']!r} did not fire "
+                f"({info.architecture}); alti_logit reads it. Fix: use alti(model, inputs)."
+            )
         b_O = block.attn.b_O
         precision = hf_rms_precision(backend, norm)
         return BlockTensors(
@@ -122,10 +146,11 @@ def _plan(
                 got["pattern"],
                 float32_scores=float32_scores(info.architecture),
             ),
-            resid_post=got.get("resid_post"),
+            resid_post=post,
+            mlp_norm=mlp_norm,
         )
 
-    return Plan(("layer", layer), names, assemble, real, real)
+    return Plan(("layer", layer), names, assemble, real, real, optional)
 
 
 def _final_plan(model: HookedModel, backend: str, real: Tensor, sink: list) -> Plan | None:
@@ -150,9 +175,25 @@ def final_norm_affine(
 
 
 def unembedding(model: HookedModel) -> tuple[Tensor, Tensor | None]:
-    """`W_U [d_model, d_vocab]` and `b_U [d_vocab]` (None where absent)."""
+    """`W_U [d_model, d_vocab]` and `b_U [d_vocab]` (None where absent), read from the residual
+    stream: where the model projects the residual down before the unembedding (OPT-350m's
+    bias-free `project_out`, d_model → word_embed_proj_dim), the projection is folded in."""
     b_U = getattr(model, "b_U", None)
-    return model.W_U.detach(), None if b_U is None else b_U.detach()
+    W_U = model.W_U.detach()
+    project = getattr(model, "project_out", None)
+    weight = getattr(project, "weight", None)
+    if weight is not None and weight.shape[0] == W_U.shape[0]:
+        W_U = weight.detach().T.to(W_U.dtype) @ W_U
+    return W_U, None if b_U is None else b_U.detach()
+
+
+def block_norm_affines(model: HookedModel, info: ModelInfo) -> list[tuple[Any, Any]]:
+    """Each layer's `ln1` and `ln2` affine (`norm_affine`): the norms a post-norm block's
+    residual stream passes through (ALTI-Logit). Models without `ln2` are not post-norm."""
+    return [
+        (norm_affine(model, info.backend, b.ln1), norm_affine(model, info.backend, b.ln2))
+        for b in model.blocks
+    ]
 
 
 def _soft_cap(model: HookedModel) -> float | None:
