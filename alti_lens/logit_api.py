@@ -212,7 +212,7 @@ class _LogitCollector:
         t = int((step.rows == t_pos).nonzero())  # the explained row among the real ones
         dtype = self.parts.dtype
         d_post = self._direction(b, layer).to(terms.values.device)
-        e = self._through_mlp_norm(block, b, layer, t_pos, d_post)
+        e = self._through_block_output(block, b, layer, t_pos, d_post)
         self.parts[b, layer][:, step.keys] = source_logit_parts(terms, t, e).cpu()
         self.layer_parts["attention_biases"][b, layer] = float(e @ terms.bias[t])
         y_t = block.output[b, t_pos].to(dtype)
@@ -250,19 +250,25 @@ class _LogitCollector:
             self.directions = residual_directions(self.g, norms)
         return self.directions[layer][b]
 
-    def _through_mlp_norm(
+    def _through_block_output(
         self, block: BlockTensors, b: int, layer: int, t_pos: int, d_post: Tensor
     ) -> Tensor:
-        """The direction the block's attention output `y` is read along: `d_post` itself, or,
-        through a post-norm block's LN2 at its real scale, `centre(γ2 ⊙ d_post) / s2_t`."""
-        if block.kind is not BlockKind.POST_NORM or block.mlp_norm is None or block.norm is None:
-            return d_post
-        dtype = self.parts.dtype
-        norm, s1 = block.mlp_norm, block.norm.scale[b, t_pos].to(dtype)
-        s2 = norm.scale[b, t_pos].to(dtype)
-        self.inverse_scales[b, layer] = float(1.0 / (s1 * s2))
-        weight = _cast(norm.weight, dtype, d_post.device)
-        return effective_direction(d_post, weight, s2.to(d_post.device), norm.centred)
+        """The direction the block's attention output `y` is read along, given the one its
+        output is read along: `d_post` itself; through a post-norm block's LN2 at its real scale,
+        `centre(γ2 ⊙ d_post) / s2_t`; times a constant output scale `c` (Gemma 4). Records what
+        the block multiplies the residual stream by (`1/(s1·s2)`, `c`) for the earlier layers."""
+        dtype, e, inverse = self.parts.dtype, d_post, 1.0
+        norm = block.mlp_norm
+        if block.kind is BlockKind.POST_NORM and norm is not None and block.norm is not None:
+            s1 = float(block.norm.scale[b, t_pos].to(dtype))
+            s2 = norm.scale[b, t_pos].to(dtype)
+            inverse = 1.0 / (s1 * float(s2))
+            weight = _cast(norm.weight, dtype, d_post.device)
+            e = effective_direction(d_post, weight, s2.to(d_post.device), norm.centred)
+        if block.output_scale is not None:
+            e, inverse = e * block.output_scale, inverse * block.output_scale
+        self.inverse_scales[b, layer] = inverse
+        return e
 
     def finish(self) -> None:
         """Apply every layer's later norms' `1/s` (post-norm stacks; 1 otherwise). Once."""

@@ -54,6 +54,9 @@ class BlockTensors:
     # Post-norm blocks, with `resid_post`: the norm after the MLP (`LN2(y + mlp)`), frozen at its
     # real scale: the residual stream passes through it (ALTI-Logit, spec §5).
     mlp_norm: NormTensors | None = None
+    # A constant the block multiplies its whole output by, residual included (Gemma 4's
+    # `layer_scalar`): `resid_post = c · (y + mlp + ...)`. None: 1. (ALTI-Logit, spec §5.)
+    output_scale: float | None = None
     # Set when the model computed part of this block in a narrower dtype than its weights (Hugging
     # Face RMSNorms run in float32 even in float64 models): the exactness check cannot be tighter.
     precision: torch.dtype | None = None

@@ -61,7 +61,7 @@ def residual_directions(
 
 
 def later_scales(inverse_scales: Float[Tensor, "batch layer"]) -> Float[Tensor, "batch layer"]:
-    """`Π_{k>l} inverse_scales[:, k]`: what the later layers' norms multiply layer `l`'s parts by."""
+    """`Π_{k>l} inverse_scales[:, k]`: what the later layers multiply layer `l`'s parts by."""
     suffix = inverse_scales.flip(-1).cumprod(-1).flip(-1)  # Π_{k≥l}
     return torch.cat([suffix[:, 1:], torch.ones_like(suffix[:, :1])], dim=-1)
 

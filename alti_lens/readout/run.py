@@ -58,7 +58,7 @@ def norm_affine(
             offset = getattr(model.cfg, "rmsnorm_uses_offset", False)
         if weight is not None and offset:
             weight = 1.0 + weight
-        rms = bool(getattr(ln, "uses_rms_norm", False))
+        rms = _is_rms(ln)
         bias = None if rms else getattr(ln, "bias", None)
         centred = not rms
     else:
@@ -69,6 +69,30 @@ def norm_affine(
         None if bias is None else bias.detach(),
         centred,
     )
+
+
+def rms_scale(ln: Any, u: Tensor) -> Tensor:
+    """An RMSNorm's real scale `s = sqrt(mean(u²) + eps)` of its input `u`, for norms whose bridge
+    has no `hook_scale` (Gemma 4's plain components): computed as Hugging Face's RMSNorms do, in
+    float32 whatever the model's dtype (`pow(mean + eps, -0.5)`), so the exactness check holds to
+    float32 (`hf_rms_precision`)."""
+    module = getattr(ln, "original_component", ln)
+    eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+    if eps is None or "RMSNorm" not in type(module).__name__:
+        raise UnsupportedModelError(
+            f"the norm {type(module).__name__} exposes no hook_scale and is not an RMSNorm "
+            "whose scale alti_lens can recompute from its input. This norm is not supported."
+        )
+    inverse = torch.pow(u.float().pow(2).mean(-1, keepdim=True) + float(eps), -0.5)
+    return inverse.to(u.dtype if u.dtype == torch.float64 else torch.float32).reciprocal()
+
+
+def _is_rms(ln: Any) -> bool:
+    flag = getattr(ln, "uses_rms_norm", None)
+    if flag is not None:
+        return bool(flag)
+    # a plain bridge component around the Hugging Face norm (Gemma 4): the norm's class says
+    return "RMSNorm" in type(getattr(ln, "original_component", ln)).__name__
 
 
 def norm_tensors(model: HookedModel, backend: str, ln: Any, scale: Tensor) -> NormTensors:
@@ -189,6 +213,56 @@ class _AllHandedOver(Exception):
     """Raised from the last hook ALTI reads to skip the rest of the forward pass."""
 
 
+class _Handover:
+    """What the hooks of one `run_plans` caught, and handing each plan over once complete."""
+
+    def __init__(
+        self, plans: list[Plan], on_block: Callable[[Key, BlockTensors], None], stop_early: bool
+    ) -> None:
+        self.plans, self.on_block, self.stop_early = plans, on_block, stop_early
+        self.got: dict[Key, dict[str, Tensor]] = {p.key: {} for p in plans}
+        self.order: dict[Key, list[str]] = {p.key: [] for p in plans}
+        self.done: set[Key] = set()
+        self.position = {p.key: i for i, p in enumerate(plans)}
+        self.lenient = [p for p in plans if p.optional]
+
+    def hand_over(self, plan: Plan) -> None:
+        block = plan.assemble(self.got[plan.key], self.order[plan.key])
+        self.got[plan.key] = {}  # drop the tensors before the next layer runs
+        self.done.add(plan.key)
+        if block is not None:
+            self.on_block(plan.key, block)
+        if self.stop_early and len(self.done) == len(self.plans):
+            raise _AllHandedOver
+
+    def flush(self, before: int) -> None:
+        """Hand over the plans before position `before` that have every role but optional ones
+        (a later plan's hook fired, or the forward pass ended: their optional hooks never will)."""
+        for plan in self.lenient:
+            if self.position[plan.key] >= before or plan.key in self.done:
+                continue
+            if set(plan.names) - plan.optional <= self.got[plan.key].keys():
+                self.hand_over(plan)
+
+    def hook(self, plan: Plan, role: str) -> Callable[..., None]:
+        name = plan.names[role]
+        real = plan.keys_real if role == "v" else plan.rows_real
+
+        def hook(tensor: Tensor, hook: Any = None) -> None:
+            if self.lenient:
+                self.flush(self.position[plan.key])
+            _check_finite(name, tensor, real)
+            # Residual-stream tensors may be reused in place later in the block: keep a copy.
+            keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()
+            got = self.got[plan.key]
+            got[role] = keep
+            self.order[plan.key].append(name)
+            if len(got) == len(plan.names) and plan.key not in self.done:
+                self.hand_over(plan)
+
+        return hook
+
+
 def run_plans(
     model: HookedModel,
     info: ModelInfo,
@@ -206,46 +280,8 @@ def run_plans(
     of the model (the last block's MLP, the final norm, the unembedding: about a third of a
     GPT-2-small forward pass at 128 tokens) is not run. The same path as an error in a hook:
     hooks are removed and the model is left as it was."""
-    got: dict[Key, dict[str, Tensor]] = {p.key: {} for p in plans}
-    order: dict[Key, list[str]] = {p.key: [] for p in plans}
-    done: set[Key] = set()
-    position = {p.key: i for i, p in enumerate(plans)}
-    lenient = [p for p in plans if p.optional]
-
-    def hand_over(plan: Plan) -> None:
-        block = plan.assemble(got[plan.key], order[plan.key])
-        got[plan.key] = {}  # drop the tensors before the next layer runs
-        done.add(plan.key)
-        if block is not None:
-            on_block(plan.key, block)
-        if stop_early and len(done) == len(plans):
-            raise _AllHandedOver
-
-    def flush(before: int) -> None:
-        """Hand over the plans before `before` that have every role but optional ones."""
-        for plan in lenient:
-            required = set(plan.names) - plan.optional
-            if position[plan.key] < before and plan.key not in done and required <= got[plan.key].keys():
-                hand_over(plan)
-
-    def make_hook(plan: Plan, role: str) -> Callable[..., None]:
-        name = plan.names[role]
-        real = plan.keys_real if role == "v" else plan.rows_real
-
-        def hook(tensor: Tensor, hook: Any = None) -> None:
-            if lenient:
-                flush(position[plan.key])
-            _check_finite(name, tensor, real)
-            # Residual-stream tensors may be reused in place later in the block: keep a copy.
-            keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()
-            got[plan.key][role] = keep
-            order[plan.key].append(name)
-            if len(got[plan.key]) == len(plan.names) and plan.key not in done:
-                hand_over(plan)
-
-        return hook
-
-    fwd_hooks = [(name, make_hook(p, role)) for p in plans for role, name in p.names.items()]
+    state = _Handover(plans, on_block, stop_early)
+    fwd_hooks = [(name, state.hook(p, role)) for p in plans for role, name in p.names.items()]
     available = model.hook_dict  # built anew on every access on the bridge (~0.2 ms)
     for name, _ in fwd_hooks:
         if name not in available:
@@ -255,8 +291,8 @@ def run_plans(
             )
     with eval_mode(model), torch.inference_mode(), suppress(_AllHandedOver):
         forward(fwd_hooks)
-        flush(len(plans))
-    missing = [p.key for p in plans if p.key not in done]
+        state.flush(len(plans))
+    missing = [p.key for p in plans if p.key not in state.done]
     if missing:
         raise UnsupportedModelError(
             f"sub-blocks {missing}: not every hook ALTI reads fired during the forward pass "

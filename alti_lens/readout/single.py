@@ -22,7 +22,7 @@ from torch import Tensor
 from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormTensors
 from alti_lens.errors import UnsupportedModelError
 
-from .models import HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
+from .models import BRIDGE, HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
 from .protocol import HookedModel
 from .run import (
     Key,
@@ -34,8 +34,10 @@ from .run import (
     hf_rms_precision,
     norm_affine,
     norm_tensors,
+    rms_scale,
     run_plans,
 )
+from .values import output_weight, value_hook
 
 
 def _hook(layer: int, name: str) -> str:
@@ -49,20 +51,26 @@ def _kind_and_names(
     `available`: the model's `hook_dict`, where the caller has it (the bridge builds it anew on
     every access)."""
     block = model.blocks[layer]
-    names = {
-        "resid_pre": _hook(layer, "hook_resid_pre"),
-        "v": _hook(layer, "attn.hook_v"),
-        "pattern": _hook(layer, "attn.hook_pattern"),
-    }
     if available is None:
         available = model.hook_dict
+    names = {
+        "resid_pre": _hook(layer, "hook_resid_pre"),
+        "v": _hook(layer, "attn.hook_v")
+        if backend != BRIDGE
+        else value_hook(model, layer, available),
+        "pattern": _hook(layer, "attn.hook_pattern"),
+    }
     cfg = model.cfg
     if backend == HOOKED_ENCODER:
         names["scale"] = _hook(layer, "ln1.hook_scale")
         names["normalized"] = _hook(layer, "ln1.hook_normalized")
         return BlockKind.POST_NORM, names
     if hasattr(block, "ln1_post"):
-        names["scale"] = _hook(layer, "ln1_post.hook_scale")
+        scale = _hook(layer, "ln1_post.hook_scale")
+        # no hook_scale (Gemma 4's plain norm component): recomputed from the norm's input
+        names["scale" if scale in available else "norm_in"] = (
+            scale if scale in available else _hook(layer, "ln1_post.hook_in")
+        )
         names["resid_mid"] = _hook(layer, "hook_resid_mid")
         return BlockKind.SANDWICH, names
     if getattr(cfg, "parallel_attn_mlp", False) or _hook(layer, "hook_resid_mid") not in available:
@@ -91,7 +99,7 @@ def _plan(
 ) -> Plan:
     backend = info.backend
     planned, names = _kind_and_names(model, backend, layer, available)
-    optional = frozenset()
+    optional: frozenset[str] = frozenset()
     if resid_post:
         names["resid_post"] = _hook(layer, "hook_resid_post")
         if planned is None and _hook(layer, "ln2.hook_scale") in (available or model.hook_dict):
@@ -108,22 +116,16 @@ def _plan(
             post = fired_after(order, names["scale"], names["v"])
             kind = BlockKind.POST_NORM if post else BlockKind.PRE_NORM
         x = got["resid_pre"]
-        if kind in (BlockKind.PARALLEL, BlockKind.ATTN_ONLY):
-            y = x + got["attn_out"]
-        elif kind is BlockKind.POST_NORM and backend == HOOKED_ENCODER:
-            y = block.ln1.w.detach() * got["normalized"] + block.ln1.b.detach()
-        elif kind is BlockKind.POST_NORM:
-            y = got["norm_out"]
-        else:
-            y = got["resid_mid"]
-        norm = mlp_norm = None
+        y = _attention_output(kind, got, block, backend)
+        norm = None
         if kind in (BlockKind.POST_NORM, BlockKind.SANDWICH):
             ln = block.ln1_post if kind is BlockKind.SANDWICH else block.ln1
-            norm = norm_tensors(model, backend, ln, got["scale"])
-        post = got.get("resid_post")
+            scale = got["scale"] if "scale" in got else rms_scale(ln, got["norm_in"])
+            norm = norm_tensors(model, backend, ln, scale)
+        post, mlp_norm = got.get("resid_post"), None
         if kind is BlockKind.POST_NORM and "mlp_scale" in got:
             mlp_norm = norm_tensors(model, backend, block.ln2, got["mlp_scale"])
-            post = got["mlp_out"]
+            post = got["mlp_out"]  # the block's output is its LN2's
         if resid_post and post is None:
             raise UnsupportedModelError(
                 f"layer {layer}'s output hook {names['resid_post']!r} did not fire "
@@ -135,7 +137,7 @@ def _plan(
             kind=kind,
             pattern=got["pattern"],
             v=got["v"],
-            W_O=block.attn.W_O.detach(),
+            W_O=output_weight(block),
             b_O=None if b_O is None else b_O.detach(),
             resid_pre=x,
             output=y,
@@ -148,28 +150,62 @@ def _plan(
             ),
             resid_post=post,
             mlp_norm=mlp_norm,
+            output_scale=_layer_scalar(block) if resid_post else None,
         )
 
     return Plan(("layer", layer), names, assemble, real, real, optional)
 
 
+def _attention_output(kind: BlockKind, got: dict[str, Tensor], block: Any, backend: str) -> Tensor:
+    """The sub-block's real output `y` (spec §2), from what the plan's hooks caught."""
+    if kind in (BlockKind.PARALLEL, BlockKind.ATTN_ONLY):
+        return got["resid_pre"] + got["attn_out"]
+    if kind is BlockKind.POST_NORM and backend == HOOKED_ENCODER:
+        return block.ln1.w.detach() * got["normalized"] + block.ln1.b.detach()
+    if kind is BlockKind.POST_NORM:
+        return got["norm_out"]
+    return got["resid_mid"]
+
+
+def _layer_scalar(block: Any) -> float | None:
+    """Gemma 4's per-layer `layer_scalar` (the Hugging Face layer multiplies its whole output by
+    it, residual included), where it is not 1; None otherwise."""
+    scalar = getattr(getattr(block, "original_component", None), "layer_scalar", None)
+    if not isinstance(scalar, Tensor) or scalar.numel() != 1 or float(scalar) == 1.0:
+        return None
+    return float(scalar)
+
+
+def _final_norm_hook(model: HookedModel) -> tuple[str, str] | None:
+    """The final norm's role and hook: its scale, or (Gemma 4's plain norm component, which has
+    none) its input, from which the scale is recomputed (`rms_scale`). None: no final norm."""
+    available = model.hook_dict
+    if "ln_final.hook_scale" in available:
+        return "scale", "ln_final.hook_scale"
+    if "ln_final.hook_in" in available and getattr(model, "ln_final", None) is not None:
+        return "norm_in", "ln_final.hook_in"
+    return None
+
+
 def _final_plan(model: HookedModel, backend: str, real: Tensor, sink: list) -> Plan | None:
     """The final norm's scale, if the model has one (captured into `sink`)."""
-    name = "ln_final.hook_scale"
-    if name not in model.hook_dict:
+    hook = _final_norm_hook(model)
+    if hook is None:
         return None
+    role, name = hook
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> None:
-        sink.append(norm_tensors(model, backend, model.ln_final, got["scale"]))
+        scale = got["scale"] if role == "scale" else rms_scale(model.ln_final, got["norm_in"])
+        sink.append(norm_tensors(model, backend, model.ln_final, scale))
 
-    return Plan(("final", 0), {"scale": name}, assemble, real, real)
+    return Plan(("final", 0), {role: name}, assemble, real, real)
 
 
 def final_norm_affine(
     model: HookedModel, info: ModelInfo
 ) -> tuple[Tensor | None, Tensor | None, bool] | None:
     """The final norm's `γ`, `β` and centring (None: the model has no final norm)."""
-    if "ln_final.hook_scale" not in model.hook_dict:
+    if _final_norm_hook(model) is None:
         return None
     return norm_affine(model, info.backend, model.ln_final)
 
