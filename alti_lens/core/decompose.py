@@ -78,6 +78,8 @@ def decompose_block(
     rows = _select(positions, block.pattern.shape[-2])
     keys = rows if key_positions is None else _select(key_positions, block.pattern.shape[-1])
     pattern = block.pattern[index][:, rows][:, :, keys].to(dtype)
+    if block.head_gate is not None:  # a query row's per-head output gate scales its whole row
+        pattern = pattern * block.head_gate[index][:, rows, None].to(dtype)
     v = block.v[index, keys].to(dtype)
     x = block.resid_pre[index, rows].to(dtype)
     y = block.output[index, rows].to(dtype)

@@ -46,6 +46,9 @@ class BlockTensors:
     resid_pre: Float[Tensor, "batch pos d_model"]
     output: Float[Tensor, "batch pos d_model"]  # the model's real y (spec §2.5)
     norm: NormTensors | None = None
+    # A per-head scalar gate of each query row on the head's output (Laguna): `T_i(x_j) =
+    # Σ_h gate^h_i A^h_ij v^h_j W_O^h`, folded into the pattern by the decomposition. None: 1.
+    head_gate: Float[Tensor, "batch head_index query_pos"] | None = None
     # Cross-attention (ALTI+, spec §2.4): keys and values come from the encoder output, and
     # `resid_pre` (the decoder residual entering the sub-block) is one extra source, not a diagonal.
     cross: bool = False

@@ -37,7 +37,7 @@ from .run import (
     rms_scale,
     run_plans,
 )
-from .values import output_weight, value_hook
+from .values import head_gate, output_gate, output_weight, value_hook
 
 
 def _hook(layer: int, name: str) -> str:
@@ -60,6 +60,9 @@ def _kind_and_names(
         else value_hook(model, layer, available),
         "pattern": _hook(layer, "attn.hook_pattern"),
     }
+    gate = output_gate(model, layer, available) if backend == BRIDGE else None
+    if gate is not None:
+        names["gate"] = gate
     cfg = model.cfg
     if backend == HOOKED_ENCODER:
         names["scale"] = _hook(layer, "ln1.hook_scale")
@@ -142,6 +145,7 @@ def _plan(
             resid_pre=x,
             output=y,
             norm=norm,
+            head_gate=head_gate(got["gate"], got["pattern"].dtype) if "gate" in got else None,
             precision=precision,
             model_precision=computed_precision(
                 precision or hf_rms_block(backend, block),

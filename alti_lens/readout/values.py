@@ -1,4 +1,5 @@
-"""Where a bridged attention's value vectors and output weights are, when not where TL names them.
+"""Where a bridged attention's value vectors, output weights and output gate are, when not where
+TransformerLens names them.
 
 Gemma 4 (and models like it) need three corrections to the plain `attn.hook_v` / `attn.W_O`:
 
@@ -9,10 +10,18 @@ Gemma 4 (and models like it) need three corrections to the plain `attn.hook_v` /
   the same attention type (sliding / full) stored, so its `v` is the producer's `v_norm` output;
 - per-layer head widths (global layers wider than sliding ones): the bridge's `W_O` cannot split
   the weight by the config's `d_head`, so it is read from the output projection itself.
+
+Gated attention output (Laguna, AFMoE): a gate computed from the query row's input scales each
+head's mixed values before the output projection, `o_proj(gate(x_i) ⊙ z_i)`. A gate of one scalar
+per head and query (Laguna's default `gating=True`: `softplus(g_proj(x_i))`) is linear per source:
+`T_i(x_j) = Σ_h gate^h_i A^h_ij v^h_j W_O^h`, so it folds into the pattern (`head_gate`). A gate per
+element of the head (AFMoE's `sigmoid(gate_proj(x_i))`, Laguna's per-element gating) makes each
+source's vector depend on the query row; alti_lens refuses it (`output_gate`).
 """
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from alti_lens.errors import UnsupportedModelError
@@ -76,3 +85,30 @@ def output_weight(block: Any) -> Tensor:
         if weight is None or head_dim is None:
             raise
         return weight.detach().T.reshape(-1, int(head_dim), weight.shape[0])
+
+
+def output_gate(model: HookedModel, layer: int, available: Any) -> str | None:
+    """The hook of layer `layer`'s per-head output gate (its projection's output), None where the
+    attention has no gate; raise where the gate is not one scalar per head (not supported)."""
+    attn = model.blocks[layer].attn
+    if getattr(attn, "gate", None) is None:
+        return None
+    hf = getattr(attn, "original_component", None)
+    name = _hook(layer, "attn.gate.hook_out")
+    if getattr(hf, "gate_per_head", False) and hasattr(hf, "g_proj") and name in available:
+        return name  # Laguna: softplus(g_proj(x_i)), one scalar per head and query
+    raise UnsupportedModelError(
+        f"layer {layer}'s attention ({type(hf).__name__}) gates its output element-wise by the "
+        "query row, o_proj(gate(x_i) ⊙ z_i) before the output projection (e.g. AFMoE's "
+        "sigmoid(gate_proj(x_i))): each source's vector then depends on the query row, which "
+        "alti_lens's decomposition (one vector per source and head, spec §2) does not represent; "
+        "the contributions would not be exact. Per-head scalar gates (Laguna's gating=True) are "
+        "supported. Fix: use a model without an element-wise attention output gate."
+    )
+
+
+def head_gate(gate_out: Tensor, dtype: torch.dtype) -> Tensor:
+    """Laguna's per-head gate `[batch, head, query_pos]` from its projection's output `[batch,
+    query_pos, head]`: `softplus` in float32 cast to the attention's dtype, as Hugging Face does."""
+    gate = torch.nn.functional.softplus(gate_out.float()).to(dtype)
+    return gate.transpose(1, 2)
