@@ -33,11 +33,11 @@ from .decompose import AttentionTerms
 
 
 def effective_direction(
-    direction: Float[Tensor, " d_model"],
+    direction: Float[Tensor, "*batch d_model"],
     weight: Float[Tensor, " d_model"] | None,
     scale: Float[Tensor, ""] | None,
     centred: bool,
-) -> Float[Tensor, " d_model"]:
+) -> Float[Tensor, "*batch d_model"]:
     """`g = centre(γ ⊙ u) / s_t`: the direction the final residual at `t` is read along."""
     g = direction if weight is None else direction * weight
     if centred:

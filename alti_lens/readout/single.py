@@ -17,6 +17,7 @@ through it (spec §2.2, §5).
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormTensors
@@ -241,6 +242,29 @@ def _soft_cap(model: HookedModel) -> float | None:
     return float(cap) if cap is not None and cap > 0 else None
 
 
+# Bridged architectures whose attention stops being causal when an attention mask is passed
+# (TransformerLens 4.3's GPT-1 bridge: with any mask, even all ones, every row attends to every
+# position; measured, the logits move by 0.47 on a tiny model).
+_MASK_BREAKS_CAUSAL = ("OpenAIGPTLMHeadModel",)
+
+
+def _needs_mask(info: ModelInfo, mask: Tensor) -> bool:
+    """Whether the padded batch needs its attention mask passed. For the architectures above it
+    must not be: a right-padded batch does not need it (causal attention never lets a real row see
+    the padding after it), and other padding cannot be run correctly."""
+    if info.backend != BRIDGE or info.architecture not in _MASK_BREAKS_CAUSAL:
+        return True
+    lengths = mask.sum(-1, keepdim=True)
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    if bool(((positions < lengths) == mask.bool()).all()):
+        return False
+    raise UnsupportedModelError(
+        f"{info.architecture}'s TransformerLens bridge drops the causal mask when an attention "
+        "mask is passed, so a batch padded other than on the right cannot be run correctly. "
+        "Fix: pad on the right (the default), or run the texts one at a time."
+    )
+
+
 def read_blocks(
     model: HookedModel,
     info: ModelInfo,
@@ -268,7 +292,7 @@ def read_blocks(
     if final_plan is not None:
         plans.append(final_plan)
     kwargs: dict[str, Tensor] = {}
-    if not bool(real.all()):
+    if not bool(real.all()) and _needs_mask(info, mask):
         key = "one_zero_attention_mask" if info.backend == HOOKED_ENCODER else "attention_mask"
         kwargs[key] = mask.to(info.device)
     logits: list[Tensor] = []
