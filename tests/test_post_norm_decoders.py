@@ -1,4 +1,4 @@
-"""Post-norm decoders (OPT-350m's layout, GPT-1), Gemma 4 and gated attention output (Laguna, AFMoE).
+"""Post-norm decoders (OPT-350m layout, GPT-1), Gemma 4, gated attention output (Laguna, AFMoE).
 
 - post-norm decoder blocks: `y_i = LN1(x_i + attn_i)` (spec §2.2), causal; ALTI-Logit carries the
   residual stream through every block's LN1 and LN2 at their real scales (spec §5);
