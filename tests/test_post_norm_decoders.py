@@ -288,3 +288,22 @@ def test_later_scales_and_residual_directions() -> None:
     assert torch.equal(last, g)
     # back through LN2 (no γ, no centring: identity), then LN1: centre(γ ⊙ g)
     torch.testing.assert_close(first, gamma * g - (gamma * g).mean(), rtol=0, atol=1e-15)
+
+
+def test_gpt1_padded_batches() -> None:
+    """GPT-1's bridge drops the causal mask whenever an attention mask is passed, so right-padded
+    batches run without one (exact: causal rows never see the padding after them) and other
+    padding is refused."""
+    from alti_lens import readout
+
+    model = gpt1(torch.float64)
+    info = readout.describe(model)
+    tokens, mask = readout.tokenize(model, TEXTS)
+    batch = readout.next_token_logits(model, info, tokens, mask)
+    for b in range(len(TEXTS)):
+        n = int(mask[b].sum())
+        one = readout.next_token_logits(model, info, tokens[b : b + 1, :n], mask[b : b + 1, :n])
+        torch.testing.assert_close(batch[b], one[0], rtol=0, atol=1e-5)  # float32 logits
+    left = torch.stack([row.roll(int((row == 0).sum())) for row in mask])
+    with pytest.raises(UnsupportedModelError, match="pad on the right"):
+        alti(model, tokens, attention_mask=left)

@@ -4,8 +4,12 @@
 |---|---|---|---|
 | pre-norm | `hook_resid_mid` | same | — |
 | parallel, attn-only | `hook_resid_pre + hook_attn_out` | same | — |
-| sandwich | `hook_resid_mid`, `ln1_post` | same | — |
+| sandwich | `hook_resid_mid`, `ln1_post` (`hook_scale`; Gemma 4: `hook_in`) | same | — |
 | post-LN | `ln1.hook_out` (LN1's output), `ln1` | — | `ln1.w·ln1.hook_normalized + ln1.b` |
+
+Values (`values`): `attn.hook_v`, or where the attention normalises its values or shares them
+across layers (Gemma 4) the value norm's output of the layer that computed them. A per-head output
+gate (Laguna) is read from `attn.gate.hook_out`.
 
 Post-LN on the bridge: BERT reports LN1's output as `hook_attn_out`, while post-LN decoders (OPT
 with `do_layer_norm_before=False`, GPT-1) report the raw attention output there and alias
@@ -248,7 +252,7 @@ def _soft_cap(model: HookedModel) -> float | None:
 _MASK_BREAKS_CAUSAL = ("OpenAIGPTLMHeadModel",)
 
 
-def _needs_mask(info: ModelInfo, mask: Tensor) -> bool:
+def needs_mask(info: ModelInfo, mask: Tensor) -> bool:
     """Whether the padded batch needs its attention mask passed. For the architectures above it
     must not be: a right-padded batch does not need it (causal attention never lets a real row see
     the padding after it), and other padding cannot be run correctly."""
@@ -292,7 +296,7 @@ def read_blocks(
     if final_plan is not None:
         plans.append(final_plan)
     kwargs: dict[str, Tensor] = {}
-    if not bool(real.all()) and _needs_mask(info, mask):
+    if not bool(real.all()) and needs_mask(info, mask):
         key = "one_zero_attention_mask" if info.backend == HOOKED_ENCODER else "attention_mask"
         kwargs[key] = mask.to(info.device)
     logits: list[Tensor] = []
