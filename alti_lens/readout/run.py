@@ -71,6 +71,13 @@ def norm_affine(
     )
 
 
+def recomputable_rms(ln: Any) -> bool:
+    """Whether `rms_scale` can recompute this norm's scale: a Hugging Face RMSNorm with an eps."""
+    module = getattr(ln, "original_component", ln)
+    has_eps = getattr(module, "variance_epsilon", getattr(module, "eps", None)) is not None
+    return has_eps and "RMSNorm" in type(module).__name__
+
+
 def rms_scale(ln: Any, u: Tensor) -> Tensor:
     """An RMSNorm's real scale `s = sqrt(mean(u²) + eps)` of its input `u`, for norms whose bridge
     has no `hook_scale` (Gemma 4's plain components): computed as Hugging Face's RMSNorms do, in
@@ -78,7 +85,7 @@ def rms_scale(ln: Any, u: Tensor) -> Tensor:
     float32 (`hf_rms_precision`)."""
     module = getattr(ln, "original_component", ln)
     eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
-    if eps is None or "RMSNorm" not in type(module).__name__:
+    if eps is None or not recomputable_rms(ln):
         raise UnsupportedModelError(
             f"the norm {type(module).__name__} exposes no hook_scale and is not an RMSNorm "
             "whose scale alti_lens can recompute from its input. This norm is not supported."

@@ -39,6 +39,7 @@ from .run import (
     hf_rms_precision,
     norm_affine,
     norm_tensors,
+    recomputable_rms,
     rms_scale,
     run_plans,
 )
@@ -191,7 +192,8 @@ def _final_norm_hook(model: HookedModel) -> tuple[str, str] | None:
     available = model.hook_dict
     if "ln_final.hook_scale" in available:
         return "scale", "ln_final.hook_scale"
-    if "ln_final.hook_in" in available and getattr(model, "ln_final", None) is not None:
+    ln_final = getattr(model, "ln_final", None)
+    if "ln_final.hook_in" in available and ln_final is not None and recomputable_rms(ln_final):
         return "norm_in", "ln_final.hook_in"
     return None
 
