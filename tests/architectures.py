@@ -32,7 +32,15 @@ TINY: dict[str, Any] = dict(
 
 # Per-architecture corrections to TINY, where a family spells its shape its own way or needs a
 # value inside a range it checks.
-OVERRIDES: dict[str, dict[str, Any]] = {}
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "GPTJForCausalLM": dict(rotary_dim=4),
+    "GPTNeoForCausalLM": dict(attention_types=[[["global", "local"], 1]], window_size=4),
+    "BambaForCausalLM": dict(mamba_n_heads=4, mamba_d_head=16),
+    "GraniteMoeHybridForCausalLM": dict(mamba_n_heads=4, mamba_d_head=16),
+    "Mamba2ForCausalLM": dict(num_heads=8, head_dim=8, n_groups=1),
+    "Zamba2ForCausalLM": dict(layers_block_type=["mamba", "hybrid"]),
+    "Lfm2MoeForCausalLM": dict(layer_types=["conv", "full_attention"]),
+}
 
 
 class NotBuildable(Exception):
@@ -61,23 +69,23 @@ def hf_classes(key: str) -> tuple[type, type]:
 
 
 def config(key: str) -> Any:
-    """A tiny config of architecture `key`."""
+    """A tiny config of architecture `key` (its sub-configs, e.g. `text_config`, tiny too)."""
     _, config_cls = hf_classes(key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        default = config_cls()
-        # only the names this family has: a stray `num_key_value_heads` would reach adapters that
-        # read it off any config
-        kwargs = {k: v for k, v in TINY.items() if _settable(default, k)}
-        kwargs.update(OVERRIDES.get(key, {}))
-        cfg = config_cls(**kwargs)
-    for sub in ("text_config", "language_config", "llm_config"):
-        inner = getattr(cfg, sub, None)
-        if inner is not None and hasattr(inner, "to_dict"):
-            for name, value in kwargs.items():
-                if hasattr(inner, name):
-                    setattr(inner, name, value)
-    return cfg
+        return config_cls(**_tiny_kwargs(config_cls, OVERRIDES.get(key, {})))
+
+
+def _tiny_kwargs(config_cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
+    """TINY's names that `config_cls` has (a stray `num_key_value_heads` would reach adapters
+    that read it off any config), sub-configs made tiny the same way, then `overrides`."""
+    default = config_cls()
+    kwargs: dict[str, Any] = {k: v for k, v in TINY.items() if _settable(default, k)}
+    for name, value in vars(default).items():
+        if hasattr(value, "to_dict") and hasattr(type(value), "model_type"):  # a sub-config
+            kwargs[name] = type(value)(**_tiny_kwargs(type(value), {}))
+    kwargs.update(overrides)
+    return kwargs
 
 
 def _settable(cfg: Any, name: str) -> bool:
