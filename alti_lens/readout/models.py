@@ -123,6 +123,7 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
             "alti_plus() needs an encoder, a decoder and cross-attention. Fix: use "
             "alti(model, inputs) for decoder-only and encoder-only models."
         )
+    _check_reads_text(model)
     cfg = model.cfg
     if is_enc_dec:
         n_layers, n_dec = len(encoder_blocks(model)), len(decoder_blocks(model))
@@ -142,6 +143,7 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
                     "(spec §2.3). Fix: use a transformer model."
                 )
         n_layers, n_dec = len(blocks), 0
+    _check_attention_readable(model)
     param = next(model.parameters())
     start = getattr(cfg, "decoder_start_token_id", None)
     return ModelInfo(
@@ -159,6 +161,40 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
         n_decoder_layers=n_dec,
         decoder_start_token_id=None if start is None else int(start),
     )
+
+
+def _check_reads_text(model: HookedModel) -> None:
+    """Refuse models whose input is not token ids (vision and audio models TransformerLens can
+    bridge: ViT, DeiT, AST, Wav2Vec2, HuBERT): ALTI attributes to input tokens."""
+    wrapped = getattr(model, "original_model", None)  # the bridge's Hugging Face model
+    reads = getattr(wrapped, "main_input_name", "input_ids")
+    if reads != "input_ids":
+        raise UnsupportedModelError(
+            f"{type(wrapped).__name__} ({_arch(model)}) reads {reads!r}, not token ids: "
+            "alti_lens needs a text-token model, because ALTI attributes each representation to "
+            "input tokens. Fix: use a text model (docs/SUPPORTED_MODELS.md lists them)."
+        )
+
+
+def _check_attention_readable(model: HookedModel) -> None:
+    """Refuse, up front, attention modules whose per-head output weights `W_O` TransformerLens
+    cannot give (JetMoE's mixture of attention heads routes each token's heads to experts;
+    DeepSeek-V4's attention is a generic component). One module of each class is read."""
+    seen: set[type] = set()
+    for layer, attn in enumerate(attention_modules(model)):
+        if type(attn) in seen:
+            continue
+        seen.add(type(attn))
+        try:
+            attn.W_O  # noqa: B018 - reading it is the test
+        except Exception as e:  # whatever TransformerLens raises: say it here
+            raise UnsupportedModelError(
+                f"{_arch(model)}: TransformerLens gives no per-head output weights W_O for the "
+                f"attention of block {layer} ({type(attn).__name__}: {type(e).__name__}: {e}). "
+                "ALTI needs each attention block's pattern, values and W_O, so this attention "
+                "is not one alti_lens can decompose. Fix: none for this architecture; "
+                "docs/SUPPORTED_MODELS.md lists the supported ones."
+            ) from e
 
 
 # ---------------------------------------------------------------------------------------------

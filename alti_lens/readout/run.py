@@ -15,7 +15,7 @@ from torch import Tensor
 
 from alti_lens._types import Part
 from alti_lens.core.handover import BlockTensors, NormTensors
-from alti_lens.errors import NonFiniteActivationError, UnsupportedModelError
+from alti_lens.errors import AltiLensError, NonFiniteActivationError, UnsupportedModelError
 
 from .models import BRIDGE, ModelInfo
 from .protocol import HookedModel
@@ -181,6 +181,26 @@ def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
         )
 
 
+def _forward(
+    model: HookedModel,
+    info: ModelInfo,
+    plans: list[Plan],
+    forward: Callable[[list[tuple[str, Callable[..., None]]]], None],
+    fwd_hooks: list[tuple[str, Callable[..., None]]],
+) -> None:
+    """`forward(fwd_hooks)`, with the model's own failures turned into errors that say so."""
+    from . import failures  # (it imports this module's neighbours, not this module)
+
+    try:
+        forward(fwd_hooks)
+    except NonFiniteActivationError as e:
+        raise failures.not_finite(model, info, plans[0].rows_real, e) from None
+    except (AltiLensError, _AllHandedOver):
+        raise
+    except Exception as e:  # raised inside the model, not by our hooks
+        raise failures.forward_failed(model, info, e) from e
+
+
 class _AllHandedOver(Exception):
     """Raised from the last hook ALTI reads to skip the rest of the forward pass."""
 
@@ -236,7 +256,7 @@ def run_plans(
                 f"architecture ({info.architecture}) is not supported."
             )
     with eval_mode(model), torch.inference_mode(), suppress(_AllHandedOver):
-        forward(fwd_hooks)
+        _forward(model, info, plans, forward, fwd_hooks)
     missing = [p.key for p in plans if p.key not in done]
     if missing:
         raise UnsupportedModelError(

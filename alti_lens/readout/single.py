@@ -86,6 +86,7 @@ def _plan(
     if resid_post:
         names["resid_post"] = _hook(layer, "hook_resid_post")
     block = model.blocks[layer]
+    clip = value_clip(model)
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> BlockTensors:
         kind = planned
@@ -107,10 +108,11 @@ def _plan(
             norm = norm_tensors(model, backend, ln, got["scale"])
         b_O = block.attn.b_O
         precision = hf_rms_precision(backend, norm)
+        v = got["v"] if clip is None else got["v"].clamp(-clip, clip)
         return BlockTensors(
             kind=kind,
             pattern=got["pattern"],
-            v=got["v"],
+            v=v,
             W_O=block.attn.W_O.detach(),
             b_O=None if b_O is None else b_O.detach(),
             resid_pre=x,
@@ -126,6 +128,18 @@ def _plan(
         )
 
     return Plan(("layer", layer), names, assemble, real, real)
+
+
+def value_clip(model: HookedModel) -> float | None:
+    """`clip_qkv` (OLMo-1, OLMoE, MPT): the model clamps q, k and v to ±clip after projecting them,
+    after `hook_v` fires (measured on the bridge: its attention clamps out of place), so the values
+    attention consumed are `hook_v` clamped; clamping again is harmless where a hook fires after."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    for cfg in (config, getattr(config, "attn_config", None), model.cfg):
+        clip = getattr(cfg, "clip_qkv", None)
+        if isinstance(clip, (int, float)) and clip > 0:
+            return float(clip)
+    return None
 
 
 def _final_plan(model: HookedModel, backend: str, real: Tensor, sink: list) -> Plan | None:
