@@ -72,12 +72,25 @@ def explain(args: argparse.Namespace, status: Status) -> int:
         if not args.no_logit:
             with status.stage("computing ALTI-Logit"):
                 # the tokens read above: text is tokenized (and unknown words warned of) once
-                logit = alti_logit(model, tokens, token_id, attention_mask=mask, position=row)
+                logit = alti_logit(
+                    model,
+                    tokens,
+                    token_id,
+                    attention_mask=mask,
+                    position=row,
+                    check_bridge=args.check_bridge,
+                )
     if logit is not None and args.measure == "l1":
         result = logit.alti  # alti_logit measured every layer with ALTI already
     else:
         with status.stage("computing ALTI"):
-            result = alti(model, tokens, attention_mask=mask, measure=args.measure)
+            result = alti(
+                model,
+                tokens,
+                attention_mask=mask,
+                measure=args.measure,
+                check_bridge=args.check_bridge,
+            )
     text = summary.explain_summary(
         result,
         model=args.model,
@@ -152,6 +165,7 @@ def translate(args: argparse.Namespace, status: Status) -> int:
             args.target,
             measure=args.measure,
             max_new_tokens=args.max_new_tokens,
+            check_bridge=args.check_bridge,
         )
     t = int(result.target_attention_mask[0].sum())
     if args.step is not None and not -t <= args.step < t:
