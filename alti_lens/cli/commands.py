@@ -110,6 +110,7 @@ def explain(args: argparse.Namespace, status: Status) -> int:
         "rollout_row": [round(v, 6) for v in result.rollout[0, args.layer, row, :n].tolist()],
         "top_sources": _sources(result.top_sources(row, args.top, layer=args.layer)),
         "max_reconstruction_error": float(result.reconstruction_error.max()),
+        "bridge_check": result.metadata.get("bridge_check"),
     }
     if prediction is not None:
         data["prediction"] = {"token": prediction[0], "probability": prediction[1]}
@@ -186,6 +187,7 @@ def translate(args: argparse.Namespace, status: Status) -> int:
         "measure": args.measure,
         "source_contribution": [round(v, 6) for v in result.source_contribution[0, :t].tolist()],
         "max_reconstruction_error": float(result.reconstruction_error.max()),
+        "bridge_check": result.metadata.get("bridge_check"),
     }
     if args.step is not None:
         data["top_sources"] = _sources(result.top_sources(args.step, args.top))
