@@ -94,10 +94,18 @@ def _tiny_kwargs(config_cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _settable(cfg: Any, name: str) -> bool:
+    """Whether `name` is one of this config's own settings that TINY's value can replace."""
     prop = getattr(type(cfg), name, None)
     if isinstance(prop, property) and prop.fset is None:
         return False
-    return hasattr(cfg, name)
+    try:
+        default = getattr(cfg, name)
+    except AttributeError:
+        return False
+    except Exception:  # a per-layer setting read globally (Gemma 4): it is the config's own
+        return True
+    # a per-stage list (Florence-2's vision `num_heads`) is not a scalar setting
+    return not isinstance(default, (list, tuple, dict)) or isinstance(TINY[name], type(default))
 
 
 def build(key: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> Any:

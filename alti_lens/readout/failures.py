@@ -30,18 +30,25 @@ def sliding_window(model: HookedModel) -> int | None:
 def forward_failed(model: HookedModel, info: ModelInfo, error: Exception) -> ModelForwardError:
     """The error for an exception raised by the model's own forward pass."""
     where = f"{type(error).__name__}: {error}"
-    if info.dtype == torch.float64:
+    message = (
+        f"{info.architecture} failed in its own forward pass{' in float64' * _wide(info)} "
+        f"({where}), inside TransformerLens or transformers, not in alti_lens: `model(tokens)` "
+        "fails the same way, and alti_lens cannot decompose a model that does not run."
+    )
+    if _wide(info):
         return ModelForwardError(
-            f"{info.architecture} failed in its own forward pass in float64 ({where}). Some "
-            "models cannot run in float64 (e.g. mixture-of-experts layers, whose grouped matrix "
-            f"multiply takes only float32/bfloat16/float16). Fix: {_HOW_TO_WIDEN}."
+            f"{message} Some models run in float32 but not in float64 (mixture-of-experts "
+            "layers, whose grouped matrix multiply takes float32/bfloat16/float16 only; masks "
+            f"that overflow). Fix: {_HOW_TO_WIDEN}."
         )
     return ModelForwardError(
-        f"{info.architecture} failed in its own forward pass ({where}), inside TransformerLens "
-        "or transformers, not in alti_lens: `model(tokens)` fails the same way. alti_lens "
-        "cannot decompose a model that does not run. Fix: none in alti_lens; check that this "
-        "architecture runs in your TransformerLens version (docs/SUPPORTED_MODELS.md)."
+        f"{message} Fix: none in alti_lens; check that this architecture runs in your "
+        "TransformerLens version (docs/SUPPORTED_MODELS.md)."
     )
+
+
+def _wide(info: ModelInfo) -> bool:
+    return info.dtype == torch.float64
 
 
 def not_finite(

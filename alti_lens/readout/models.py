@@ -125,24 +125,7 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
         )
     _check_reads_text(model)
     cfg = model.cfg
-    if is_enc_dec:
-        n_layers, n_dec = len(encoder_blocks(model)), len(decoder_blocks(model))
-    else:
-        blocks = getattr(model, "blocks", None)
-        if blocks is None or len(blocks) == 0:
-            raise UnsupportedModelError(
-                f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks. "
-                "Fix: pass a TransformerLens model of a transformer (see alti_lens's README)."
-            )
-        for layer, block in enumerate(blocks):
-            if getattr(block, "attn", None) is None:
-                parts = ", ".join(f"{n}: {type(m).__name__}" for n, m in block.named_children())
-                raise UnsupportedModelError(
-                    f"block {layer} has no attention sub-block ({parts}). ALTI decomposes "
-                    "attention; state-space (SSM/Mamba) and hybrid layers are not supported "
-                    "(spec §2.3). Fix: use a transformer model."
-                )
-        n_layers, n_dec = len(blocks), 0
+    n_layers, n_dec = _count_layers(model, is_enc_dec)
     _check_attention_readable(model)
     param = next(model.parameters())
     start = getattr(cfg, "decoder_start_token_id", None)
@@ -160,6 +143,71 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
         weight_processing=weight_processing(model, backend),
         n_decoder_layers=n_dec,
         decoder_start_token_id=None if start is None else int(start),
+    )
+
+
+def _count_layers(model: HookedModel, is_enc_dec: bool) -> tuple[int, int]:
+    """(layers of the single stack or encoder, decoder layers), once every block is one whose
+    attention ALTI can read: refused otherwise, naming the block and why."""
+    if is_enc_dec:
+        for layer, block in enumerate(decoder_blocks(model)):
+            if getattr(block, "cross_attn", None) is None:
+                raise UnsupportedModelError(
+                    f"{_arch(model)}: decoder block {layer} ({type(block).__name__}) has no "
+                    "separate cross-attention (T5Gemma 2 attends to the encoder and the target "
+                    "prefix in one merged attention). ALTI+ needs the decoder's self-attention and "
+                    "cross-attention as two sub-blocks (spec §2.4). Fix: none for this model."
+                )
+        _check_no_sandwich(model)
+        return len(encoder_blocks(model)), len(decoder_blocks(model))
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or len(blocks) == 0:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks. "
+            "Fix: pass a TransformerLens model of a transformer (see alti_lens's README)."
+        )
+    for layer, block in enumerate(blocks):
+        _check_block(model, layer, block)
+    return len(blocks), 0
+
+
+def _check_no_sandwich(model: HookedModel) -> None:
+    """ALTI+'s read-out knows pre- and post-norm encoder-decoder blocks; a norm on the attention
+    output (T5Gemma's sandwich) would be left out of the decomposition: refuse it up front."""
+    for stack, blocks in (("encoder", encoder_blocks(model)), ("decoder", decoder_blocks(model))):
+        for layer, block in enumerate(blocks):
+            if hasattr(block, "ln1_post"):
+                raise UnsupportedModelError(
+                    f"{_arch(model)}: {stack} block {layer} normalises the attention output "
+                    "before the residual add (a sandwich norm, as T5Gemma's), which alti_plus "
+                    "does not decompose for encoder-decoder models (spec §2.3 covers it for "
+                    "single stacks only). Fix: none for this model yet."
+                )
+
+
+# sub-blocks that mix tokens besides attention (state-space / recurrent / convolutional mixers)
+_OTHER_MIXERS = ("mamba", "mixer", "ssm", "conv", "time_mix", "linear_attn")
+
+
+def _check_block(model: HookedModel, layer: int, block: Any) -> None:
+    """Refuse a block without attention (SSM, recurrent, hybrid layers) or with another token
+    mixer beside it (Falcon-H1 runs attention and Mamba in parallel): ALTI decomposes attention,
+    and another mixer's share of the output would be left unexplained."""
+    others = [n for n, _ in block.named_children() if n.lower().startswith(_OTHER_MIXERS)]
+    if getattr(block, "attn", None) is not None and not others:
+        return
+    parts = ", ".join(
+        f"{n}: {type(m).__name__}" for n, m in block.named_children() if not n.startswith("hook")
+    )
+    what = (
+        f"mixes tokens with {', '.join(others)} besides attention"
+        if getattr(block, "attn", None) is not None
+        else "has no attention sub-block"
+    )
+    raise UnsupportedModelError(
+        f"{_arch(model)}: block {layer} {what} ({parts}). ALTI decomposes attention; "
+        "state-space (SSM/Mamba), recurrent and hybrid layers are not supported (spec §2.3). "
+        "Fix: use a transformer model (docs/SUPPORTED_MODELS.md lists them)."
     )
 
 
