@@ -1,4 +1,4 @@
-"""What an attention module writes: `W_O`, `b_O`, its value bias, where its value hook keeps positions.
+"""What an attention module writes: `W_O`, `b_O`, `b_V`, and where its value hook keeps positions.
 
 Most attention modules expose TransformerLens' `W_O [H, d_head, d_model]`, `b_O` and `b_V`.
 Multi-head latent attention (MLA: DeepSeek-V2/V3, GLM-4-MoE-Lite, GLM-MoE-DSA, Youtu; spec §2.3.1)
