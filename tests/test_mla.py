@@ -1,7 +1,8 @@
 """Multi-head latent attention (spec §2.3.1): DeepSeek-V2/V3, GLM-4-MoE-Lite, GLM-MoE-DSA, Youtu.
 
 Tiny random models of the five architecture keys (`tests/architectures.py`), with the three
-corrections an MLA config needs to run at all in Hugging Face's own forward pass (`MLA_CONFIG`).
+corrections an MLA config needs to run at all in Hugging Face's own forward pass, and a value width
+of its own (`MLA_CONFIG`).
 Checked: the exactness check, rows, causal zeros, padded batch against single runs, `per_head`,
 ALTI-Logit's identity on the MoE layers, value zeroing, and an independent naive float64 ALTI of
 one layer whose value vectors are recomputed by hand from the model's own `kv_a_proj_with_mqa`,
@@ -32,9 +33,11 @@ KEYS = [
 # one key/value head per query head (MLA shares no values; HF's eager attention repeats keys by
 # heads / key_value_heads), the rotary embedding's `head_dim` equal to `qk_rope_head_dim` (the
 # rotary part of the key), and the experts in plain PyTorch (`grouped_mm` has no float64 kernel).
+# And a value width (6) other than the query/key width (4 + 4) and d_model / heads (8).
 MLA_CONFIG: dict[str, Any] = dict(
-    num_key_value_heads=4, head_dim=4, qk_rope_head_dim=4, experts_implementation="eager"
-)
+    num_key_value_heads=4, head_dim=4, qk_rope_head_dim=4, experts_implementation="eager",
+    v_head_dim=6,
+)  # fmt: skip
 TOKENS = torch.tensor([[0, 5, 6, 7, 8, 9, 10], [0, 5, 6, 11, 12, 1, 1]])
 MASK = torch.tensor([[1] * 7, [1] * 5 + [0] * 2])
 LAYER = 1  # the MoE layer (first_k_dense_replace = 1): its attention is MLA like layer 0's
@@ -215,7 +218,8 @@ def test_weight_processing_is_detected_without_transformer_lens_errors() -> None
         "fold_ln": False, "center_writing_weights": False, "fold_value_biases": False,
     }  # fmt: skip
     W_O, b_O = attention.output_weights(mla("DeepseekV2ForCausalLM").blocks[0].attn)
-    assert W_O.shape == (4, 8, 32) and b_O is None  # v_head_dim 8, not the qk head dim 8 or 4
+    # v_head_dim 6: not the query/key head width 8, not TransformerLens' d_head 4 (rotary width)
+    assert W_O.shape == (4, 6, 32) and b_O is None
 
 
 def test_per_head_on_mla() -> None:
