@@ -180,14 +180,17 @@ def _check_reads_text(model: HookedModel) -> None:
 def _check_attention_readable(model: HookedModel) -> None:
     """Refuse, up front, attention modules whose per-head output weights `W_O` TransformerLens
     cannot give (JetMoE's mixture of attention heads routes each token's heads to experts;
-    DeepSeek-V4's attention is a generic component). One module of each class is read."""
+    DeepSeek-V4's attention is a generic component). One module of each class is read.
+    (Multi-head latent attention's `W_O` is read off its `o_proj`: `attention.output_weights`.)"""
     seen: set[type] = set()
     for layer, attn in enumerate(attention_modules(model)):
         if type(attn) in seen:
             continue
         seen.add(type(attn))
         try:
-            attn.W_O  # noqa: B018 - reading it is the test
+            output_weights(attn)
+        except UnsupportedModelError:
+            raise
         except Exception as e:  # whatever TransformerLens raises: say it here
             raise UnsupportedModelError(
                 f"{_arch(model)}: TransformerLens gives no per-head output weights W_O for the "
