@@ -64,8 +64,8 @@ def mla(key: str, dtype: torch.dtype = torch.float64, **changes: Any) -> Any:
 
 
 VARIANTS = [(key, {}) for key in KEYS] + [
-    ("DeepseekV2ForCausalLM", {"q_lora_rank": None}),  # V2-Lite: q_proj, no query compression
-    ("DeepseekV3ForCausalLM", {"attention_bias": True}),  # biases in kv_a_proj and o_proj (b_O)
+    # V2-Lite's direct q_proj (no query compression), with biases in kv_a_proj and o_proj (b_O)
+    ("DeepseekV2ForCausalLM", {"q_lora_rank": None, "attention_bias": True}),
     ("GlmMoeDsaForCausalLM", {"index_topk": 3}),  # DSA: each row attends to its top-3 keys only
 ]
 IDS = [
@@ -210,6 +210,12 @@ def test_a_wrong_head_layout_fails_the_exactness_check(monkeypatch: pytest.Monke
     monkeypatch.setattr(attention, "_mla_output_weights", head_minor)
     with pytest.raises(ReconstructionError):
         alti(model, TOKENS[:1])
+
+
+def test_the_variants_have_what_they_test() -> None:
+    hf = _model(VARIANTS[len(KEYS)], torch.float64).blocks[0].attn.original_component
+    assert hf.q_lora_rank is None and hasattr(hf, "q_proj")
+    assert hf.kv_a_proj_with_mqa.bias is not None and hf.o_proj.bias is not None
 
 
 def test_weight_processing_is_detected_without_transformer_lens_errors() -> None:
