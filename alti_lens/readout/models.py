@@ -10,6 +10,7 @@ from torch import Tensor
 
 from alti_lens.errors import UnsupportedModelError
 
+from .attention import output_weights, value_bias
 from .protocol import HookedModel, not_a_model
 
 BRIDGE = "TransformerBridge"
@@ -227,14 +228,17 @@ def _check_reads_text(model: HookedModel) -> None:
 def _check_attention_readable(model: HookedModel) -> None:
     """Refuse, up front, attention modules whose per-head output weights `W_O` TransformerLens
     cannot give (JetMoE's mixture of attention heads routes each token's heads to experts;
-    DeepSeek-V4's attention is a generic component). One module of each class is read."""
+    DeepSeek-V4's attention is a generic component). One module of each class is read.
+    (Multi-head latent attention's `W_O` is read off its `o_proj`: `attention.output_weights`.)"""
     seen: set[type] = set()
     for layer, attn in enumerate(attention_modules(model)):
         if type(attn) in seen:
             continue
         seen.add(type(attn))
         try:
-            attn.W_O  # noqa: B018 - reading it is the test
+            output_weights(attn)
+        except UnsupportedModelError:
+            raise
         except Exception as e:  # whatever TransformerLens raises: say it here
             raise UnsupportedModelError(
                 f"{_arch(model)}: TransformerLens gives no per-head output weights W_O for the "
@@ -263,10 +267,11 @@ def weight_processing(model: HookedModel, backend: str) -> dict[str, bool]:
     attns = attention_modules(model)
     # Each test stops at the first layer that settles it (layer 0 for unprocessed models), so a
     # large model's weights are not all read on every call.
-    centred = all(_writes_centred(a.W_O.detach()) for a in attns)
-    b_V = [_value_bias(a) for a in attns]
+    # (`output_weights`, `value_bias`: multi-head latent attention has no TL `W_O`/`b_V`.)
+    centred = all(_writes_centred(output_weights(a)[0]) for a in attns)
+    b_V = [value_bias(a) for a in attns]
     folded_v = all(x is not None and not bool(x.detach().any()) for x in b_V) and any(
-        a.b_O is not None and bool(a.b_O.detach().any()) for a in attns
+        (b_O := output_weights(a)[1]) is not None and bool(b_O.any()) for a in attns
     )
     if backend == BRIDGE:
         processed = bool(getattr(model, "_weights_processed", False))
@@ -284,14 +289,6 @@ def _writes_centred(W_O: Tensor) -> bool:
     """`W_O` rows have zero mean over `d_model` (TransformerLens' `center_writing_weights`)."""
     W_O = W_O.float()
     return bool(W_O.mean(dim=-1).abs().amax() <= 1e-6 * W_O.abs().amax().clamp_min(1e-30))
-
-
-def _value_bias(attn: Any) -> Tensor | None:
-    # 3.x GQA keeps the raw kv-head bias in `_b_V`; `b_V` is then a repeat_interleave'd property.
-    b = getattr(attn, "_b_V", None)
-    if b is None:
-        b = getattr(attn, "b_V", None)
-    return b
 
 
 _WARNED: "weakref.WeakSet[Any]" = weakref.WeakSet()

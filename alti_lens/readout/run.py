@@ -7,7 +7,7 @@ dropped as soon as it has been handed over, so only about one layer's attention 
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -35,6 +35,9 @@ class Plan:
     assemble: Callable[[dict[str, Tensor], list[str]], BlockTensors | None]
     rows_real: Tensor  # [batch, query_pos] bool: real rows, for the finite check
     keys_real: Tensor  # [batch, key_pos] bool: real key positions (the `v` role)
+    # role -> position axis of its hook's activation, where not 1 (MLA's `hook_v` is `[batch,
+    # head, pos, d_head]`): moved to axis 1 as it is caught, so every role is `[batch, pos, ...]`
+    positions: dict[str, int] = field(default_factory=dict)
 
 
 def fired_after(order: list[str], later: str, earlier: str) -> bool:
@@ -229,8 +232,11 @@ def run_plans(
     def make_hook(plan: Plan, role: str) -> Callable[..., None]:
         name = plan.names[role]
         real = plan.keys_real if role == "v" else plan.rows_real
+        axis = plan.positions.get(role, 1)
 
         def hook(tensor: Tensor, hook: Any = None) -> None:
+            if axis != 1:
+                tensor = tensor.movedim(axis, 1)
             _check_finite(name, tensor, real)
             # Residual-stream tensors may be reused in place later in the block: keep a copy.
             keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormTensors
 
+from .attention import output_weights, position_axis
 from .models import HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
 from .protocol import HookedModel
 from .run import (
@@ -82,11 +83,16 @@ def _plan(
     available: Any = None,
 ) -> Plan:
     backend = info.backend
+    if available is None:
+        available = model.hook_dict
     planned, names = _kind_and_names(model, backend, layer, available)
     if resid_post:
         names["resid_post"] = _hook(layer, "hook_resid_post")
     block = model.blocks[layer]
     clip = value_clip(model)
+    # MLA fires `hook_v` on `[batch, head, pos, d_v]`: the hook point says where positions are
+    axis = position_axis(available.get(names["v"]))
+    positions = {} if axis == 1 else {"v": axis}
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> BlockTensors:
         kind = planned
@@ -106,15 +112,15 @@ def _plan(
         if kind in (BlockKind.POST_NORM, BlockKind.SANDWICH):
             ln = block.ln1_post if kind is BlockKind.SANDWICH else block.ln1
             norm = norm_tensors(model, backend, ln, got["scale"])
-        b_O = block.attn.b_O
         precision = hf_rms_precision(backend, norm)
         v = got["v"] if clip is None else got["v"].clamp(-clip, clip)
+        W_O, b_O = output_weights(block.attn)  # read per block: MLA's W_O is a reshaped copy
         return BlockTensors(
             kind=kind,
             pattern=got["pattern"],
             v=v,
-            W_O=block.attn.W_O.detach(),
-            b_O=None if b_O is None else b_O.detach(),
+            W_O=W_O,
+            b_O=b_O,
             resid_pre=x,
             output=y,
             norm=norm,
@@ -127,7 +133,7 @@ def _plan(
             resid_post=got.get("resid_post"),
         )
 
-    return Plan(("layer", layer), names, assemble, real, real)
+    return Plan(("layer", layer), names, assemble, real, real, positions)
 
 
 def value_clip(model: HookedModel) -> float | None:
