@@ -37,6 +37,8 @@ TINY: dict[str, Any] = dict(
 
 # Per-architecture corrections to TINY, where a family spells its shape its own way or needs a
 # value inside a range it checks.
+MLA = ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM",
+       "GlmMoeDsaForCausalLM", "YoutuForCausalLM")  # fmt: skip
 OVERRIDES: dict[str, dict[str, Any]] = {
     "GPTJForCausalLM": dict(rotary_dim=4),
     "GPTNeoForCausalLM": dict(attention_types=[[["global", "local"], 1]], window_size=4),
@@ -45,6 +47,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "Mamba2ForCausalLM": dict(num_heads=8, head_dim=8, n_groups=1),
     "Zamba2ForCausalLM": dict(layers_block_type=["mamba", "hybrid"]),
     "Lfm2MoeForCausalLM": dict(layer_types=["conv", "full_attention"]),
+    # multi-head latent attention: one key/value per head, the rotary width is the head_dim
+    **{key: dict(num_key_value_heads=4, head_dim=4, qk_rope_head_dim=4) for key in MLA},
 }
 
 
