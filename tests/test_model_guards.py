@@ -65,7 +65,8 @@ def test_float64_moe_names_the_fix() -> None:
     with pytest.raises(RuntimeError):  # the model alone fails (and registers its own hooks)
         model(TOKENS)
     before = hook_count(model)
-    with pytest.raises(ModelForwardError, match=r"in float64.*dtype=torch\.float64") as caught:
+    fixes = r"in float64.*dtype=torch\.float64.*set_experts_implementation"
+    with pytest.raises(ModelForwardError, match=fixes) as caught:
         alti(model, TOKENS, attention_mask=MASK)
     assert "Mixtral" in str(caught.value) and isinstance(caught.value, UnsupportedModelError)
     assert caught.value.__cause__ is not None  # the model's own exception, chained
@@ -74,6 +75,8 @@ def test_float64_moe_names_the_fix() -> None:
     model32 = tiny("MixtralForCausalLM", torch.float32)
     result = alti(model32, TOKENS, attention_mask=MASK, dtype=torch.float64)
     assert result.contributions.dtype == torch.float64
+    model.original_model.set_experts_implementation("eager")  # the other fix it names
+    assert float(alti(model, TOKENS, attention_mask=MASK).reconstruction_error.max()) < 1e-12
 
 
 def test_float64_sliding_window_nan_names_padding() -> None:

@@ -39,7 +39,9 @@ def forward_failed(model: HookedModel, info: ModelInfo, error: Exception) -> Mod
         return ModelForwardError(
             f"{message} Some models run in float32 but not in float64 (mixture-of-experts "
             "layers, whose grouped matrix multiply takes float32/bfloat16/float16 only; masks "
-            f"that overflow). Fix: {_HOW_TO_WIDEN}."
+            f"that overflow). Fix: {_HOW_TO_WIDEN}; for mixture-of-experts layers, also "
+            "`model.original_model.set_experts_implementation('eager')` (a Hugging Face "
+            "setting) runs them in float64."
         )
     return ModelForwardError(
         f"{message} Fix: none in alti_lens; check that this architecture runs in your "
