@@ -28,6 +28,7 @@ class Request:
     chunk_size: int | None = None  # query rows per chunk (None: chosen from memory)
     check: bool = True  # the exactness check (spec §2.5)
     rows: Rows = "all"  # "last": a single stack's last layer measures the last real row only
+    check_bridge: bool = False  # cross-check the bridge's logits against Hugging Face's, once
 
 
 class Validated:
@@ -137,6 +138,7 @@ def run_metadata(
     request: Request,
     block_kinds: Any,
     block_precisions: Iterable[torch.dtype | None] = (),
+    model: readout.HookedModel | None = None,
 ) -> dict[str, Any]:
     """The metadata every result records: model, versions, options, weight processing, and
     `model_precision`: the narrowest dtype the model computed in (its own dtype, or narrower where
@@ -145,6 +147,7 @@ def run_metadata(
     rtol, atol = _inputs.tolerance([info.dtype, request.dtype])
     computed = [info.dtype, *(p for p in block_precisions if p is not None)]
     model_precision = max(computed, key=lambda d: torch.finfo(d).eps)
+    bridge = readout.last_check(model) if request.check_bridge and model is not None else None
     return {
         "model_name": info.name,
         "architecture": info.architecture,
@@ -161,4 +164,5 @@ def run_metadata(
         "check": request.check,
         "tolerance": {"rtol": rtol, "atol": atol},
         "chunk_size": request.chunk_size,
+        "bridge_check": None if bridge is None else bridge.as_metadata(),
     }

@@ -34,6 +34,7 @@ def alti(
     dtype: torch.dtype | None = None,
     per_head: bool = False,
     rows: Rows = "all",
+    check_bridge: bool = False,
 ) -> AltiResult:
     """ALTI contributions of every layer, and their rollout, for a decoder-only or encoder model.
 
@@ -56,6 +57,11 @@ def alti(
             parts `A^h_ij v^h_j W_O^h` and the residual, measured like ALTI (an extension: the
             ALTI papers define token-level contributions only). Costs about `n_heads` times
             the time of the token-level measure.
+        check_bridge: once per model object, compare the TransformerLens bridge's logits on these
+            inputs with those of the plain Hugging Face model it wraps (rebuilt around the same
+            weight tensors, no copy) and warn (`BridgeMismatchWarning`) with the measured
+            difference when they disagree: ALTI is exact for the model the bridge computes, which
+            is then not the Hugging Face one. Recorded in `metadata["bridge_check"]`.
         rows: `"all"` (default) or `"last"`, for next-token analyses that need the rollout of
             each sequence's last real token `t` only (the last position whose mask is 1). With
             `"last"`, `R^l[t] = e_t C^l ··· C^1` is computed right to left as row vectors
@@ -79,8 +85,11 @@ def alti(
     chunk_size = _inputs.check_chunk_size(chunk_size)
     info = readout.describe(model)
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
-    request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check, rows)
+    dtype = _inputs.compute_dtype(info.dtype, dtype)
+    request = Request(measure, dtype, chunk_size, check, rows, check_bridge)
     warn_weight_processing(model, info)
+    if check_bridge:
+        readout.cross_check(model, info, tokens, mask)
     return _alti(Validated(model, info, request), tokens, mask, per_head)
 
 
@@ -146,7 +155,7 @@ class Collector:
         else:
             R = rollout(C, device=info.device)
         kinds = [trace.block_kinds[(pipeline.LAYER, layer)] for layer in range(info.n_layers)]
-        metadata = run_metadata(info, self.request, kinds, trace.precisions)
+        metadata = run_metadata(info, self.request, kinds, trace.precisions, model)
         metadata["rows"] = self.request.rows
         if last_rows is not None:
             metadata["rollout_rows"] = last_rows.tolist()

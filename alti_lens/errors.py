@@ -37,6 +37,12 @@ class UnsupportedModelError(AltiLensError, TypeError):
     """The model (or one of its blocks) is not one `alti_lens` can decompose."""
 
 
+class ModelForwardError(UnsupportedModelError):
+    """The model's own forward pass failed (inside TransformerLens or transformers, not in
+    `alti_lens`): no decomposition can be read from a model that does not run. The original
+    exception is chained as `__cause__`."""
+
+
 class ModelUnavailableError(AltiLensError, OSError):
     """A model named by string could not be loaded here (not built in, not a directory, no hub)."""
 
@@ -64,6 +70,11 @@ class NonFiniteActivationError(AltiLensError, FloatingPointError):
 
 class AltiLensWarning(UserWarning):
     """Base class of every warning issued by `alti_lens`."""
+
+
+class BridgeMismatchWarning(AltiLensWarning):
+    """The TransformerLens bridge computes other logits than the Hugging Face model it wraps:
+    ALTI is then exact for the bridge's model, not for the Hugging Face one."""
 
 
 class WeightProcessingWarning(AltiLensWarning):

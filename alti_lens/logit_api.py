@@ -43,6 +43,7 @@ def alti_logit(
     check: bool = True,
     dtype: torch.dtype | None = None,
     chunk_size: int | None = None,
+    check_bridge: bool = False,
 ) -> AltiLogitResult:
     """ALTI-Logit: how much each input token pushed the logit of `target` at `position`.
 
@@ -53,6 +54,7 @@ def alti_logit(
         check: the exactness check of every layer and of the logit identity, as in `alti`.
         dtype: the decomposition's dtype, as in `alti`.
         chunk_size: query rows decomposed at once, as in `alti`.
+        check_bridge: the bridge against Hugging Face cross-check, as in `alti`.
         target: the predicted token: an id, or a string that is one token; or one per sequence.
         foil: optional contrast token: then the logit difference `target − foil` is explained.
         position: the output position explained; -1 (default) is each sequence's own last real
@@ -80,7 +82,9 @@ def alti_logit(
     targets = _token_ids(model, info, target, batch, "target")
     foils = None if foil is None else _token_ids(model, info, foil, batch, "foil")
     _check_explainable(model, targets, foils)
-    request = Request("l1", dtype, chunk_size, check)
+    request = Request("l1", dtype, chunk_size, check, check_bridge=check_bridge)
+    if check_bridge:
+        readout.cross_check(model, info, tokens, mask)
     return _alti_logit(Validated(model, info, request), tokens, mask, rows, targets, foils)
 
 
@@ -144,7 +148,7 @@ def _alti_logit(
     if request.check:
         _check_identity(logit_error, raw, scores, components, info, dtype, final.precision)
     kinds = alti_result.metadata["block_kinds"]
-    metadata = run_metadata(info, request, kinds, [*trace.precisions, final.precision])
+    metadata = run_metadata(info, request, kinds, [*trace.precisions, final.precision], model)
     metadata |= {
         # readable names of the explained tokens (the result holds ids only)
         "target_str": [row[0] for row in readout.str_tokens(model, targets[:, None])],

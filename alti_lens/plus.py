@@ -34,6 +34,7 @@ def alti_plus(
     check: bool = True,
     dtype: torch.dtype | None = None,
     max_new_tokens: int = 64,
+    check_bridge: bool = False,
 ) -> AltiPlusResult:
     """ALTI+ source and target-prefix contributions of an encoder-decoder model.
 
@@ -52,6 +53,7 @@ def alti_plus(
         measure: the contribution measure, as in `alti` (`"l1"`: ALTI+).
         chunk_size: query rows decomposed at once, as in `alti`.
         check: the exactness check of every sub-block (spec §2.5), as in `alti`.
+        check_bridge: the bridge against Hugging Face cross-check, as in `alti`.
         dtype: the decomposition's dtype, as in `alti`.
         max_new_tokens: with no target, the most tokens generated (default 64).
 
@@ -80,8 +82,11 @@ def alti_plus(
             f"source has {src.shape[0]} sequences but target has {tgt.shape[0]}; expected one "
             "target per source. Fix: pass as many targets as sources."
         )
-    request = Request(measure, _inputs.compute_dtype(info.dtype, dtype), chunk_size, check)
+    dtype = _inputs.compute_dtype(info.dtype, dtype)
+    request = Request(measure, dtype, chunk_size, check, check_bridge=check_bridge)
     warn_weight_processing(model, info)
+    if check_bridge:
+        readout.cross_check(model, info, src, src_mask, decoder_tokens=tgt)
     call = Validated(model, info, request)
     return _alti_plus(call, src, src_mask, tgt, tgt_mask, labels, target is None)
 
@@ -111,7 +116,7 @@ def _alti_plus(
     )
     S = src.shape[1]
     kinds = {f"{part}.{layer}": kind for (part, layer), kind in trace.block_kinds.items()}
-    metadata = run_metadata(info, request, kinds, trace.precisions)
+    metadata = run_metadata(info, request, kinds, trace.precisions, model)
     sub_blocks = pipeline.encoder_decoder_columns(info.n_layers, info.n_decoder_layers)
     metadata |= {
         "sub_blocks": sub_blocks,

@@ -72,12 +72,25 @@ def explain(args: argparse.Namespace, status: Status) -> int:
         if not args.no_logit:
             with status.stage("computing ALTI-Logit"):
                 # the tokens read above: text is tokenized (and unknown words warned of) once
-                logit = alti_logit(model, tokens, token_id, attention_mask=mask, position=row)
+                logit = alti_logit(
+                    model,
+                    tokens,
+                    token_id,
+                    attention_mask=mask,
+                    position=row,
+                    check_bridge=args.check_bridge,
+                )
     if logit is not None and args.measure == "l1":
         result = logit.alti  # alti_logit measured every layer with ALTI already
     else:
         with status.stage("computing ALTI"):
-            result = alti(model, tokens, attention_mask=mask, measure=args.measure)
+            result = alti(
+                model,
+                tokens,
+                attention_mask=mask,
+                measure=args.measure,
+                check_bridge=args.check_bridge,
+            )
     text = summary.explain_summary(
         result,
         model=args.model,
@@ -97,6 +110,7 @@ def explain(args: argparse.Namespace, status: Status) -> int:
         "rollout_row": [round(v, 6) for v in result.rollout[0, args.layer, row, :n].tolist()],
         "top_sources": _sources(result.top_sources(row, args.top, layer=args.layer)),
         "max_reconstruction_error": float(result.reconstruction_error.max()),
+        "bridge_check": result.metadata.get("bridge_check"),
     }
     if prediction is not None:
         data["prediction"] = {"token": prediction[0], "probability": prediction[1]}
@@ -152,6 +166,7 @@ def translate(args: argparse.Namespace, status: Status) -> int:
             args.target,
             measure=args.measure,
             max_new_tokens=args.max_new_tokens,
+            check_bridge=args.check_bridge,
         )
     t = int(result.target_attention_mask[0].sum())
     if args.step is not None and not -t <= args.step < t:
@@ -172,6 +187,7 @@ def translate(args: argparse.Namespace, status: Status) -> int:
         "measure": args.measure,
         "source_contribution": [round(v, 6) for v in result.source_contribution[0, :t].tolist()],
         "max_reconstruction_error": float(result.reconstruction_error.max()),
+        "bridge_check": result.metadata.get("bridge_check"),
     }
     if args.step is not None:
         data["top_sources"] = _sources(result.top_sources(args.step, args.top))

@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write a JSON summary to this file ('-': to stdout, instead of the text summary)",
     )
+    common.add_argument(
+        "--check-bridge",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="once, compare the TransformerLens bridge's logits with those of the Hugging Face "
+        "model it wraps and warn when they differ (then ALTI is exact for the bridge's model, "
+        "not Hugging Face's)",
+    )
     quiet_help = "no progress lines on stderr (warnings and errors are still printed)"
     colour_help = "no ANSI colours (also: NO_COLOR=1; default: colour on a colour terminal)"
     common.add_argument("-q", "--quiet", action="store_true", help=quiet_help)

@@ -63,6 +63,28 @@ def _select(positions: Int[Tensor, " pos"], n: int) -> Int[Tensor, " pos"] | sli
     return slice(None) if len(positions) == n else positions
 
 
+def _check_heads(
+    v: Float[Tensor, "key_pos kv_head d_head"], W_O: Float[Tensor, "head_index d_head d_model"]
+) -> None:
+    """The value vectors fit `W_O`: whole query-head groups per kv head, the same head width
+    (the value width, which multi-head latent attention sets apart from the query/key width)."""
+    n_heads, n_kv = W_O.shape[0], v.shape[1]
+    if n_heads % n_kv:
+        raise UnsupportedModelError(
+            f"grouped-query attention needs a whole number of query heads per key/value head; "
+            f"got {n_heads} query heads (W_O) and {n_kv} key/value heads (hook_v). alti_lens "
+            "supports models whose query heads split evenly into key/value groups (TL's "
+            "repeat_interleave); check the model's n_heads and n_key_value_heads."
+        )
+    if v.shape[-1] != W_O.shape[1]:
+        raise UnsupportedModelError(
+            f"the value vectors (hook_v) are {v.shape[-1]} wide but W_O's heads read "
+            f"{W_O.shape[1]}: the model's attention does not write `z_h W_O^h` with the hooked "
+            "values, so alti_lens cannot decompose it. Supported: standard, grouped-query and "
+            "multi-head latent attention (spec §2.3.1)."
+        )
+
+
 def decompose_block(
     block: BlockTensors,
     index: int,
@@ -85,16 +107,10 @@ def decompose_block(
     y = block.output[index, rows].to(dtype)
     cross = block.cross
     W_O = block.W_O.to(dtype)
-    n_heads, n_kv = W_O.shape[0], v.shape[1]
-    if n_heads % n_kv:
-        raise UnsupportedModelError(
-            f"grouped-query attention needs a whole number of query heads per key/value head; "
-            f"got {n_heads} query heads (W_O) and {n_kv} key/value heads (hook_v). alti_lens "
-            "supports models whose query heads split evenly into key/value groups (TL's "
-            "repeat_interleave); check the model's n_heads and n_key_value_heads."
-        )
+    _check_heads(v, W_O)
     # Grouped-query attention: query head h reads kv head h // (H / H_kv) (TL's repeat_interleave).
-    v = v.repeat_interleave(n_heads // n_kv, dim=1)
+    # (Multi-head latent attention has one value per head: H_kv = H.)
+    v = v.repeat_interleave(W_O.shape[0] // v.shape[1], dim=1)
     # Per-head source vectors v^h_j W_O^h: n·H·d_head·d multiply-adds, never [H, n, n, d].
     values = einops.einsum(
         v, W_O, "key_pos head d_head, head d_head d_model -> key_pos head d_model"

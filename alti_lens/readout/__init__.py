@@ -13,10 +13,12 @@ tabled in `single` and `encdec`.
 Modules: `models` (which backend, shapes, weight processing), `tokens` (text ↔ ids, generation),
 `run` (one forward pass with hooks), `single` (single-stack hook plans), `encdec` (ALTI+ plans),
 `boot` (a model by built-in name, directory or hub name), `predict` (plain next-token logits),
-`protocol` (`HookedModel`: what alti_lens needs of a model).
+`protocol` (`HookedModel`: what alti_lens needs of a model), `failures` (errors naming why a
+model's own forward pass failed), `crosscheck` (the bridge against the Hugging Face model it wraps).
 """
 
 from .boot import DTYPES, builtin_models, load_model, resolve
+from .crosscheck import BridgeCheck, cross_check, last_check
 from .encdec import DECODER_CROSS, DECODER_SELF, ENCODER, read_encoder_decoder
 from .models import (
     BRIDGE,
@@ -54,17 +56,20 @@ __all__ = [
     "HOOKED_ENCODER",
     "HOOKED_ENCODER_DECODER",
     "HOOKED_TRANSFORMER",
+    "BridgeCheck",
     "HookedModel",
     "ModelInfo",
     "backend_of",
     "block_norm_affines",
     "builtin_models",
+    "cross_check",
     "describe",
     "final_norm_affine",
     "first_time",
     "generate",
     "is_causal_lm",
     "is_encoder_decoder",
+    "last_check",
     "load_model",
     "next_token_logits",
     "read_blocks",

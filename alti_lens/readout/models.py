@@ -10,6 +10,7 @@ from torch import Tensor
 
 from alti_lens.errors import UnsupportedModelError
 
+from .attention import output_weights, value_bias
 from .protocol import HookedModel, not_a_model
 
 BRIDGE = "TransformerBridge"
@@ -123,25 +124,10 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
             "alti_plus() needs an encoder, a decoder and cross-attention. Fix: use "
             "alti(model, inputs) for decoder-only and encoder-only models."
         )
+    _check_reads_text(model)
     cfg = model.cfg
-    if is_enc_dec:
-        n_layers, n_dec = len(encoder_blocks(model)), len(decoder_blocks(model))
-    else:
-        blocks = getattr(model, "blocks", None)
-        if blocks is None or len(blocks) == 0:
-            raise UnsupportedModelError(
-                f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks. "
-                "Fix: pass a TransformerLens model of a transformer (see alti_lens's README)."
-            )
-        for layer, block in enumerate(blocks):
-            if getattr(block, "attn", None) is None:
-                parts = ", ".join(f"{n}: {type(m).__name__}" for n, m in block.named_children())
-                raise UnsupportedModelError(
-                    f"block {layer} has no attention sub-block ({parts}). ALTI decomposes "
-                    "attention; state-space (SSM/Mamba) and hybrid layers are not supported "
-                    "(spec §2.3). Fix: use a transformer model."
-                )
-        n_layers, n_dec = len(blocks), 0
+    n_layers, n_dec = _count_layers(model, is_enc_dec)
+    _check_attention_readable(model)
     param = next(model.parameters())
     start = getattr(cfg, "decoder_start_token_id", None)
     return ModelInfo(
@@ -159,6 +145,108 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
         n_decoder_layers=n_dec,
         decoder_start_token_id=None if start is None else int(start),
     )
+
+
+def _count_layers(model: HookedModel, is_enc_dec: bool) -> tuple[int, int]:
+    """(layers of the single stack or encoder, decoder layers), once every block is one whose
+    attention ALTI can read: refused otherwise, naming the block and why."""
+    if is_enc_dec:
+        for layer, block in enumerate(decoder_blocks(model)):
+            if getattr(block, "cross_attn", None) is None:
+                raise UnsupportedModelError(
+                    f"{_arch(model)}: decoder block {layer} ({type(block).__name__}) has no "
+                    "separate cross-attention (T5Gemma 2 attends to the encoder and the target "
+                    "prefix in one merged attention). ALTI+ needs the decoder's self-attention and "
+                    "cross-attention as two sub-blocks (spec §2.4). Fix: none for this model."
+                )
+        _check_no_sandwich(model)
+        return len(encoder_blocks(model)), len(decoder_blocks(model))
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or len(blocks) == 0:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no `blocks`: expected a stack of transformer blocks. "
+            "Fix: pass a TransformerLens model of a transformer (see alti_lens's README)."
+        )
+    for layer, block in enumerate(blocks):
+        _check_block(model, layer, block)
+    return len(blocks), 0
+
+
+def _check_no_sandwich(model: HookedModel) -> None:
+    """ALTI+'s read-out knows pre- and post-norm encoder-decoder blocks; a norm on the attention
+    output (T5Gemma's sandwich) would be left out of the decomposition: refuse it up front."""
+    for stack, blocks in (("encoder", encoder_blocks(model)), ("decoder", decoder_blocks(model))):
+        for layer, block in enumerate(blocks):
+            if hasattr(block, "ln1_post"):
+                raise UnsupportedModelError(
+                    f"{_arch(model)}: {stack} block {layer} normalises the attention output "
+                    "before the residual add (a sandwich norm, as T5Gemma's), which alti_plus "
+                    "does not decompose for encoder-decoder models (spec §2.3 covers it for "
+                    "single stacks only). Fix: none for this model yet."
+                )
+
+
+# sub-blocks that mix tokens besides attention (state-space / recurrent / convolutional mixers)
+_OTHER_MIXERS = ("mamba", "mixer", "ssm", "conv", "time_mix", "linear_attn")
+
+
+def _check_block(model: HookedModel, layer: int, block: Any) -> None:
+    """Refuse a block without attention (SSM, recurrent, hybrid layers) or with another token
+    mixer beside it (Falcon-H1 runs attention and Mamba in parallel): ALTI decomposes attention,
+    and another mixer's share of the output would be left unexplained."""
+    others = [n for n, _ in block.named_children() if n.lower().startswith(_OTHER_MIXERS)]
+    if getattr(block, "attn", None) is not None and not others:
+        return
+    parts = ", ".join(
+        f"{n}: {type(m).__name__}" for n, m in block.named_children() if not n.startswith("hook")
+    )
+    what = (
+        f"mixes tokens with {', '.join(others)} besides attention"
+        if getattr(block, "attn", None) is not None
+        else "has no attention sub-block"
+    )
+    raise UnsupportedModelError(
+        f"{_arch(model)}: block {layer} {what} ({parts}). ALTI decomposes attention; "
+        "state-space (SSM/Mamba), recurrent and hybrid layers are not supported (spec §2.3). "
+        "Fix: use a transformer model (docs/SUPPORTED_MODELS.md lists them)."
+    )
+
+
+def _check_reads_text(model: HookedModel) -> None:
+    """Refuse models whose input is not token ids (vision and audio models TransformerLens can
+    bridge: ViT, DeiT, AST, Wav2Vec2, HuBERT): ALTI attributes to input tokens."""
+    wrapped = getattr(model, "original_model", None)  # the bridge's Hugging Face model
+    reads = getattr(wrapped, "main_input_name", "input_ids")
+    if reads != "input_ids":
+        raise UnsupportedModelError(
+            f"{type(wrapped).__name__} ({_arch(model)}) reads {reads!r}, not token ids: "
+            "alti_lens needs a text-token model, because ALTI attributes each representation to "
+            "input tokens. Fix: use a text model (docs/SUPPORTED_MODELS.md lists them)."
+        )
+
+
+def _check_attention_readable(model: HookedModel) -> None:
+    """Refuse, up front, attention modules whose per-head output weights `W_O` TransformerLens
+    cannot give (JetMoE's mixture of attention heads routes each token's heads to experts;
+    DeepSeek-V4's attention is a generic component). One module of each class is read.
+    (Multi-head latent attention's `W_O` is read off its `o_proj`: `attention.output_weights`.)"""
+    seen: set[type] = set()
+    for layer, attn in enumerate(attention_modules(model)):
+        if type(attn) in seen:
+            continue
+        seen.add(type(attn))
+        try:
+            output_weights(attn)
+        except UnsupportedModelError:
+            raise
+        except Exception as e:  # whatever TransformerLens raises: say it here
+            raise UnsupportedModelError(
+                f"{_arch(model)}: TransformerLens gives no per-head output weights W_O for the "
+                f"attention of block {layer} ({type(attn).__name__}: {type(e).__name__}: {e}). "
+                "ALTI needs each attention block's pattern, values and W_O, so this attention "
+                "is not one alti_lens can decompose. Fix: none for this architecture; "
+                "docs/SUPPORTED_MODELS.md lists the supported ones."
+            ) from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,10 +267,11 @@ def weight_processing(model: HookedModel, backend: str) -> dict[str, bool]:
     attns = attention_modules(model)
     # Each test stops at the first layer that settles it (layer 0 for unprocessed models), so a
     # large model's weights are not all read on every call.
-    centred = all(_writes_centred(a.W_O.detach()) for a in attns)
-    b_V = [_value_bias(a) for a in attns]
+    # (`output_weights`, `value_bias`: multi-head latent attention has no TL `W_O`/`b_V`.)
+    centred = all(_writes_centred(output_weights(a)[0]) for a in attns)
+    b_V = [value_bias(a) for a in attns]
     folded_v = all(x is not None and not bool(x.detach().any()) for x in b_V) and any(
-        a.b_O is not None and bool(a.b_O.detach().any()) for a in attns
+        (b_O := output_weights(a)[1]) is not None and bool(b_O.any()) for a in attns
     )
     if backend == BRIDGE:
         processed = bool(getattr(model, "_weights_processed", False))
@@ -200,14 +289,6 @@ def _writes_centred(W_O: Tensor) -> bool:
     """`W_O` rows have zero mean over `d_model` (TransformerLens' `center_writing_weights`)."""
     W_O = W_O.float()
     return bool(W_O.mean(dim=-1).abs().amax() <= 1e-6 * W_O.abs().amax().clamp_min(1e-30))
-
-
-def _value_bias(attn: Any) -> Tensor | None:
-    # 3.x GQA keeps the raw kv-head bias in `_b_V`; `b_V` is then a repeat_interleave'd property.
-    b = getattr(attn, "_b_V", None)
-    if b is None:
-        b = getattr(attn, "b_V", None)
-    return b
 
 
 _WARNED: "weakref.WeakSet[Any]" = weakref.WeakSet()

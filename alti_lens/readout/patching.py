@@ -28,18 +28,20 @@ from alti_lens.core.handover import BlockTensors
 from alti_lens.errors import InputError
 
 from . import encdec, single
+from .attention import position_axis
 from .models import BRIDGE, HOOKED_ENCODER, describe
 from .protocol import HookedModel
 from .run import eval_mode
 
 
-def _zero_hook(n_keys: int) -> Callable[..., Tensor]:
-    """Zero source `j`'s value (every head) in batch copy `1 + j`."""
+def _zero_hook(n_keys: int, axis: int = 1) -> Callable[..., Tensor]:
+    """Zero source `j`'s value (every head) in batch copy `1 + j`; `axis`: the value hook's
+    position axis (`[batch, key_pos, head_index, d_head]`, MLA's `[batch, head, key_pos, d]`)."""
 
     def hook(v: Tensor, hook: Any = None) -> Tensor:
         v = v.clone()
         copies = torch.arange(n_keys, device=v.device)
-        v[copies + 1, copies] = 0.0  # v: [batch, key_pos, head_index, d_head]
+        v.movedim(axis, 1)[copies + 1, copies] = 0.0  # a view of `v`: writes through
         return v
 
     return hook
@@ -88,7 +90,8 @@ def value_zeroing(
         if index == layer:
             outputs.append(block.output.detach().to(torch.float64).cpu())
 
-    hooks: list[tuple[str, Callable[..., Any]]] = [(v_name, _zero_hook(n))]
+    axis = position_axis(model.hook_dict.get(v_name))
+    hooks: list[tuple[str, Callable[..., Any]]] = [(v_name, _zero_hook(n, axis))]
     hooks.append((_layer_output_name(model, f"blocks.{layer}"), _capture(layer_out)))
     with model.hooks(fwd_hooks=hooks):
         single.read_blocks(model, info, batch, mask, on_block)

@@ -7,7 +7,7 @@ dropped as soon as it has been handed over, so only about one layer's attention 
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -15,7 +15,7 @@ from torch import Tensor
 
 from alti_lens._types import Part
 from alti_lens.core.handover import BlockTensors, NormTensors
-from alti_lens.errors import NonFiniteActivationError, UnsupportedModelError
+from alti_lens.errors import AltiLensError, NonFiniteActivationError, UnsupportedModelError
 
 from .models import BRIDGE, ModelInfo
 from .protocol import HookedModel
@@ -35,6 +35,9 @@ class Plan:
     assemble: Callable[[dict[str, Tensor], list[str]], BlockTensors | None]
     rows_real: Tensor  # [batch, query_pos] bool: real rows, for the finite check
     keys_real: Tensor  # [batch, key_pos] bool: real key positions (the `v` role)
+    # role -> position axis of its hook's activation, where not 1 (MLA's `hook_v` is `[batch,
+    # head, pos, d_head]`): moved to axis 1 as it is caught, so every role is `[batch, pos, ...]`
+    positions: dict[str, int] = field(default_factory=dict)
     # Roles whose hook may not fire in this layout (the plan tells from the others which it
     # needs). Such a plan is handed over once every other role is in and a later plan's hook
     # fires, or the forward pass ends.
@@ -216,6 +219,26 @@ def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
         )
 
 
+def _forward(
+    model: HookedModel,
+    info: ModelInfo,
+    plans: list[Plan],
+    forward: Callable[[list[tuple[str, Callable[..., None]]]], None],
+    fwd_hooks: list[tuple[str, Callable[..., None]]],
+) -> None:
+    """`forward(fwd_hooks)`, with the model's own failures turned into errors that say so."""
+    from . import failures  # (it imports this module's neighbours, not this module)
+
+    try:
+        forward(fwd_hooks)
+    except NonFiniteActivationError as e:
+        raise failures.not_finite(model, info, plans[0].rows_real, e) from None
+    except (AltiLensError, _AllHandedOver):
+        raise
+    except Exception as e:  # raised inside the model, not by our hooks
+        raise failures.forward_failed(model, info, e) from e
+
+
 class _AllHandedOver(Exception):
     """Raised from the last hook ALTI reads to skip the rest of the forward pass."""
 
@@ -254,10 +277,13 @@ class _Handover:
     def hook(self, plan: Plan, role: str) -> Callable[..., None]:
         name = plan.names[role]
         real = plan.keys_real if role == "v" else plan.rows_real
+        axis = plan.positions.get(role, 1)
 
         def hook(tensor: Tensor, hook: Any = None) -> None:
             if self.lenient:
                 self.flush(self.position[plan.key])
+            if axis != 1:
+                tensor = tensor.movedim(axis, 1)
             _check_finite(name, tensor, real)
             # Residual-stream tensors may be reused in place later in the block: keep a copy.
             keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()
@@ -297,7 +323,7 @@ def run_plans(
                 f"architecture ({info.architecture}) is not supported."
             )
     with eval_mode(model), torch.inference_mode(), suppress(_AllHandedOver):
-        forward(fwd_hooks)
+        _forward(model, info, plans, forward, fwd_hooks)
         state.flush(len(plans))
     missing = [p.key for p in plans if p.key not in state.done]
     if missing:

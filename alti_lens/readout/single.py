@@ -27,6 +27,7 @@ from torch import Tensor
 from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormTensors
 from alti_lens.errors import UnsupportedModelError
 
+from .attention import output_weights, position_axis
 from .models import BRIDGE, HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
 from .protocol import HookedModel
 from .run import (
@@ -43,7 +44,7 @@ from .run import (
     rms_scale,
     run_plans,
 )
-from .values import head_gate, output_gate, output_weight, value_hook
+from .values import head_gate, output_gate, value_hook
 
 
 def _hook(layer: int, name: str) -> str:
@@ -107,6 +108,8 @@ def _plan(
     available: Any = None,
 ) -> Plan:
     backend = info.backend
+    if available is None:
+        available = model.hook_dict
     planned, names = _kind_and_names(model, backend, layer, available)
     optional: frozenset[str] = frozenset()
     if resid_post:
@@ -118,6 +121,10 @@ def _plan(
             names["mlp_out"] = _hook(layer, "ln2.hook_out")
             optional = frozenset({"resid_post"})
     block = model.blocks[layer]
+    clip = value_clip(model)
+    # MLA fires `hook_v` on `[batch, head, pos, d_v]`: the hook point says where positions are
+    axis = position_axis(available.get(names["v"]))
+    positions = {} if axis == 1 else {"v": axis}
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> BlockTensors:
         kind = planned
@@ -140,14 +147,15 @@ def _plan(
                 f"layer {layer}'s output hook {names['resid_post']!r} did not fire "
                 f"({info.architecture}); alti_logit reads it. Fix: use alti(model, inputs)."
             )
-        b_O = block.attn.b_O
         precision = hf_rms_precision(backend, norm)
+        v = got["v"] if clip is None else got["v"].clamp(-clip, clip)
+        W_O, b_O = output_weights(block.attn)  # read per block: MLA's W_O is a reshaped copy
         return BlockTensors(
             kind=kind,
             pattern=got["pattern"],
-            v=got["v"],
-            W_O=output_weight(block),
-            b_O=None if b_O is None else b_O.detach(),
+            v=v,
+            W_O=W_O,
+            b_O=b_O,
             resid_pre=x,
             output=y,
             norm=norm,
@@ -163,7 +171,7 @@ def _plan(
             output_scale=_layer_scalar(block) if resid_post else None,
         )
 
-    return Plan(("layer", layer), names, assemble, real, real, optional)
+    return Plan(("layer", layer), names, assemble, real, real, positions, optional)
 
 
 def _attention_output(kind: BlockKind, got: dict[str, Tensor], block: Any, backend: str) -> Tensor:
@@ -195,6 +203,18 @@ def _final_norm_hook(model: HookedModel) -> tuple[str, str] | None:
     ln_final = getattr(model, "ln_final", None)
     if "ln_final.hook_in" in available and ln_final is not None and recomputable_rms(ln_final):
         return "norm_in", "ln_final.hook_in"
+    return None
+
+
+def value_clip(model: HookedModel) -> float | None:
+    """`clip_qkv` (OLMo-1, OLMoE, MPT): the model clamps q, k and v to ±clip after projecting them,
+    after `hook_v` fires (measured on the bridge: its attention clamps out of place), so the values
+    attention consumed are `hook_v` clamped; clamping again is harmless where a hook fires after."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    for cfg in (config, getattr(config, "attn_config", None), model.cfg):
+        clip = getattr(cfg, "clip_qkv", None)
+        if isinstance(clip, (int, float)) and clip > 0:
+            return float(clip)
     return None
 
 

@@ -1,7 +1,8 @@
 """Where a bridged attention's value vectors, output weights and output gate are, when not where
 TransformerLens names them.
 
-Gemma 4 (and models like it) need three corrections to the plain `attn.hook_v` / `attn.W_O`:
+Gemma 4 (and models like it) need corrections to the plain `attn.hook_v` (and `attention`'s
+`output_weights` reads `W_O` of its wider global layers from the output projection):
 
 - a value norm (`v_norm`, an RMSNorm without weight) applied after the value projection: the
   values the attention consumes are `attn.v_norm.hook_out`, not `attn.hook_v` (the projection's
@@ -70,21 +71,6 @@ def value_hook(model: HookedModel, layer: int, available: Any) -> str:
             f"(no {normed!r}). Fix: use a model without KV sharing."
         )
     return _hook(layer, "attn.hook_v")
-
-
-def output_weight(block: Any) -> Tensor:
-    """`W_O [head, d_head, d_model]`; from the output projection (`o.weight`, `[d_model,
-    head·d_head]`) where the layer's head width is not the config's (the bridge then raises)."""
-    try:
-        return block.attn.W_O.detach()
-    except Exception as error:  # TransformerLens' PerLayerGeometryError, matched by name
-        if type(error).__name__ != "PerLayerGeometryError":
-            raise
-        weight = getattr(getattr(block.attn, "o", None), "weight", None)
-        head_dim = getattr(getattr(block.attn, "original_component", None), "head_dim", None)
-        if weight is None or head_dim is None:
-            raise
-        return weight.detach().T.reshape(-1, int(head_dim), weight.shape[0])
 
 
 def output_gate(model: HookedModel, layer: int, available: Any) -> str | None:
