@@ -109,9 +109,11 @@ def _alti_logit(
     assert final is not None  # run_single(final=True) returns the final tensors
     alti_result = alti_collector.result(model, tokens, mask, trace)
     idx = torch.arange(batch)
+    # every part is linear in u: the final norm's 1/s_t and the output scale are applied here
     scale = torch.ones(batch, dtype=dtype)
     if final.norm is not None:
         scale = final.norm.scale.cpu()[idx, rows].to(dtype)
+    scale = scale / final.logit_scale
     head_scores = logit_collector.head_scores(alti_result.rollout) / scale[:, None, None, None]
     layer_parts = {k: v / scale[:, None] for k, v in logit_collector.layer_parts.items()}
     embedding = logit_collector.embedding / scale
@@ -123,8 +125,8 @@ def _alti_logit(
         "mlps": layer_parts["mlps"].sum(-1),
         "final_norm_bias": torch.zeros(batch, dtype=dtype)
         if beta is None
-        else direction @ beta.to(dtype),
-        "unembedding_bias": _pick(final.b_U, targets, foils, dtype),
+        else final.logit_scale * (direction @ beta.to(dtype)),
+        "unembedding_bias": final.logit_scale * _pick(final.b_U, targets, foils, dtype),
     }
     logits = final.logits.cpu().to(torch.float64)[idx, rows]
     real = logits[idx, targets] - (0 if foils is None else logits[idx, foils])

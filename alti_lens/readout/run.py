@@ -35,6 +35,9 @@ class Plan:
     assemble: Callable[[dict[str, Tensor], list[str]], BlockTensors | None]
     rows_real: Tensor  # [batch, query_pos] bool: real rows, for the finite check
     keys_real: Tensor  # [batch, key_pos] bool: real key positions (the `v` role)
+    # A collecting plan whose hooks may fire more than once, the last firing being the one it
+    # wants: NanoChat runs its final norm module on the embeddings too, before the first block.
+    repeats: bool = False
 
 
 def fired_after(order: list[str], later: str, earlier: str) -> bool:
@@ -236,7 +239,7 @@ def run_plans(
             keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()
             got[plan.key][role] = keep
             order[plan.key].append(name)
-            if len(got[plan.key]) == len(plan.names) and plan.key not in done:
+            if len(got[plan.key]) == len(plan.names) and (plan.key not in done or plan.repeats):
                 block = plan.assemble(got[plan.key], order[plan.key])
                 got[plan.key] = {}  # drop the tensors before the next layer runs
                 done.add(plan.key)
