@@ -109,6 +109,8 @@ def test_exact_with_real_multipliers(key: str, dtype: torch.dtype) -> None:
     result = alti_logit(model, TOKENS, TARGET, attention_mask=MASK)
     assert_alti_invariants(result.alti, dtype)
     assert_identity(result, hf, dtype)
+    expected = 1 / SCALED[key].get("logits_scaling", 1.0) * SCALED[key].get("logit_scale", 1.0)
+    assert result.metadata["logit_scale"] == pytest.approx(expected, rel=1e-7)
 
 
 def test_granite_multipliers_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
