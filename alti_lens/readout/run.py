@@ -38,6 +38,9 @@ class Plan:
     # role -> position axis of its hook's activation, where not 1 (MLA's `hook_v` is `[batch,
     # head, pos, d_head]`): moved to axis 1 as it is caught, so every role is `[batch, pos, ...]`
     positions: dict[str, int] = field(default_factory=dict)
+    # A collecting plan whose hooks may fire more than once, the last firing being the one it
+    # wants: NanoChat runs its final norm module on the embeddings too, before the first block.
+    repeats: bool = False
 
 
 def fired_after(order: list[str], later: str, earlier: str) -> bool:
@@ -242,7 +245,7 @@ def run_plans(
             keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()
             got[plan.key][role] = keep
             order[plan.key].append(name)
-            if len(got[plan.key]) == len(plan.names) and plan.key not in done:
+            if len(got[plan.key]) == len(plan.names) and (plan.key not in done or plan.repeats):
                 block = plan.assemble(got[plan.key], order[plan.key])
                 got[plan.key] = {}  # drop the tensors before the next layer runs
                 done.add(plan.key)
