@@ -10,6 +10,7 @@ from torch import Tensor
 
 from alti_lens.errors import UnsupportedModelError
 
+from . import layouts
 from .attention import output_weights, value_bias
 from .protocol import HookedModel, not_a_model
 
@@ -126,6 +127,8 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
         )
     _check_reads_text(model)
     cfg = model.cfg
+    if is_enc_dec:  # attention no exact read-out covers, refused before the model runs
+        layouts.check_supported(_arch(model), attention_modules(model))
     n_layers, n_dec = _count_layers(model, is_enc_dec)
     _check_attention_readable(model)
     param = next(model.parameters())
