@@ -1,6 +1,6 @@
 """ALTI+ of encoder-decoders whose encoder attention is not dense (readout/layouts.py): LED
 (Longformer's sliding window), LongT5 (local blocks) and SwitchTransformers (whose bridged
-`hook_pattern` is the position bias).
+`hook_pattern` is the position bias; its second layers' MLPs are routed experts).
 
 Tiny models whose windows are shorter than the sources, so the band really cuts: LED
 `attention_window` 4 (keys i−2..i+2, the encoder pads to a multiple of 4), LongT5 `local_radius` 2
@@ -32,7 +32,7 @@ SMALL = {
         max_decoder_position_embeddings=64,
     ),
     LONGT5: dict(encoder_attention_type="local", local_radius=2),
-    SWITCH: dict(),
+    SWITCH: dict(encoder_sparse_step=2, decoder_sparse_step=2),  # layer 1: a routed MoE MLP
 }  # fmt: skip
 START = 0  # T5-family configs have no decoder_start_token_id of their own (the real T5's is 0)
 
