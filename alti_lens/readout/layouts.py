@@ -62,15 +62,19 @@ def _hf_class(attn: Any) -> str:
 def check_supported(architecture: str, attention: list[Any]) -> None:
     """Refuse, before any model work, attention no exact decomposition here covers."""
     for attn in attention:
-        if _hf_class(attn) == _LONGT5_TRANSIENT_GLOBAL:
-            raise UnsupportedModelError(
-                f"{architecture} uses transient-global encoder attention "
-                "(encoder_attention_type='transient-global'): each query also attends to side "
-                "keys that are RMS-normalised sums of whole blocks of source tokens, so a source "
-                "token reaches a query through two value vectors; alti_lens decomposes one value "
-                "vector per key. Fix: use a LongT5 model with encoder_attention_type='local', or "
-                "another encoder-decoder (T5, BART, Marian, M2M100, LED)."
-            )
+        _refuse_transient_global(architecture, attn)
+
+
+def _refuse_transient_global(architecture: str, attn: Any) -> None:
+    if _hf_class(attn) == _LONGT5_TRANSIENT_GLOBAL:
+        raise UnsupportedModelError(
+            f"{architecture} uses transient-global encoder attention "
+            "(encoder_attention_type='transient-global'): each query also attends to side "
+            "keys that are RMS-normalised sums of whole blocks of source tokens, so a source "
+            "token reaches a query through two value vectors; alti_lens decomposes one value "
+            "vector per key. Fix: use a LongT5 model with encoder_attention_type='local', or "
+            "another encoder-decoder (T5, BART, Marian, M2M100, LED)."
+        )
 
 
 def needs_output_attentions(attention: list[Any]) -> bool:
@@ -83,6 +87,7 @@ def layout(attn: Any, encoder: bool, n_source: int) -> Layout:
     """The layout of the attention bridge `attn`'s sub-block (`encoder`: an encoder
     self-attention over `n_source` user positions)."""
     name = _hf_class(attn)
+    _refuse_transient_global("LongT5", attn)  # (describe refuses it first)
     if encoder and name == _LONGFORMER_ENCODER:
         return _longformer(_hf(attn).longformer_self_attn.one_sided_attn_window_size, n_source)
     if encoder and name == _LONGT5_LOCAL:
