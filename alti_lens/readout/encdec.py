@@ -112,7 +112,7 @@ def _bridge_plan(
             ),
         )
 
-    return Plan((part, layer), names, assemble, rows_real, keys_real, taps, shape.adapt)
+    return Plan((part, layer), names, assemble, rows_real, keys_real, taps=taps, adapt=shape.adapt)
 
 
 def _hooked_plan(
