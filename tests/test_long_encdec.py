@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import TL_MAJOR, assert_plus_row_equals_single
+from conftest import assert_plus_row_equals_single
 from naive_encdec import contribution_matrix, self_attention_terms
 
 from alti_lens import alti_plus
@@ -22,7 +22,6 @@ from tests import architectures as A
 from tests.models import _bridge_from_hf
 
 # TransformerLens 4.x's adapters of these architectures (3.x's bridge has none)
-pytestmark = pytest.mark.skipif(TL_MAJOR < 4, reason="TransformerLens 4.x architecture adapters")
 
 LED, LONGT5, SWITCH = (
     "LEDForConditionalGeneration",

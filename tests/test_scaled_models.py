@@ -26,7 +26,6 @@ from tests.models import _bridge_from_hf
 
 # TransformerLens 4.x's adapters (ScaledResidualBlockBridge, the output transforms, the tiny
 # builders of tests/architectures.py): .ci/run's 3.x environment deselects the module.
-pytestmark = pytest.mark.tl4_architectures
 
 TOKENS = torch.tensor([[0, 5, 6, 7, 8, 9, 10], [0, 5, 6, 11, 12, 1, 1]])
 MASK = torch.tensor([[1] * 7, [1, 1, 1, 1, 1, 0, 0]])
