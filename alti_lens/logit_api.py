@@ -64,7 +64,9 @@ def alti_logit(
         An `AltiLogitResult`: `scores [batch, pos]`, `components` (embedding, attention biases,
         MLPs, final-norm bias, unembedding bias; each `[batch]`), `logit [batch]`, and per layer
         and head `head_scores`. `scores.sum(-1) + Σ components == logit` (checked; with
-        soft-capped logits, the pre-cap logit in `metadata["pre_soft_cap_logit"]`).
+        soft-capped logits, the pre-cap logit in `metadata["pre_soft_cap_logit"]`). A constant
+        output scale (Cohere's `logit_scale`, Granite's `1 / logits_scaling`) is in every score
+        and component, recorded as `metadata["logit_scale"]`.
     """
     chunk_size = _inputs.check_chunk_size(chunk_size)
     info = readout.describe(model)
@@ -122,9 +124,11 @@ def _alti_logit(
     assert final is not None  # run_single(final=True) returns the final tensors
     alti_result = alti_collector.result(model, tokens, mask, trace)
     idx = torch.arange(batch)
+    # every part is linear in u: the final norm's 1/s_t and the output scale are applied here
     scale = torch.ones(batch, dtype=dtype)
     if final.norm is not None:
         scale = final.norm.scale.cpu()[idx, rows].to(dtype)
+    scale = scale / final.logit_scale
     head_scores = logit_collector.head_scores(alti_result.rollout) / scale[:, None, None, None]
     layer_parts = {k: v / scale[:, None] for k, v in logit_collector.layer_parts.items()}
     embedding = logit_collector.embedding / scale
@@ -136,8 +140,8 @@ def _alti_logit(
         "mlps": layer_parts["mlps"].sum(-1),
         "final_norm_bias": torch.zeros(batch, dtype=dtype)
         if beta is None
-        else direction @ beta.to(dtype),
-        "unembedding_bias": _pick(final.b_U, targets, foils, dtype),
+        else final.logit_scale * (direction @ beta.to(dtype)),
+        "unembedding_bias": final.logit_scale * _pick(final.b_U, targets, foils, dtype),
     }
     logits = final.logits.cpu().to(torch.float64)[idx, rows]
     real = logits[idx, targets] - (0 if foils is None else logits[idx, foils])
@@ -156,6 +160,7 @@ def _alti_logit(
         if foils is None
         else [row[0] for row in readout.str_tokens(model, foils[:, None])],
         "logit_soft_cap": final.soft_cap,
+        "logit_scale": final.logit_scale,
         "pre_soft_cap_logit": raw.to(dtype) if final.soft_cap else None,
     }
     return AltiLogitResult(
@@ -418,7 +423,8 @@ def _check_identity(
             f"logit identity failed for sequence {b}: scores.sum + components misses the model's "
             f"logit {float(logit[b]):.6g} by {float(error[b]):.3g}, above the tolerance "
             f"{float(limit[b]):.3g}. Likely cause: a final norm, unembedding or output "
-            "transformation alti_lens does not model (e.g. logit scaling). check=False skips it.",
+            "transformation alti_lens does not model (one the bridge's adapter does not declare "
+            "in apply_output_logits_transform). check=False skips it.",
             layer=-1,
             error=float(error[b]),
             tolerance=float(limit[b]),

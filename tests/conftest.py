@@ -43,7 +43,9 @@ TL_INDEPENDENT = {
 # Test modules over TransformerLens 4.x's architecture adapters (tests/architectures.py: the keys
 # and expected outcomes are 4.x's). .ci/run's 3.x environment deselects them: 3.x's bridge is
 # covered by the test_tl3* modules and by every model test that runs there.
-TL4_ARCHITECTURES = {"test_architectures", "test_model_guards"}
+TL4_ARCHITECTURES = {
+    "test_architectures", "test_long_encdec", "test_mla", "test_model_guards", "test_scaled_models",
+}  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

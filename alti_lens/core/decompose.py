@@ -7,6 +7,7 @@ and the pre-norm's affine, so those are attributed in proportion to attention):
 - parallel attention + MLP (§2.3): as pre-norm, with the virtual `y_i = x_i + attn_out_i`
 - post-norm (§2.2):                `T_i(x_j) = L_i(a_i(j) + δ_ij x_j)`,  bias `L_i(b_O) + β`
 - sandwich norm (§2.3):            `T_i(x_j) = P_i(a_i(j)) + δ_ij x_j`,  bias `P_i(b_O) + β`
+- an RMSNorm before `W_O` (BitNet): as pre-norm with `a_i(j) / s_i` (its `γ` folded into `W_O`)
 
 where `L_i`/`P_i` are the norm linearised at row `i`: `γ ⊙ centre(u) / s_i` (LayerNorm) or
 `γ ⊙ u / s_i` (RMSNorm), with the real scale `s_i` read from the model. Because the norm is linear
@@ -119,7 +120,9 @@ def decompose_block(
 
     if block.kind in (BlockKind.PRE_NORM, BlockKind.PARALLEL, BlockKind.ATTN_ONLY):
         bias = einops.repeat(b_O, "d_model -> pos d_model", pos=y.shape[0])
-        return AttentionTerms(pattern, None, values, x, bias, y, cross)
+        sub = block.attn_sub_norm  # BitNet: the heads' output is divided by s_i before W_O
+        row_scale = None if sub is None else 1.0 / sub[index, rows].to(dtype)
+        return AttentionTerms(pattern, row_scale, values, x, bias, y, cross)
 
     norm = block.norm
     if norm is None:

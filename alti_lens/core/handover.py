@@ -69,6 +69,10 @@ class BlockTensors:
     # models. The decomposition stays exact (it uses those very tensors), but two runs of the model
     # (a padded batch and a single text) agree only to this precision. Never wider than `precision`.
     model_precision: torch.dtype | None = None
+    # The real scale `s_i` of an RMSNorm applied to the heads' concatenated output before `W_O`
+    # (BitNet's `attn_sub_norm`, whose `γ` is already folded into `W_O`): the attention output
+    # of row `i`, not its bias or residual, is divided by it.
+    attn_sub_norm: Float[Tensor, "batch pos"] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,4 +84,6 @@ class FinalTensors:
     b_U: Float[Tensor, " d_vocab"] | None
     logits: Float[Tensor, "batch pos d_vocab"]  # the model's own output
     soft_cap: float | None = None  # logits = cap · tanh(raw / cap) (Gemma-2)
+    # raw = logit_scale · (W_U · Lf(x) + b_U): Cohere's `logit_scale`, Granite's 1/`logits_scaling`
+    logit_scale: float = 1.0
     precision: torch.dtype | None = None  # see BlockTensors.precision

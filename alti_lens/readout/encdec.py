@@ -23,7 +23,15 @@ from torch import Tensor
 from alti_lens._types import Part
 from alti_lens.core.handover import BlockKind, BlockTensors
 
-from .models import BRIDGE, HOOKED_ENCODER_DECODER, ModelInfo, decoder_blocks, encoder_blocks
+from . import layouts
+from .models import (
+    BRIDGE,
+    HOOKED_ENCODER_DECODER,
+    ModelInfo,
+    attention_modules,
+    decoder_blocks,
+    encoder_blocks,
+)
 from .protocol import HookedModel
 from .run import (
     Key,
@@ -67,6 +75,11 @@ def _bridge_plan(
     else:
         names["resid_pre"] = hook("hook_resid_pre")
     attn = getattr(block, attn_name)
+    shape = layouts.layout(attn, part == ENCODER, int(keys_real.shape[1]))
+    taps = {}
+    if shape.tap is not None:  # the pattern comes from the Hugging Face module, not the hook
+        taps["pattern"] = shape.tap
+        del names["pattern"]
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> BlockTensors:
         post = fired_after(order, names["ln1_scale"], names["order_v"])
@@ -99,7 +112,7 @@ def _bridge_plan(
             ),
         )
 
-    return Plan((part, layer), names, assemble, rows_real, keys_real)
+    return Plan((part, layer), names, assemble, rows_real, keys_real, taps=taps, adapt=shape.adapt)
 
 
 def _hooked_plan(
@@ -152,7 +165,7 @@ def read_encoder_decoder(
     for i in range(info.n_decoder_layers):
         plans.append(make(model, DECODER_SELF, i, tgt_real, tgt_real))
         plans.append(make(model, DECODER_CROSS, i, tgt_real, src_real))
-    kwargs: dict[str, Tensor] = {}
+    kwargs: dict[str, Tensor | bool] = {}
     if hooked:
         if not bool(src_real.all()):
             # 3.x turns an integer mask into NaN scores in float64 models: pass it as floats.
@@ -163,6 +176,8 @@ def read_encoder_decoder(
             kwargs["attention_mask"] = src_mask.to(info.device)
         if not bool(tgt_real.all()):
             kwargs["decoder_attention_mask"] = tgt_mask.to(info.device)
+        if layouts.needs_output_attentions(attention_modules(model)):
+            kwargs["output_attentions"] = True
 
     def forward(fwd_hooks: list) -> None:
         model.run_with_hooks(
@@ -175,7 +190,8 @@ def read_encoder_decoder(
 
     def handover(key: Key, block: BlockTensors) -> None:
         part = key[0]
-        assert part != "final"  # encoder-decoder plans all hand a block over
+        if part == "final":  # encoder-decoder plans are all sub-blocks; never happens
+            raise TypeError("an encoder-decoder read-out has no final-norm plan")
         on_block(part, key[1], block)
 
     run_plans(model, info, plans, forward, handover)

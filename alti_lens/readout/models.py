@@ -10,6 +10,7 @@ from torch import Tensor
 
 from alti_lens.errors import UnsupportedModelError
 
+from . import layouts
 from .attention import output_weights, value_bias
 from .protocol import HookedModel, not_a_model
 
@@ -124,6 +125,8 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
             "alti_plus() needs an encoder, a decoder and cross-attention. Fix: use "
             "alti(model, inputs) for decoder-only and encoder-only models."
         )
+    if is_enc_dec:  # attention no exact read-out covers, refused before the model runs
+        layouts.check_supported(_arch(model), attention_modules(model))
     _check_reads_text(model)
     cfg = model.cfg
     n_layers, n_dec = _count_layers(model, is_enc_dec)

@@ -38,6 +38,14 @@ class Plan:
     # role -> position axis of its hook's activation, where not 1 (MLA's `hook_v` is `[batch,
     # head, pos, d_head]`): moved to axis 1 as it is caught, so every role is `[batch, pos, ...]`
     positions: dict[str, int] = field(default_factory=dict)
+    # A collecting plan whose hooks may fire more than once, the last firing being the one it
+    # wants: NanoChat runs its final norm module on the embeddings too, before the first block.
+    repeats: bool = False
+    # Roles read from a Hugging Face module's output instead of a hook point (`layouts`):
+    # role -> (module, its output -> the tensor).
+    taps: dict[str, tuple[Any, Callable[[Any], Tensor]]] = field(default_factory=dict)
+    # Conversions of what a role's hook caught into the layout `BlockTensors` expects (`layouts`).
+    adapt: dict[str, Callable[[Tensor], Tensor]] = field(default_factory=dict)
     # Roles whose hook may not fire in this layout (the plan tells from the others which it
     # needs). Such a plan is handed over once every other role is in and a later plan's hook
     # fires, or the forward pass ends.
@@ -199,15 +207,16 @@ def _all_finite(values: Tensor) -> bool:
     return bool(torch.isfinite(values).all())
 
 
-def _check_finite(name: str, tensor: Tensor, real: Tensor) -> None:
-    """Raise on NaN/inf at real (unpadded) positions; `real` is `[batch, pos]` bool."""
+def _check_finite(name: str, tensor: Tensor, real: Tensor, *, pattern: bool = False) -> None:
+    """Raise on NaN/inf at real (unpadded) positions; `real` is `[batch, pos]` bool; `pattern`:
+    `tensor` is `[batch, head, query, key]`."""
     if bool(real.all()):
         values = tensor  # no padding: check everything without copying
-    elif name.endswith("hook_pattern") and (tensor.shape[0], tensor.shape[2]) == real.shape:
+    elif pattern and tensor.dim() == 4 and (tensor.shape[0], tensor.shape[2]) == real.shape:
         # (a pattern of other rows, e.g. TL 3.x's bridge firing on T5's position bias, is
         # checked whole below)
         values = tensor.transpose(1, 2)[real]  # [rows, head, key]
-    elif tensor.shape[:2] == real.shape:
+    elif not pattern and tensor.shape[:2] == real.shape:
         values = tensor[real]
     else:
         values = tensor
@@ -237,6 +246,36 @@ def _forward(
         raise
     except Exception as e:  # raised inside the model, not by our hooks
         raise failures.forward_failed(model, info, e) from e
+
+
+def _check_available(model: HookedModel, info: ModelInfo, fwd_hooks: list) -> None:
+    available = model.hook_dict  # built anew on every access on the bridge (~0.2 ms)
+    for name, _ in fwd_hooks:
+        if name not in available:
+            raise UnsupportedModelError(
+                f"the model has no hook point {name!r}, which ALTI reads. This TransformerLens "
+                f"architecture ({info.architecture}) is not supported."
+            )
+
+
+@contextmanager
+def _tapped(plans: list[Plan], make_hook: Callable[..., Callable[..., None]]) -> Iterator[None]:
+    """Forward hooks on the Hugging Face modules the plans tap (removed afterwards, also after
+    an error): each passes what its extractor takes from the module's output to the role's hook."""
+    handles = []
+    try:
+        for plan in plans:
+            for role, (module, extract) in plan.taps.items():
+                hook = make_hook(plan, role, f"{plan.key[0]}.{plan.key[1]}.{role} (module output)")
+                handles.append(
+                    module.register_forward_hook(
+                        lambda _m, _args, output, hook=hook, extract=extract: hook(extract(output))
+                    )
+                )
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class _AllHandedOver(Exception):
@@ -271,26 +310,29 @@ class _Handover:
         for plan in self.lenient:
             if self.position[plan.key] >= before or plan.key in self.done:
                 continue
-            if set(plan.names) - plan.optional <= self.got[plan.key].keys():
+            if (set(plan.names) | set(plan.taps)) - plan.optional <= self.got[plan.key].keys():
                 self.hand_over(plan)
 
-    def hook(self, plan: Plan, role: str) -> Callable[..., None]:
-        name = plan.names[role]
+    def hook(self, plan: Plan, role: str, name: str) -> Callable[..., None]:
         real = plan.keys_real if role == "v" else plan.rows_real
         axis = plan.positions.get(role, 1)
+        adapt = plan.adapt.get(role)
+        n_roles = len(plan.names) + len(plan.taps)
 
         def hook(tensor: Tensor, hook: Any = None) -> None:
             if self.lenient:
                 self.flush(self.position[plan.key])
             if axis != 1:
                 tensor = tensor.movedim(axis, 1)
-            _check_finite(name, tensor, real)
+            if adapt is not None:
+                tensor = adapt(tensor)
+            _check_finite(name, tensor, real, pattern=role == "pattern")
             # Residual-stream tensors may be reused in place later in the block: keep a copy.
             keep = tensor.detach() if role in ("pattern", "v") else tensor.detach().clone()
             got = self.got[plan.key]
             got[role] = keep
             self.order[plan.key].append(name)
-            if len(got) == len(plan.names) and plan.key not in self.done:
+            if len(got) == n_roles and (plan.key not in self.done or plan.repeats):
                 self.hand_over(plan)
 
         return hook
@@ -314,15 +356,14 @@ def run_plans(
     GPT-2-small forward pass at 128 tokens) is not run. The same path as an error in a hook:
     hooks are removed and the model is left as it was."""
     state = _Handover(plans, on_block, stop_early)
-    fwd_hooks = [(name, state.hook(p, role)) for p in plans for role, name in p.names.items()]
-    available = model.hook_dict  # built anew on every access on the bridge (~0.2 ms)
-    for name, _ in fwd_hooks:
-        if name not in available:
-            raise UnsupportedModelError(
-                f"the model has no hook point {name!r}, which ALTI reads. This TransformerLens "
-                f"architecture ({info.architecture}) is not supported."
-            )
-    with eval_mode(model), torch.inference_mode(), suppress(_AllHandedOver):
+    fwd_hooks = [(name, state.hook(p, role, name)) for p in plans for role, name in p.names.items()]
+    _check_available(model, info, fwd_hooks)
+    with (
+        eval_mode(model),
+        torch.inference_mode(),
+        _tapped(plans, state.hook),
+        suppress(_AllHandedOver),
+    ):
         _forward(model, info, plans, forward, fwd_hooks)
         state.flush(len(plans))
     missing = [p.key for p in plans if p.key not in state.done]

@@ -29,6 +29,7 @@ from alti_lens.errors import UnsupportedModelError
 
 from .attention import output_weights, position_axis
 from .models import BRIDGE, HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
+from .output import output_path
 from .protocol import HookedModel
 from .run import (
     Key,
@@ -44,6 +45,7 @@ from .run import (
     rms_scale,
     run_plans,
 )
+from .subnorm import attn_sub_norm, check_linear_output, fold_gamma, sub_norm_scale
 from .values import head_gate, output_gate, value_hook
 
 
@@ -99,6 +101,17 @@ def _kind_and_names(
     return None, names
 
 
+def _output(kind: BlockKind, got: dict[str, Tensor], block: Any, backend: str) -> Tensor:
+    """The attention sub-block's real output `y` (spec §2.5) from the hooks of its kind."""
+    if kind in (BlockKind.PARALLEL, BlockKind.ATTN_ONLY):
+        return got["resid_pre"] + got["attn_out"]
+    if kind is BlockKind.POST_NORM and backend == HOOKED_ENCODER:
+        return block.ln1.w.detach() * got["normalized"] + block.ln1.b.detach()
+    if kind is BlockKind.POST_NORM:
+        return got["norm_out"]  # LN1's output (`ln1.hook_out`, or BERT's `hook_attn_out`)
+    return got["resid_mid"]
+
+
 def _plan(
     model: HookedModel,
     info: ModelInfo,
@@ -125,39 +138,38 @@ def _plan(
     # MLA fires `hook_v` on `[batch, head, pos, d_v]`: the hook point says where positions are
     axis = position_axis(available.get(names["v"]))
     positions = {} if axis == 1 else {"v": axis}
+    sub_norm = attn_sub_norm(block) if backend == BRIDGE else None
+    if sub_norm is not None:  # refused before the run where W_O is not linear
+        check_linear_output(block, info.architecture, layer)
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> BlockTensors:
         kind = planned
         if kind is None:  # the norm fired after the value projection: it normalises the output
             post = fired_after(order, names["scale"], names["v"])
             kind = BlockKind.POST_NORM if post else BlockKind.PRE_NORM
-        x = got["resid_pre"]
-        y = _attention_output(kind, got, block, backend)
-        norm = None
-        if kind in (BlockKind.POST_NORM, BlockKind.SANDWICH):
-            ln = block.ln1_post if kind is BlockKind.SANDWICH else block.ln1
-            scale = got["scale"] if "scale" in got else rms_scale(ln, got["norm_in"])
-            norm = norm_tensors(model, backend, ln, scale)
-        post, mlp_norm = got.get("resid_post"), None
-        if kind is BlockKind.POST_NORM and "mlp_scale" in got:
-            mlp_norm = norm_tensors(model, backend, block.ln2, got["mlp_scale"])
-            post = got["mlp_out"]  # the block's output is its LN2's
+        norm = _attention_norm(model, backend, block, kind, got)
+        post, mlp_norm = _block_output(model, backend, block, kind, got)
         if resid_post and post is None:
             raise UnsupportedModelError(
                 f"layer {layer}'s output hook {names['resid_post']!r} did not fire "
                 f"({info.architecture}); alti_logit reads it. Fix: use alti(model, inputs)."
             )
-        precision = hf_rms_precision(backend, norm)
         v = got["v"] if clip is None else got["v"].clamp(-clip, clip)
-        W_O, b_O = output_weights(block.attn)  # read per block: MLA's W_O is a reshaped copy
+        W_O, b_O = output_projection(block)  # read per block: MLA's W_O is a reshaped copy
+        sub_scale = None
+        if sub_norm is not None:
+            W_O = fold_gamma(W_O, sub_norm)
+            sub_scale = sub_norm_scale(got["pattern"], v, sub_norm)
+        # a rebuilt sub-norm is a Hugging Face RMSNorm: float32 whatever the model's dtype
+        precision = hf_rms_precision(backend, norm) or (torch.float32 if sub_norm else None)
         return BlockTensors(
             kind=kind,
             pattern=got["pattern"],
             v=v,
             W_O=W_O,
             b_O=b_O,
-            resid_pre=x,
-            output=y,
+            resid_pre=got["resid_pre"],
+            output=_output(kind, got, block, backend),
             norm=norm,
             head_gate=head_gate(got["gate"], got["pattern"].dtype) if "gate" in got else None,
             precision=precision,
@@ -169,20 +181,32 @@ def _plan(
             resid_post=post,
             mlp_norm=mlp_norm,
             output_scale=_layer_scalar(block) if resid_post else None,
+            attn_sub_norm=sub_scale,
         )
 
-    return Plan(("layer", layer), names, assemble, real, real, positions, optional)
+    return Plan(("layer", layer), names, assemble, real, real, positions, optional=optional)
 
 
-def _attention_output(kind: BlockKind, got: dict[str, Tensor], block: Any, backend: str) -> Tensor:
-    """The sub-block's real output `y` (spec §2), from what the plan's hooks caught."""
-    if kind in (BlockKind.PARALLEL, BlockKind.ATTN_ONLY):
-        return got["resid_pre"] + got["attn_out"]
-    if kind is BlockKind.POST_NORM and backend == HOOKED_ENCODER:
-        return block.ln1.w.detach() * got["normalized"] + block.ln1.b.detach()
-    if kind is BlockKind.POST_NORM:
-        return got["norm_out"]
-    return got["resid_mid"]
+def _attention_norm(
+    model: HookedModel, backend: str, block: Any, kind: BlockKind, got: dict[str, Tensor]
+) -> NormTensors | None:
+    """The norm on the attention output (post-norm: LN1, sandwich: `ln1_post`) at its real scale:
+    its `hook_scale`, or (Gemma 4's plain norm component) recomputed from its input."""
+    if kind not in (BlockKind.POST_NORM, BlockKind.SANDWICH):
+        return None
+    ln = block.ln1_post if kind is BlockKind.SANDWICH else block.ln1
+    scale = got["scale"] if "scale" in got else rms_scale(ln, got["norm_in"])
+    return norm_tensors(model, backend, ln, scale)
+
+
+def _block_output(
+    model: HookedModel, backend: str, block: Any, kind: BlockKind, got: dict[str, Tensor]
+) -> tuple[Tensor | None, NormTensors | None]:
+    """The block's output (`resid_post`, ALTI-Logit) and, in a post-norm block, its LN2 at its
+    real scale: the output is then LN2's own (GPT-1's `hook_resid_post` never fires)."""
+    if kind is BlockKind.POST_NORM and "mlp_scale" in got:
+        return got["mlp_out"], norm_tensors(model, backend, block.ln2, got["mlp_scale"])
+    return got.get("resid_post"), None
 
 
 def _layer_scalar(block: Any) -> float | None:
@@ -218,18 +242,55 @@ def value_clip(model: HookedModel) -> float | None:
     return None
 
 
+def residual_multiplier(block: Any) -> float:
+    """The factor the block multiplies its attention output by before the residual add: Granite's
+    `residual_multiplier` (`h = x + m · attn(x)`), which the bridge's `ScaledResidualBlockBridge`
+    declares as `residual_contribution_scale`; 1 elsewhere."""
+    return float(getattr(block, "residual_contribution_scale", 1.0))
+
+
+def output_projection(block: Any) -> tuple[Tensor, Tensor | None]:
+    """`W_O` and `b_O` as they reach the residual stream: scaled by the residual multiplier, so
+    the per-source vectors are `m · A v W_O` and the bias `m · b_O` (spec §2)."""
+    W_O, b_O = output_weights(block.attn)
+    m = residual_multiplier(block)
+    if m != 1.0:
+        W_O, b_O = W_O * m, None if b_O is None else b_O * m
+    return W_O, b_O
+
+
 def _final_plan(model: HookedModel, backend: str, real: Tensor, sink: list) -> Plan | None:
-    """The final norm's scale, if the model has one (captured into `sink`)."""
+    """The final norm's scale and the dtype it really computed in, if the model has one
+    (captured into `sink`; where the norm module runs more than once, as NanoChat's does on the
+    embeddings too, the last run is appended last). Gemma 4's plain norm component has no
+    `hook_scale`: its scale is recomputed from its input (`rms_scale`)."""
     hook = _final_norm_hook(model)
     if hook is None:
         return None
     role, name = hook
+    names = {role: name}
+    if backend == BRIDGE and "ln_final.hook_out" in model.hook_dict:
+        names["out"] = "ln_final.hook_out"
 
     def assemble(got: dict[str, Tensor], order: list[str]) -> None:
         scale = got["scale"] if role == "scale" else rms_scale(model.ln_final, got["norm_in"])
-        sink.append(norm_tensors(model, backend, model.ln_final, scale))
+        norm = norm_tensors(model, backend, model.ln_final, scale)
+        sink.append((norm, final_norm_precision(backend, norm, got.get("out"))))
 
-    return Plan(("final", 0), {role: name}, assemble, real, real)
+    return Plan(("final", 0), names, assemble, real, real, repeats=True)
+
+
+def final_norm_precision(backend: str, norm: NormTensors, out: Tensor | None) -> torch.dtype | None:
+    """The dtype the final norm really computed in, where narrower than the model's.
+
+    Hugging Face RMSNorms compute in float32 (`hf_rms_precision`); so do some LayerNorms (OLMo's
+    weightless `OlmoLayerNorm` casts to float32 and back), which no flag declares: their float64
+    output then holds float32 values only, which is what
+    `computed_precision` detects (measured: OLMo-1 in float64 misses its own logit by 2.8e-8)."""
+    precision = hf_rms_precision(backend, norm)
+    if precision is None and out is not None:
+        precision = computed_precision(None, out)
+    return precision
 
 
 def final_norm_affine(
@@ -261,11 +322,6 @@ def block_norm_affines(model: HookedModel, info: ModelInfo) -> list[tuple[Any, A
         (norm_affine(model, info.backend, b.ln1), norm_affine(model, info.backend, b.ln2))
         for b in model.blocks
     ]
-
-
-def _soft_cap(model: HookedModel) -> float | None:
-    cap = getattr(model.cfg, "output_logits_soft_cap", None)
-    return float(cap) if cap is not None and cap > 0 else None
 
 
 # Bridged architectures whose attention stops being causal when an attention mask is passed
@@ -310,10 +366,12 @@ def read_blocks(
     once the last block has been handed over (`run_plans`): for callers that need nothing else
     of it, not for those that read other hooks during the run (`patching`).
     """
+    # the output path is known before the run: a non-linear head is refused up front
+    soft_cap, logit_scale = output_path(model, info) if final else (None, 1.0)
     real = mask.bool().to(info.device)
     available = model.hook_dict
     plans = [_plan(model, info, layer, real, final, available) for layer in range(info.n_layers)]
-    final_norm: list[NormTensors] = []
+    final_norm: list[tuple[NormTensors, torch.dtype | None]] = []
     final_plan = _final_plan(model, info.backend, real, final_norm) if final else None
     if final_plan is not None:
         plans.append(final_plan)
@@ -339,13 +397,15 @@ def read_blocks(
     run_plans(model, info, plans, forward, handover, stop_early=stop_early and not final)
     if not final:
         return None
-    norm = final_norm[0] if final_norm else None
+    # the norm's last run is the final one
+    norm, precision = final_norm[-1] if final_norm else (None, None)
     W_U, b_U = unembedding(model)
     return FinalTensors(
         norm=norm,
         W_U=W_U,
         b_U=b_U,
         logits=logits[0],
-        soft_cap=_soft_cap(model),
-        precision=hf_rms_precision(info.backend, norm),
+        soft_cap=soft_cap,
+        logit_scale=logit_scale,
+        precision=precision,
     )
