@@ -44,7 +44,8 @@ TL_INDEPENDENT = {
 # and expected outcomes are 4.x's). .ci/run's 3.x environment deselects them: 3.x's bridge is
 # covered by the test_tl3* modules and by every model test that runs there.
 TL4_ARCHITECTURES = {
-    "test_architectures", "test_long_encdec", "test_mla", "test_model_guards", "test_scaled_models",
+    "test_architectures", "test_long_encdec", "test_mla", "test_model_guards",
+    "test_post_norm_decoders", "test_scaled_models",
 }  # fmt: skip
 
 
