@@ -125,11 +125,11 @@ def describe(model: object, *, encoder_decoder: bool = False) -> ModelInfo:
             "alti_plus() needs an encoder, a decoder and cross-attention. Fix: use "
             "alti(model, inputs) for decoder-only and encoder-only models."
         )
-    if is_enc_dec:  # attention no exact read-out covers, refused before the model runs
-        layouts.check_supported(_arch(model), attention_modules(model))
     _check_reads_text(model)
     cfg = model.cfg
     n_layers, n_dec = _count_layers(model, is_enc_dec)
+    if is_enc_dec:  # attention no exact read-out covers, refused before the model runs
+        layouts.check_supported(_arch(model), attention_modules(model))
     _check_attention_readable(model)
     param = next(model.parameters())
     start = getattr(cfg, "decoder_start_token_id", None)
