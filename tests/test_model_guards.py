@@ -187,3 +187,14 @@ def test_cli_checks_the_bridge_by_default(tmp_path) -> None:
         checks[flag] = json.loads(run.stdout)["bridge_check"]
     assert checks[""]["agrees"] is True and checks[""]["max_abs_logit_diff"] <= 1e-4
     assert checks["--no-check-bridge"] is None
+
+
+@pytest.mark.parametrize("check_bridge", [False, True])
+def test_a_bridge_that_does_not_run_is_refused_with_or_without_the_cross_check(
+    check_bridge: bool,
+) -> None:
+    # Falcon-RW's layout (no multi-query, old decoder architecture): TransformerLens 4.3's bridge
+    # reshapes its fused qkv wrongly and its own forward fails
+    model = tiny("FalconForCausalLM", multi_query=False, new_decoder_architecture=False)
+    with pytest.raises(ModelForwardError, match=r"FalconForCausalLM failed in its own forward"):
+        alti(model, TOKENS, attention_mask=MASK, check_bridge=check_bridge)

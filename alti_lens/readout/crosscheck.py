@@ -18,6 +18,7 @@ from torch import Tensor
 
 from alti_lens.errors import BridgeMismatchWarning, warn_user
 
+from . import failures
 from .models import BRIDGE, ModelInfo
 from .protocol import HookedModel
 
@@ -94,14 +95,22 @@ def _compare(
     if isinstance(reference, str):
         return BridgeCheck(math.nan, math.nan, None, reference)
     kwargs: dict[str, Tensor] = {"attention_mask": mask}
+    if decoder is not None:
+        decoder = decoder.to(info.device)
     with torch.inference_mode():
-        if decoder is None:
-            ours = model(tokens, **kwargs)
-            theirs = reference(input_ids=tokens, **kwargs).logits
-        else:
-            decoder = decoder.to(info.device)
-            ours = model(tokens, decoder_input=decoder, **kwargs)
-            theirs = reference(input_ids=tokens, decoder_input_ids=decoder, **kwargs).logits
+        try:
+            if decoder is None:
+                ours = model(tokens, **kwargs)
+            else:
+                ours = model(tokens, decoder_input=decoder, **kwargs)
+        except Exception as e:  # the bridge itself does not run: say so as alti would
+            raise failures.forward_failed(model, info, e) from e
+        try:
+            extra = {} if decoder is None else {"decoder_input_ids": decoder}
+            theirs = reference(input_ids=tokens, **kwargs, **extra).logits
+        except Exception as e:  # the rebuilt Hugging Face model: a note, not a failed run
+            note = f"the Hugging Face model did not run: {type(e).__name__}: {e}"
+            return BridgeCheck(math.nan, math.nan, None, note)
     real = mask.bool() if decoder is None else torch.ones(decoder.shape, dtype=torch.bool)
     if ours.shape != theirs.shape:
         note = f"logit shapes differ: {tuple(ours.shape)} vs {tuple(theirs.shape)}"
