@@ -19,6 +19,7 @@ import torch
 
 import alti_lens
 from alti_lens import ReconstructionError, UnsupportedModelError, alti, alti_logit
+from alti_lens.readout import attention as readout_attention
 from alti_lens.readout import output as readout_output
 from alti_lens.readout import single as readout_single
 from tests import architectures as A
@@ -120,11 +121,11 @@ def test_granite_multipliers_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """Teeth: without the residual multiplier the block is not exact; without the logit scale
     the identity fails. The bridge declares both; nothing is guessed from the config here."""
     model, _ = build("GraniteForCausalLM", torch.float64)
-    assert readout_single.residual_multiplier(model.blocks[0]) == pytest.approx(0.22)
+    assert readout_attention.residual_multiplier(model.blocks[0]) == pytest.approx(0.22)
     info = alti_lens.readout.describe(model)
     assert readout_output.logit_scale(model, info) == pytest.approx(1 / 8, rel=1e-15)
     with monkeypatch.context() as patch:
-        patch.setattr(readout_single, "residual_multiplier", lambda block: 1.0)
+        patch.setattr(readout_attention, "residual_multiplier", lambda block: 1.0)
         with pytest.raises(ReconstructionError, match="exactness check failed at layer 0"):
             alti(model, TOKENS, attention_mask=MASK)
     with monkeypatch.context() as patch:

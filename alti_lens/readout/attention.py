@@ -7,7 +7,8 @@ config-level `d_head` is the rotary key width, not the value width. Its output p
 a plain concatenate-the-heads linear map (`o_proj`), so `W_O` is that weight cut into heads of
 `v_head_dim`; its value vectors are what `hook_v` holds (after `kv_b_proj`), and it has no `b_V`.
 Gemma 4's global layers have wider heads than the config's `d_head`: their `W_O` is cut from the
-output projection the same way.
+output projection the same way. Granite's residual multiplier scales what the block writes, so it is
+folded into `W_O` and `b_O` (`output_projection`).
 """
 
 from typing import Any
@@ -87,3 +88,20 @@ def position_axis(hook_point: Any) -> int:
     component fires on another layout (MLA's `hook_v` is `[batch, head, pos, d_head]`), else 1."""
     axis = getattr(hook_point, "pos_dim", None)
     return 1 if axis is None else int(axis)
+
+
+def residual_multiplier(block: Any) -> float:
+    """The factor the block multiplies its attention output by before the residual add: Granite's
+    `residual_multiplier` (`h = x + m · attn(x)`), which the bridge's `ScaledResidualBlockBridge`
+    declares as `residual_contribution_scale`; 1 elsewhere."""
+    return float(getattr(block, "residual_contribution_scale", 1.0))
+
+
+def output_projection(block: Any) -> tuple[Tensor, Tensor | None]:
+    """`W_O` and `b_O` as they reach the residual stream: scaled by the residual multiplier, so
+    the per-source vectors are `m · A v W_O` and the bias `m · b_O` (spec §2)."""
+    W_O, b_O = output_weights(block.attn)
+    m = residual_multiplier(block)
+    if m != 1.0:
+        W_O, b_O = W_O * m, None if b_O is None else b_O * m
+    return W_O, b_O

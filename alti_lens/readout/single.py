@@ -27,7 +27,7 @@ from torch import Tensor
 from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormTensors
 from alti_lens.errors import UnsupportedModelError
 
-from .attention import output_weights, position_axis
+from .attention import output_projection, position_axis
 from .models import BRIDGE, HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
 from .output import output_path
 from .protocol import HookedModel
@@ -46,7 +46,7 @@ from .run import (
     run_plans,
 )
 from .subnorm import attn_sub_norm, check_linear_output, fold_gamma, sub_norm_scale
-from .values import head_gate, output_gate, value_hook
+from .values import head_gate, output_gate, value_clip, value_hook
 
 
 def _hook(layer: int, name: str) -> str:
@@ -228,35 +228,6 @@ def _final_norm_hook(model: HookedModel) -> tuple[str, str] | None:
     if "ln_final.hook_in" in available and ln_final is not None and recomputable_rms(ln_final):
         return "norm_in", "ln_final.hook_in"
     return None
-
-
-def value_clip(model: HookedModel) -> float | None:
-    """`clip_qkv` (OLMo-1, OLMoE, MPT): the model clamps q, k and v to ±clip after projecting them,
-    after `hook_v` fires (measured on the bridge: its attention clamps out of place), so the values
-    attention consumed are `hook_v` clamped; clamping again is harmless where a hook fires after."""
-    config = getattr(getattr(model, "original_model", None), "config", None)
-    for cfg in (config, getattr(config, "attn_config", None), model.cfg):
-        clip = getattr(cfg, "clip_qkv", None)
-        if isinstance(clip, (int, float)) and clip > 0:
-            return float(clip)
-    return None
-
-
-def residual_multiplier(block: Any) -> float:
-    """The factor the block multiplies its attention output by before the residual add: Granite's
-    `residual_multiplier` (`h = x + m · attn(x)`), which the bridge's `ScaledResidualBlockBridge`
-    declares as `residual_contribution_scale`; 1 elsewhere."""
-    return float(getattr(block, "residual_contribution_scale", 1.0))
-
-
-def output_projection(block: Any) -> tuple[Tensor, Tensor | None]:
-    """`W_O` and `b_O` as they reach the residual stream: scaled by the residual multiplier, so
-    the per-source vectors are `m · A v W_O` and the bias `m · b_O` (spec §2)."""
-    W_O, b_O = output_weights(block.attn)
-    m = residual_multiplier(block)
-    if m != 1.0:
-        W_O, b_O = W_O * m, None if b_O is None else b_O * m
-    return W_O, b_O
 
 
 def _final_plan(model: HookedModel, backend: str, real: Tensor, sink: list) -> Plan | None:

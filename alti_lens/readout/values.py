@@ -18,6 +18,8 @@ per head and query (Laguna's default `gating=True`: `softplus(g_proj(x_i))`) is 
 `T_i(x_j) = Σ_h gate^h_i A^h_ij v^h_j W_O^h`, so it folds into the pattern (`head_gate`). A gate per
 element of the head (AFMoE's `sigmoid(gate_proj(x_i))`, Laguna's per-element gating) makes each
 source's vector depend on the query row; alti_lens refuses it (`output_gate`).
+
+Clipped values (`clip_qkv`: OLMo-1, OLMoE, MPT): clamped after `hook_v` fires (`value_clip`).
 """
 
 from typing import Any
@@ -98,3 +100,15 @@ def head_gate(gate_out: Tensor, dtype: torch.dtype) -> Tensor:
     query_pos, head]`: `softplus` in float32 cast to the attention's dtype, as Hugging Face does."""
     gate = torch.nn.functional.softplus(gate_out.float()).to(dtype)
     return gate.transpose(1, 2)
+
+
+def value_clip(model: HookedModel) -> float | None:
+    """`clip_qkv` (OLMo-1, OLMoE, MPT): the model clamps q, k and v to ±clip after projecting them,
+    after `hook_v` fires (measured on the bridge: its attention clamps out of place), so the values
+    attention consumed are `hook_v` clamped; clamping again is harmless where a hook fires after."""
+    config = getattr(getattr(model, "original_model", None), "config", None)
+    for cfg in (config, getattr(config, "attn_config", None), model.cfg):
+        clip = getattr(cfg, "clip_qkv", None)
+        if isinstance(clip, (int, float)) and clip > 0:
+            return float(clip)
+    return None
