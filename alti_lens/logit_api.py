@@ -72,7 +72,7 @@ def alti_logit(
     info = readout.describe(model)
     if not readout.is_causal_lm(model):  # decided by the model, not by its blocks' norms
         raise UnsupportedModelError(
-            "alti_logit explains a decoder-only model's next-token logit; got an encoder "
+            "alti_logit needs a decoder-only model: it explains a next-token logit; got an encoder "
             f"({type(model).__name__}, {info.architecture}: bidirectional attention). "
             "Fix: use alti(model, inputs) for encoder contributions."
         )

@@ -3,6 +3,7 @@
 import functools
 import importlib.metadata
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -11,6 +12,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# The Triton kernel's tests run under Triton's interpreter where there is no CUDA device, and Triton
+# reads TRITON_INTERPRET once, when it is first imported. Importing TransformerLens' adapter factory
+# (the architecture matrix's keys, at collection) imports Triton through some adapters, so the
+# variable is set here, before any test module is collected (tests/test_triton.py).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import models
 
