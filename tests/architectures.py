@@ -173,7 +173,6 @@ def _status(call: Callable[[], Any]) -> tuple[str, Any, str]:
 
 def measure(key: str, dtype: torch.dtype) -> Outcome:
     """Run alti_lens's entry points on a tiny model of `key` and check what they return."""
-    import alti_lens
     from alti_lens import models as public
 
     start = time.perf_counter()
@@ -183,7 +182,6 @@ def measure(key: str, dtype: torch.dtype) -> Outcome:
     else:
         outcome = _measure_single(model, public.is_causal_lm(model))
     outcome.seconds = round(time.perf_counter() - start, 2)
-    del alti_lens
     return outcome
 
 
