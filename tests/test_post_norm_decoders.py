@@ -307,3 +307,21 @@ def test_gpt1_padded_batches() -> None:
     left = torch.stack([row.roll(int((row == 0).sum())) for row in mask])
     with pytest.raises(UnsupportedModelError, match="pad on the right"):
         alti(model, tokens, attention_mask=left)
+
+
+def test_gpt1_public_forwards_follow_the_same_mask_rule() -> None:
+    """`alti_lens.models.logits` runs GPT-1 as `alti` does: a right-padded batch (or an all-ones
+    mask, which its bridge also mishandles) equals single unmasked runs. `last_hidden` cannot read
+    GPT-1's block output (its `hook_resid_post` never fires) and says so."""
+    from alti_lens import models
+
+    model = gpt1(torch.float64)
+    tokens, mask = models.tokenize(model, TEXTS)
+    logits = models.logits(model, tokens, mask)
+    for b in range(len(TEXTS)):
+        n = int(mask[b].sum())
+        one, ones = tokens[b : b + 1, :n], torch.ones(1, n, dtype=torch.long)
+        torch.testing.assert_close(logits[b, :n], models.logits(model, one)[0], rtol=0, atol=1e-9)
+        torch.testing.assert_close(logits[b, :n], models.logits(model, one, ones)[0])
+    with pytest.raises(UnsupportedModelError, match="hook_resid_post' did not fire"):
+        models.last_hidden(model, tokens, mask)

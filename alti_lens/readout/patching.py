@@ -25,11 +25,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from alti_lens.core.handover import BlockTensors
-from alti_lens.errors import InputError
+from alti_lens.errors import InputError, UnsupportedModelError
 
 from . import encdec, single
 from .attention import position_axis
-from .models import BRIDGE, HOOKED_ENCODER, describe
+from .models import BRIDGE, describe
 from .protocol import HookedModel
 from .run import eval_mode
 
@@ -65,6 +65,18 @@ def _layer_output_name(model: HookedModel, prefix: str) -> str:
     return name if name in model.hook_dict else f"{prefix}.hook_out"
 
 
+def _fired(sink: list[Tensor], name: str, info: Any) -> Tensor:
+    """What hook `name` caught; an error that says so where it never fired (GPT-1's bridge never
+    fires its blocks' `hook_resid_post`: each block returns a list)."""
+    if not sink:
+        raise UnsupportedModelError(
+            f"{info.architecture}: the block output hook {name!r} did not fire during the forward "
+            "pass, so the layer's output cannot be read here (alti, alti_plus and alti_logit read "
+            "it another way). Fix: none for this model in this function."
+        )
+    return sink[0]
+
+
 def _capture(sink: list[Tensor]) -> Callable[..., None]:
     def hook(tensor: Tensor, hook: Any = None) -> None:
         sink.append(tensor.detach().to(torch.float64).cpu())
@@ -92,10 +104,12 @@ def value_zeroing(
 
     axis = position_axis(model.hook_dict.get(v_name))
     hooks: list[tuple[str, Callable[..., Any]]] = [(v_name, _zero_hook(n, axis))]
-    hooks.append((_layer_output_name(model, f"blocks.{layer}"), _capture(layer_out)))
+    out_name = _layer_output_name(model, f"blocks.{layer}")
+    hooks.append((out_name, _capture(layer_out)))
     with model.hooks(fwd_hooks=hooks):
         single.read_blocks(model, info, batch, mask, on_block)
-    return {SUB_BLOCK: _relative_change(outputs[0]), LAYER: _relative_change(layer_out[0])}
+    layer_output = _fired(layer_out, out_name, info)
+    return {SUB_BLOCK: _relative_change(outputs[0]), LAYER: _relative_change(layer_output)}
 
 
 def value_zeroing_encoder_decoder(
@@ -143,9 +157,10 @@ def logits(
     model: HookedModel, tokens: Int[Tensor, "batch pos"], attention_mask: Tensor | None = None
 ) -> Float[Tensor, "batch pos d_vocab"]:
     """The model's logits (decoder-only model), without gradients, dropout off."""
-    kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
+    info = describe(model)
+    kwargs = {} if attention_mask is None else single.mask_kwargs(info, attention_mask)
     with eval_mode(model), torch.inference_mode():
-        out = model(tokens.to(describe(model).device), **kwargs)
+        out = model(tokens.to(info.device), **kwargs)
     return out.detach().cpu()
 
 
@@ -161,12 +176,11 @@ def last_hidden(
     def hook(tensor: Tensor, hook: Any = None) -> None:
         got.append(tensor.detach().cpu())
 
-    key = "one_zero_attention_mask" if info.backend == HOOKED_ENCODER else "attention_mask"
     with eval_mode(model), torch.inference_mode():
         model.run_with_hooks(
             tokens.to(info.device),
             fwd_hooks=[(name, hook)],
             return_type=None,
-            **{key: attention_mask.to(info.device)},
+            **single.mask_kwargs(info, attention_mask),
         )
-    return got[0]
+    return _fired(got, name, info)

@@ -13,7 +13,7 @@ from .models import (
 )
 from .protocol import HookedModel
 from .run import eval_mode
-from .single import needs_mask
+from .single import mask_kwargs
 
 # Hugging Face heads of encoder models (bidirectional attention): no next-token prediction.
 _ENCODER_HEADS = (
@@ -39,9 +39,7 @@ def next_token_logits(
     model: HookedModel, info: ModelInfo, tokens: Tensor, mask: Tensor
 ) -> Float[Tensor, "batch d_vocab"]:
     """Logits at each sequence's last real token, from one plain forward pass (no hooks)."""
-    kwargs: dict[str, Tensor] = {}
-    if not bool(mask.bool().all()) and needs_mask(info, mask):
-        kwargs["attention_mask"] = mask.to(info.device)
+    kwargs = mask_kwargs(info, mask)
     with eval_mode(model), torch.inference_mode():
         logits = model(tokens.to(info.device), return_type="logits", **kwargs)
     last = mask.long().cumsum(-1).argmax(-1)  # index of the last 1 in each row

@@ -301,6 +301,15 @@ def block_norm_affines(model: HookedModel, info: ModelInfo) -> list[tuple[Any, A
 _MASK_BREAKS_CAUSAL = ("OpenAIGPTLMHeadModel",)
 
 
+def mask_kwargs(info: ModelInfo, mask: Tensor) -> dict[str, Tensor]:
+    """The attention-mask keyword of a forward pass of a single-stack model: none where the batch
+    has no padding or the mask must not be passed (`needs_mask`)."""
+    if bool(mask.bool().all()) or not needs_mask(info, mask):
+        return {}
+    key = "one_zero_attention_mask" if info.backend == HOOKED_ENCODER else "attention_mask"
+    return {key: mask.to(info.device)}
+
+
 def needs_mask(info: ModelInfo, mask: Tensor) -> bool:
     """Whether the padded batch needs its attention mask passed. For the architectures above it
     must not be: a right-padded batch does not need it (causal attention never lets a real row see
@@ -346,10 +355,7 @@ def read_blocks(
     final_plan = _final_plan(model, info.backend, real, final_norm) if final else None
     if final_plan is not None:
         plans.append(final_plan)
-    kwargs: dict[str, Tensor] = {}
-    if not bool(real.all()) and needs_mask(info, mask):
-        key = "one_zero_attention_mask" if info.backend == HOOKED_ENCODER else "attention_mask"
-        kwargs[key] = mask.to(info.device)
+    kwargs = mask_kwargs(info, mask)
     logits: list[Tensor] = []
 
     def forward(fwd_hooks: list) -> None:
