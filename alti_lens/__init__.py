@@ -35,10 +35,11 @@ from .errors import (
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` loads these
     from ._types import MEASURES
     from .api import alti
+    from .flow_api import flow_graph
     from .logit_api import alti_logit
     from .plus import alti_plus
     from .readout.boot import load_model
-    from .results import AltiLogitResult, AltiPlusResult, AltiResult
+    from .results import AltiLogitResult, AltiPlusResult, AltiResult, FlowGraph
 
 # public name → the module that defines it (imported on first access)
 _LAZY = {
@@ -46,7 +47,9 @@ _LAZY = {
     "AltiLogitResult": ".results",
     "AltiPlusResult": ".results",
     "AltiResult": ".results",
+    "FlowGraph": ".results",
     "alti": ".api",
+    "flow_graph": ".flow_api",
     "alti_logit": ".logit_api",
     "alti_plus": ".plus",
     "load_model": ".readout.boot",
@@ -60,6 +63,7 @@ _SUBMODULES = frozenset(
         "core",
         "demo",
         "evaluation",
+        "flow_api",
         "inputs",
         "logit_api",
         "models",
@@ -79,6 +83,7 @@ __all__ = [
     "AltiPlusResult",
     "AltiResult",
     "BridgeMismatchWarning",
+    "FlowGraph",
     "InputError",
     "InputIndexError",
     "InputTypeError",
@@ -98,6 +103,7 @@ __all__ = [
     "alti",
     "alti_logit",
     "alti_plus",
+    "flow_graph",
     "load_model",
 ]
 

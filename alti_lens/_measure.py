@@ -78,31 +78,37 @@ def measure_block(
             total = reconstruct(terms)
         else:
             total = sums + terms.bias + (terms.residual if terms.residual_column else 0)
-        error = _check_exact(total, terms, block, index, info, dtype, layer, part)
+        error = check_exact(total, terms.output, block, index, info, dtype, layer, part)
     # normalised only once the check has passed (a failed block is not measured at all)
     return normalise(scores, terms.residual_column, query_offset), error, terms
 
 
-def _check_exact(
+def check_exact(
     total: Float[Tensor, "query_pos d_model"],
-    terms: AttentionTerms,
+    y: Float[Tensor, "query_pos d_model"],
     block: BlockTensors,
     index: int,
     info: readout.ModelInfo,
     dtype: torch.dtype,
     layer: int,
     part: str,
+    *,
+    step: str = "",
+    precision: torch.dtype | None = None,
 ) -> float:
-    """Spec §2.5: `max|Σ_j T_i(x_j) + bias_i − y_i| ≤ atol + rtol · max|y|`, else raise."""
-    y = terms.output
+    """Spec §2.5: `max|Σ_j T_i(x_j) + bias_i − y_i| ≤ atol + rtol · max|y|`, else raise. `step`
+    names a step other than the attention sub-block's ("MLP step", spec §8); `precision` a dtype
+    the model computed it in beside the block's."""
     error = float((total - y).abs().max())
-    dtypes = [info.dtype, dtype] + ([block.precision] if block.precision is not None else [])
+    computed = [p for p in (block.precision, precision) if p is not None]
+    dtypes = [info.dtype, dtype, *computed]
     rtol, atol = _inputs.tolerance(dtypes)
     scale = float(y.abs().max())
     limit = atol + rtol * scale
     if not error <= limit:  # also catches NaN
         raise ReconstructionError(
-            f"exactness check failed at {part + ' ' if part else ''}layer {layer} "
+            f"exactness check failed at {step + ' of ' if step else ''}"
+            f"{part + ' ' if part else ''}layer {layer} "
             f"(sequence {index}, {block.kind.value} block "
             f"of {info.architecture}): the decomposition misses the model's own output by "
             f"max|Δ| = {error:.3g}, above the tolerance {limit:.3g} "

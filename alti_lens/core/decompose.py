@@ -50,7 +50,7 @@ def _centre(u: Float[Tensor, "*rest d_model"]) -> Float[Tensor, "*rest d_model"]
     return u - u.mean(dim=-1, keepdim=True)
 
 
-def _affine(
+def affine(
     u: Float[Tensor, "*rest d_model"], weight: Float[Tensor, " d_model"] | None, centred: bool
 ) -> Float[Tensor, "*rest d_model"]:
     """The linear part of the norm without the 1/s_i row scale: `γ ⊙ centre(u)` or `γ ⊙ u`."""
@@ -131,14 +131,14 @@ def decompose_block(
     weight = None if norm.weight is None else norm.weight.to(dtype)
     inv_scale = 1.0 / norm.scale[index, rows].to(dtype)
     bias = einops.einsum(
-        inv_scale, _affine(b_O, weight, norm.centred), "pos, d_model -> pos d_model"
+        inv_scale, affine(b_O, weight, norm.centred), "pos, d_model -> pos d_model"
     )
     if norm.bias is not None:
         bias = bias + norm.bias.to(dtype)
-    values = _affine(values, weight, norm.centred)
+    values = affine(values, weight, norm.centred)
     if block.kind is BlockKind.POST_NORM:
         # The residual x_i passes through the same norm as the attention output.
-        residual = _affine(x, weight, norm.centred) * inv_scale[:, None]
+        residual = affine(x, weight, norm.centred) * inv_scale[:, None]
     elif block.kind is BlockKind.SANDWICH:
         residual = x
     else:  # pragma: no cover - exhaustive over BlockKind

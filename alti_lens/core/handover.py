@@ -35,6 +35,28 @@ class NormTensors:
 
 
 @dataclass(frozen=True)
+class MlpTensors:
+    """What one layer's MLP did, for the information-flow graph's MLP step (spec §8).
+
+    How the parts are formed depends on the block's kind: pre-norm `resid_post = resid_mid +
+    output`; post-norm `resid_post = LN2(resid_mid + output)` with `norm` LN2; sandwich `resid_post
+    = resid_mid + output` where `output` is already the post-MLP norm's, and `norm` that norm
+    (for the neurons); parallel `resid_post = resid_pre + attn_out + output`.
+    """
+
+    output: Float[Tensor, "batch pos d_model"]  # `hook_mlp_out`
+    resid_post: Float[Tensor, "batch pos d_model"]  # the block's real output (the step's y)
+    norm: NormTensors | None = None
+    # Gemma 4's `layer_scalar`: the block output is `c · (resid_mid + output)`. None: 1.
+    output_scale: float | None = None
+    # The neurons (only when asked): the output projection's input and weights.
+    acts: Float[Tensor, "batch pos d_mlp"] | None = None
+    W_out: Float[Tensor, "d_mlp d_model"] | None = None
+    b_out: Float[Tensor, " d_model"] | None = None
+    precision: torch.dtype | None = None  # see BlockTensors.precision
+
+
+@dataclass(frozen=True)
 class BlockTensors:
     """What one layer's attention sub-block did in a forward pass, as plain tensors."""
 
@@ -73,6 +95,8 @@ class BlockTensors:
     # (BitNet's `attn_sub_norm`, whose `γ` is already folded into `W_O`): the attention output
     # of row `i`, not its bias or residual, is divided by it.
     attn_sub_norm: Float[Tensor, "batch pos"] | None = None
+    # The MLP's tensors, when asked for (the information-flow graph, spec §8).
+    mlp: MlpTensors | None = None
 
 
 @dataclass(frozen=True)

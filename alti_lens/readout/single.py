@@ -28,6 +28,7 @@ from alti_lens.core.handover import BlockKind, BlockTensors, FinalTensors, NormT
 from alti_lens.errors import UnsupportedModelError
 
 from .attention import output_projection, position_axis
+from .mlp import mlp_names, mlp_tensors
 from .models import BRIDGE, HOOKED_ENCODER, HOOKED_TRANSFORMER, ModelInfo
 from .output import output_path
 from .protocol import HookedModel
@@ -119,12 +120,17 @@ def _plan(
     real: Tensor,
     resid_post: bool,
     available: Any = None,
+    mlp: tuple[bool, bool] = (False, False),
 ) -> Plan:
+    """Layer `layer`'s plan; `mlp`: (read the MLP step, split it over neurons), spec §8."""
     backend = info.backend
     if available is None:
         available = model.hook_dict
     planned, names = _kind_and_names(model, backend, layer, available)
     optional: frozenset[str] = frozenset()
+    if mlp[0]:
+        extra, optional = mlp_names(layer, backend, planned, available, mlp[1])
+        names.update(extra)
     if resid_post:
         names["resid_post"] = _hook(layer, "hook_resid_post")
         if planned is None and _hook(layer, "ln2.hook_scale") in (available or model.hook_dict):
@@ -132,7 +138,7 @@ def _plan(
             # bridge never fires `hook_resid_post` (its block returns a list), so it is optional.
             names["mlp_scale"] = _hook(layer, "ln2.hook_scale")
             names["mlp_out"] = _hook(layer, "ln2.hook_out")
-            optional = frozenset({"resid_post"})
+            optional = optional | {"resid_post"}
     block = model.blocks[layer]
     clip = value_clip(model)
     # MLA fires `hook_v` on `[batch, head, pos, d_v]`: the hook point says where positions are
@@ -182,6 +188,11 @@ def _plan(
             mlp_norm=mlp_norm,
             output_scale=_layer_scalar(block) if resid_post else None,
             attn_sub_norm=sub_scale,
+            mlp=mlp_tensors(
+                model, backend, block, kind, got, (info.architecture, layer, _layer_scalar(block))
+            )
+            if mlp[0]
+            else None,
         )
 
     return Plan(("layer", layer), names, assemble, real, real, positions, optional=optional)
@@ -336,6 +347,7 @@ def read_blocks(
     *,
     final: bool = False,
     stop_early: bool = False,
+    mlp: tuple[bool, bool] = (False, False),
 ) -> FinalTensors | None:
     """Run `model` on `tokens` and call `on_block(layer, tensors)` as each layer completes.
 
@@ -344,13 +356,16 @@ def read_blocks(
     `final`, each block also carries `resid_post`, and the logits, the unembedding and the final
     norm are returned (ALTI-Logit). With `stop_early` (and not `final`) the forward pass ends
     once the last block has been handed over (`run_plans`): for callers that need nothing else
-    of it, not for those that read other hooks during the run (`patching`).
+    of it, not for those that read other hooks during the run (`patching`). `mlp`: each block
+    also carries its MLP step (and its neurons), spec §8 (`readout.mlp`).
     """
     # the output path is known before the run: a non-linear head is refused up front
     soft_cap, logit_scale = output_path(model, info) if final else (None, 1.0)
     real = mask.bool().to(info.device)
     available = model.hook_dict
-    plans = [_plan(model, info, layer, real, final, available) for layer in range(info.n_layers)]
+    plans = [
+        _plan(model, info, layer, real, final, available, mlp) for layer in range(info.n_layers)
+    ]
     final_norm: list[tuple[NormTensors, torch.dtype | None]] = []
     final_plan = _final_plan(model, info.backend, real, final_norm) if final else None
     if final_plan is not None:

@@ -13,12 +13,13 @@ Nothing here imports matplotlib, pandas or CircuitsVis (render imports them when
 """
 
 from .alti import AltiResult
+from .flow import FlowGraph
 from .logit import AltiLogitResult
 from .plus import AltiPlusResult
 
-__all__ = ["AltiLogitResult", "AltiPlusResult", "AltiResult"]
+__all__ = ["AltiLogitResult", "AltiPlusResult", "AltiResult", "FlowGraph"]
 
 # The classes are documented, pickled and printed under the package users import them from.
-for _cls in (AltiResult, AltiPlusResult, AltiLogitResult):
+for _cls in (AltiResult, AltiPlusResult, AltiLogitResult, FlowGraph):
     _cls.__module__ = __name__
 del _cls
