@@ -219,6 +219,7 @@ class FlowCollector:
         self.residual[b, layer, keep] = residual.cpu().to(self.residual.dtype)
 
     def result(self, tokens: Tensor, mask: Tensor) -> FlowGraph:
+        """The collected weights as a `FlowGraph`, with the run's metadata."""
         call = self.call
         metadata = run_metadata(call.info, call.request, self.kinds, self.precisions, call.model)
         metadata["steps"] = self.steps

@@ -110,7 +110,7 @@ def mlp_tensors(
         post = got["flow_post"]
         if kind is BlockKind.SANDWICH and ("flow_p2_scale" in got or "flow_p2_in" in got):
             p2 = block.ln2_post
-            scale = got["flow_p2_scale"] if "flow_p2_scale" in got else None
+            scale = got.get("flow_p2_scale")
             if scale is None:
                 scale = rms_scale(p2, got["flow_p2_in"])
             norm = norm_tensors(model, backend, p2, scale)

@@ -83,10 +83,12 @@ class FlowGraph(ResultBase):
 
     @property
     def n_layers(self) -> int:
+        """The number of layers."""
         return self.attention.shape[1]
 
     @property
     def n_heads(self) -> int:
+        """The number of attention heads per layer."""
         return self.attention.shape[2]
 
     @property
@@ -122,7 +124,8 @@ class FlowGraph(ResultBase):
         "neuron"), `layer`, `head` / `neuron`, `weight`. The sink is `g.graph["sink"]`.
         """
         padded = self.position(position, batch_index)
-        return _routes.route(self, padded, _check_threshold(threshold), batch_index % len(self.tokens))
+        batch_index %= len(self.tokens)
+        return _routes.route(self, padded, _check_threshold(threshold), batch_index)
 
     def to_networkx(self, batch_index: int = 0, min_weight: float = 0.0) -> "nx.MultiDiGraph":
         """The whole graph of one sequence (every edge with weight `≥ min_weight`; unpruned):

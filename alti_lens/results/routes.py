@@ -25,10 +25,12 @@ Edge = tuple[str, str, str, dict[str, Any]]  # source, target, key, attributes
 
 
 def node_id(stage: str, layer: int, position: int) -> str:
+    """The id of a state node, `"{stage}.{layer}.{position}"`."""
     return f"{stage}.{layer}.{position}"
 
 
 def parse(node: str) -> tuple[str, int, int]:
+    """A node id's stage, layer and position."""
     stage, layer, position = node.split(".")
     return stage, int(layer), int(position)
 
