@@ -205,7 +205,7 @@ class FlowCollector:
             batch, L, n = self.mlp.shape
             self.neurons = torch.zeros(batch, L, n, shares.shape[-1], dtype=self.mlp.dtype)
         self.neurons[b, layer, keep] = shares.cpu().to(self.neurons.dtype)
-        return self._check(total, mlp_terms.mlp, block, b, layer, "MLP neurons")
+        return self._check(total, mlp_terms.neuron_output, block, b, layer, "MLP neurons")
 
     def _scatter_heads(
         self,

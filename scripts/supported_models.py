@@ -44,7 +44,8 @@ def main(argv: list[str]) -> int:
                 table[key][name] = {"status": "CRASH", "note": f"{type(e).__name__}: {e}"[:300]}
             finally:
                 signal.alarm(0)
-            print(f"{key:48s} {name}: {table[key][name]['status']}", flush=True)
+            cell = table[key][name]
+            print(f"{key:48s} {name}: {cell['status']} flow {cell.get('flow')}", flush=True)
     ordered = {k: table[k] for k in architectures.all_keys() if k in table}
     path.write_text(json.dumps(ordered, indent=1, ensure_ascii=False) + "\n")
     (ROOT / "docs" / "SUPPORTED_MODELS.md").write_text(architectures.render_table(ordered))

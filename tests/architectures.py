@@ -150,6 +150,8 @@ class Outcome:
     method: str  # "alti" (decoder-only, encoder-only) or "alti_plus" (encoder-decoder)
     status: str
     logit: str = "n/a"  # alti_logit, on causal language models
+    flow: str = "n/a"  # flow_graph, on single-stack models alti is exact on
+    neurons: str = "n/a"  # flow_graph(neurons=True), where flow_graph is exact
     kinds: list[str] = field(default_factory=list)
     note: str = ""
     seconds: float = 0.0
@@ -157,7 +159,7 @@ class Outcome:
     def summary(self) -> dict[str, Any]:
         """What the expectations file pins (no message text, no timing)."""
         return {"method": self.method, "status": self.status, "logit": self.logit,
-                "kinds": self.kinds}  # fmt: skip
+                "flow": self.flow, "neurons": self.neurons, "kinds": self.kinds}  # fmt: skip
 
 
 def _status(call: Callable[[], Any]) -> tuple[str, Any, str]:
@@ -186,7 +188,7 @@ def measure(key: str, dtype: torch.dtype) -> Outcome:
 
 
 def _measure_single(model: Any, causal: bool) -> Outcome:
-    from alti_lens import alti, alti_logit
+    from alti_lens import alti, alti_logit, flow_graph
 
     status, result, note = _status(lambda: alti(model, SOURCE, attention_mask=SOURCE_MASK))
     outcome = Outcome("alti", status, note=note)
@@ -194,6 +196,18 @@ def _measure_single(model: Any, causal: bool) -> Outcome:
         return outcome
     outcome.kinds = sorted(set(result.metadata["block_kinds"]))
     check_alti(model, result, causal)
+    outcome.flow, graph, note = _status(
+        lambda: flow_graph(model, SOURCE, attention_mask=SOURCE_MASK)
+    )
+    outcome.note = outcome.note or note
+    if graph is not None:
+        check_flow(model, graph, causal)
+        outcome.neurons, graph, note = _status(
+            lambda: flow_graph(model, SOURCE, attention_mask=SOURCE_MASK, neurons=True)
+        )
+        outcome.note = outcome.note or note
+        if graph is not None:
+            check_flow(model, graph, causal)
     if causal:
         outcome.logit, logit, note = _status(
             lambda: alti_logit(model, SOURCE, NEXT, attention_mask=SOURCE_MASK)
@@ -225,6 +239,45 @@ def check_alti(model: Any, result: Any, causal: bool) -> None:
     torch.testing.assert_close(
         result.contributions[1, :, :n, :n], single.contributions[0],
         rtol=0, atol=between_runs(result, single),
+    )  # fmt: skip
+
+
+def check_flow(model: Any, graph: Any, causal: bool) -> None:
+    """Spec §8's invariants on a padded batch (every node's parts sum to 1, padding and causal
+    zeros), and the batch equals single runs."""
+    from conftest import between_runs
+
+    from alti_lens import flow_graph
+
+    A, mask = graph.attention, graph.attention_mask.bool()
+    atol = 1e-12 if A.dtype == torch.float64 else 1e-5
+    real = mask[:, None, :].expand(-1, graph.n_layers, -1)
+    parallel = torch.tensor([step == "parallel" for step in graph.steps])[None, :, None]
+    mlp = graph.mlp.nan_to_num()
+    attention_sums = A.sum((2, 4)) + graph.attention_residual + torch.where(parallel, mlp, 0.0)
+    ones = torch.ones_like(attention_sums[real])
+    torch.testing.assert_close(attention_sums[real], ones, rtol=0, atol=atol)
+    sequential = torch.tensor([step == "attention+mlp" for step in graph.steps])[None, :, None]
+    mlp_sums = (mlp + graph.mlp_residual.nan_to_num())[real & sequential]
+    torch.testing.assert_close(mlp_sums, torch.ones_like(mlp_sums), rtol=0, atol=atol)
+    if graph.neurons is not None:
+        shares = graph.neurons.sum(-1)[real & (sequential | parallel)]
+        assert ((shares - 1).abs() <= atol).logical_or(shares == 0).all()
+    assert (A >= 0).all()
+    for b, keep in enumerate(mask):
+        assert (A[b][:, :, ~keep] == 0).all() and (A[b][..., ~keep] == 0).all()
+    assert (graph.attention_residual[~real] == 0).all() and (graph.mlp[~real] == 0).all()
+    if causal:
+        assert (A.triu(1) == 0).all()
+    n = int(mask[1].sum())
+    single = flow_graph(model, SOURCE[1:, :n], neurons=graph.neurons is not None)
+    torch.testing.assert_close(
+        graph.attention[1, :, :, :n, :n], single.attention[0],
+        rtol=0, atol=between_runs(graph, single),
+    )  # fmt: skip
+    torch.testing.assert_close(
+        graph.mlp[1, :, :n], single.mlp[0], rtol=0, atol=between_runs(graph, single),
+        equal_nan=True,
     )  # fmt: skip
 
 
@@ -271,8 +324,8 @@ _HEADER = """# Supported models
 
 Every architecture key of TransformerLens {tl}'s adapter factory, built offline as a tiny random
 model (d_model 32, 4 heads, 2 layers; a 2-text right-padded batch) by `tests/architectures.py`, run
-through `alti` (`alti_plus` for encoder-decoders) and, on causal language models, `alti_logit`, in
-float32 and float64. **exact**: ran, passed the exactness check (the decomposition reproduces the
+through `alti` (`alti_plus` for encoder-decoders), `flow_graph` (single-stack models; also with
+`neurons=True`) and, on causal language models, `alti_logit`, in float32 and float64. **exact**: ran, passed the exactness check (the decomposition reproduces the
 model's own hooked outputs) and the invariants (rows sum to 1, causal and padding zeros, the padded
 batch equals single runs). Otherwise the alti_lens error it raises, whose message names the reason
 and the fix (a model never fails with another exception). *Generated* by
@@ -286,8 +339,8 @@ call, so it is refused, never silently wrong. `float64 …ForwardError`: the mod
 in float64 (mixture-of-experts layers); run it in float32 with `alti(model, inputs,
 dtype=torch.float64)`.
 
-| architecture | float32 | float64 | ALTI-Logit | block kinds | note |
-|---|---|---|---|---|---|
+| architecture | float32 | float64 | ALTI-Logit | flow graph | block kinds | note |
+|---|---|---|---|---|---|---|
 """
 
 
@@ -313,11 +366,17 @@ def render_table(table: dict[str, dict]) -> str:
         counts[_cell(f32)] = counts.get(_cell(f32), 0) + 1
         logit = f32.get("logit", "n/a")
         logit = "**exact**" if logit == "exact" else logit
+        flow = f32.get("flow", "n/a")
+        flow = "**exact**" if flow == "exact" else flow
+        if f32.get("neurons") not in ("exact", "n/a", None):
+            flow += f" (neurons: {f32['neurons']})"
         kinds = ", ".join(f32.get("kinds", [])) or "—"
         if f32.get("method") == "alti_plus":
             kinds = "encoder-decoder: " + kinds
         note = (f32.get("note") or f64.get("note") or "").replace("|", "\\|")
-        lines.append(f"| {key} | {_cell(f32)} | {_cell(f64)} | {logit} | {kinds} | {note} |\n")
+        lines.append(
+            f"| {key} | {_cell(f32)} | {_cell(f64)} | {logit} | {flow} | {kinds} | {note} |\n"
+        )
     total = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     lines.append(f"\nIn float32: {total} (of {len(table)} keys).\n")
     return "".join(lines)

@@ -27,8 +27,9 @@ from .measures import proximity, scores_and_sums
 
 @dataclass(frozen=True)
 class MlpTerms:
-    """One sequence's MLP step `y_i = M_i + R_i + bias_i`, and the neurons of `M_i`:
-    `M_i = row_scale_i · Σ_k acts_ik W[k] + neuron_bias_i`."""
+    """One sequence's MLP step `y_i = M_i + R_i + bias_i`, and the neurons of the MLP's own
+    output `own_i` (`M_i` less a further branch, Gemma 4's per-layer input; else `M_i`):
+    `own_i = row_scale_i · Σ_k acts_ik W[k] + neuron_bias_i`."""
 
     mlp: Float[Tensor, "query_pos d_model"]
     residual: Float[Tensor, "query_pos d_model"]
@@ -38,6 +39,12 @@ class MlpTerms:
     row_scale: Float[Tensor, " query_pos"] | None = None
     W: Float[Tensor, "d_mlp d_model"] | None = None
     neuron_bias: Float[Tensor, "query_pos d_model"] | None = None
+    own: Float[Tensor, "query_pos d_model"] | None = None  # None: `mlp`
+
+    @property
+    def neuron_output(self) -> Float[Tensor, "query_pos d_model"]:
+        """What the neurons split: the MLP's own output (mapped like `M_i`)."""
+        return self.mlp if self.own is None else self.own
 
 
 def _mlp_of(block: BlockTensors) -> MlpTensors:
@@ -73,9 +80,13 @@ def mlp_terms(
         x = affine(x, weight, centred) * row_scale[:, None]
         if norm is not None and norm.bias is not None:
             bias = bias + norm.bias.to(dtype)
+    own = None
+    if mlp.extra is not None:  # Gemma 4's per-layer-input branch: token-wise, the MLP's part
+        own, m = m, m + mlp.extra[index, rows].to(dtype)
     if mlp.output_scale is not None:  # Gemma 4: the whole block output times c
         m, x, bias = m * mlp.output_scale, x * mlp.output_scale, bias * mlp.output_scale
-    terms = MlpTerms(m, x, bias, y)
+        own = None if own is None else own * mlp.output_scale
+    terms = MlpTerms(m, x, bias, y, own=own)
     if mlp.acts is None or mlp.W_out is None:
         return terms
     # The neurons pass through the same linear map as M: the norm's γ and centring on W_out,
@@ -146,7 +157,7 @@ def neuron_terms(terms: MlpTerms) -> AttentionTerms:
         values=terms.W[:, None],
         residual=zeros,
         bias=terms.neuron_bias,
-        output=terms.mlp,
+        output=terms.neuron_output,
         residual_column=True,
     )
 
@@ -155,7 +166,7 @@ def neuron_scores(
     terms: MlpTerms, measure: str, chunk_size: int | None = None
 ) -> tuple[Float[Tensor, "query_pos d_mlp"], Float[Tensor, "query_pos d_model"]]:
     """Neuron `k`'s share of the MLP's part in row `i` (spec §8), and `Σ_k n_ik + bias_i` (the
-    neurons' sum, to check against `M_i`). Rows are chunked like the token-level measure."""
+    neurons' sum, to check against `terms.neuron_output`). Rows are chunked like the token-level measure."""
     as_attention = neuron_terms(terms)
     scores, sums = scores_and_sums(as_attention, measure, chunk_size)
     scores = scores[:, :-1]  # the zero residual column scores 0

@@ -49,6 +49,9 @@ class MlpTensors:
     norm: NormTensors | None = None
     # Gemma 4's `layer_scalar`: the block output is `c · (resid_mid + output)`. None: 1.
     output_scale: float | None = None
+    # A further token-wise branch added after the MLP, counted in the MLP's part (Gemma 3n/4's
+    # per-layer input: `resid_post = c · (resid_mid + output + extra)`). None: none.
+    extra: Float[Tensor, "batch pos d_model"] | None = None
     # The neurons (only when asked): the output projection's input and weights.
     acts: Float[Tensor, "batch pos d_mlp"] | None = None
     W_out: Float[Tensor, "d_mlp d_model"] | None = None

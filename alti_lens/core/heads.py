@@ -21,7 +21,7 @@ from alti_lens._types import MEASURES, VECTOR_MEASURES
 from alti_lens.errors import InputError
 
 from .decompose import AttentionTerms
-from .measures import auto_chunk_size, proximity
+from .measures import auto_chunk_size, proximity, scores_and_sums
 from .support import key_range, support
 
 
@@ -35,10 +35,35 @@ def head_vectors(
     return weights[:, :, None] * terms.values[k0:k1, head][None]
 
 
+def _all_heads(
+    terms: AttentionTerms, measure: str, chunk_size: int | None
+) -> Float[Tensor, "head_index query_pos key_pos"]:
+    """Every (head, source) part's score through the token-level measure and its kernels, in
+    one call: a one-head sub-block whose sources are the (head, key) pairs (pattern
+    `A[h, i, j]` at column `h · n_keys + j`, value `values[j, h]`), and whose residual is a
+    zero extra column (scored 0, dropped). Unattended pairs are exact zeros, as at token level."""
+    n_heads, n_queries, n_keys = terms.pattern.shape
+    flat = terms.pattern.permute(1, 0, 2).reshape(1, n_queries, n_heads * n_keys)
+    values = terms.values.permute(1, 0, 2).reshape(n_heads * n_keys, 1, -1)
+    pairs = AttentionTerms(
+        pattern=flat,
+        row_scale=terms.row_scale,
+        values=values,
+        residual=torch.zeros_like(terms.output),
+        bias=terms.bias,
+        output=terms.output,
+        residual_column=True,
+    )
+    scores = scores_and_sums(pairs, measure, chunk_size)[0][:, :-1]
+    return scores.reshape(n_queries, n_heads, n_keys).permute(1, 0, 2)
+
+
 def head_source_scores(
-    terms: AttentionTerms, measure: str, chunk_size: int | None = None
+    terms: AttentionTerms, measure: str, chunk_size: int | None = None, kernel: bool = True
 ) -> tuple[Float[Tensor, "head_index query_pos key_pos"], Float[Tensor, " query_pos"]]:
-    """Unnormalised scores of every (head, source) part and of the residual, per row."""
+    """Unnormalised scores of every (head, source) part and of the residual, per row. `kernel`:
+    each head through the token-level measure's kernels (`scores_and_sums`, one head at a
+    time); False: the plain chunked PyTorch path below (the reference the tests compare)."""
     if terms.residual_column:
         raise InputError(
             "head-level contributions are defined for self-attention; got cross-attention terms "
@@ -62,6 +87,8 @@ def head_source_scores(
         return proximity(vectors, y[rows, None], y_norm[rows, None], measure)
 
     residual = score(terms.residual[:, None].clone(), slice(None))[:, 0]
+    if kernel:
+        return _all_heads(terms, measure, chunk_size), residual
     heads = torch.zeros(n_heads, n_queries, n_keys, dtype=y.dtype, device=y.device)
     step = chunk_size or auto_chunk_size(n_keys, y.shape[-1], y.device, y.dtype)
     for start in range(0, n_queries, step):

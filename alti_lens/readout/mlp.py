@@ -8,6 +8,7 @@ needs and how they become `MlpTensors`.
 | post-norm, bridge | `hook_mlp_out` (raw) | `ln2.hook_out` | `ln2` (`hook_scale`) |
 | post-norm, HookedEncoder | `hook_mlp_out` (raw) | `ln2.w · ln2.hook_normalized + ln2.b` | `ln2` |
 
+Gemma 3n/4's per-layer-input branch, added after the MLP: `post_per_layer_input_norm.hook_out`.
 Neurons: the output projection's input `mlp.hook_post` (the bridge's `mlp.out` input; gated MLPs:
 `act(gate) ⊙ up`) and the block's `W_out [d_mlp, d_model]`, `b_out`.
 Roles are prefixed `flow_` so that they never collide with ALTI-Logit's.
@@ -55,6 +56,9 @@ def mlp_names(
         names["flow_p2_scale" if scale in available else "flow_p2_in"] = (
             scale if scale in available else _hook(layer, "ln2_post.hook_in")
         )
+    per_layer_input = _hook(layer, "post_per_layer_input_norm.hook_out")
+    if per_layer_input in available:  # Gemma 3n/4: a per-layer-input branch after the MLP
+        names["flow_extra"] = per_layer_input
     if neurons:
         names["flow_acts"] = _hook(layer, "mlp.hook_post")
     return names, optional
@@ -122,6 +126,7 @@ def mlp_tensors(
         resid_post=post,
         norm=norm,
         output_scale=output_scale,
+        extra=got.get("flow_extra"),
         acts=got.get("flow_acts"),
         W_out=W_out,
         b_out=b_out,
