@@ -45,7 +45,7 @@ from alti_lens.evaluation.metrics import spearman
 
 OUT = Path(os.environ.get("ALTI_LENS_TUTORIAL_OUT", "tutorial_output"))
 OUT.mkdir(parents=True, exist_ok=True)
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+matplotlib.use("Agg")  # files only, no window
 import matplotlib.pyplot as plt
 
 model = load_model("demo-induction")
@@ -84,8 +84,8 @@ print(edges[columns].to_string(float_format="{:.2f}".format))
 edges.to_csv(OUT / "flow_route_edges.csv", index=False)
 
 # %% [markdown]
-# Read it top down. The final state is mostly the residual and layer 1's MLP; the residual
-# before layer 1's MLP is fed by all four layer-1 heads, which read token 11 — not token 7, the
+# Read it top down. The final state is mostly the residual and layer 1's MLP; the state before
+# that MLP (`resid_mid.1.16`) is fed by all four layer-1 heads, which read token 11 — not token 7, the
 # textbook induction target (the word after the first copy of the current word), but the one four
 # places after it. Token 11's state, in turn, is almost all layer 0's MLP over layer-0 heads that
 # read tokens 6 and 7: the first copy of the *current* word (5 back) and of the *predicted* word
@@ -272,8 +272,7 @@ agreement = {}
 for (method, kind), effect in effects.items():
     rho = spearman(route_heads.flatten(), effect.flatten())
     within = [spearman(route_heads[layer], effect[layer]) for layer in range(N_LAYERS)]
-    same = [top(route_heads, n) == top(effect, n) or set(top(route_heads, n)) == set(top(effect, n))
-            for n in (1, 3)]  # fmt: skip
+    same = [set(top(route_heads, n)) == set(top(effect, n)) for n in (1, 3)]
     rho_value = spearman(value_path.flatten(), effect.flatten())
     agreement[method, kind] = rho
     print(f"{method + ' Δ' + kind:<18} {rho:>8.2f} {within[0]:>6.2f} {within[1]:>6.2f}  "
@@ -344,6 +343,7 @@ except ImportError:
 else:
     ax = g.plot(position, THRESHOLD, batch_index=0)
     ax.figure.savefig(OUT / "flow_route.png", dpi=100, bbox_inches="tight")
+    plt.close(ax.figure)
 try:
     g.save_html(OUT / "flow_graph_report.html", title="demo-induction: information-flow graph")
 except InputTypeError:
