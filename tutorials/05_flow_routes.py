@@ -104,6 +104,7 @@ table = pd.concat(
 heads = table[table["kind"] == "attention head"].copy()
 layer1 = heads[heads["layer"] == 1]
 offsets = layer1.groupby(layer1["source_position"] - answer)["weight"].sum() / len(texts)
+offsets = offsets.rename_axis("offset")
 print(
     f"layer-1 head edges into token {position}, by offset from the induction target (weight per route):"
 )
