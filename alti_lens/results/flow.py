@@ -14,6 +14,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from alti_lens.errors import InputError
+from alti_lens.render import tables
 
 from . import routes as _routes
 from .base import ResultBase, check_sizes, size
@@ -140,7 +141,11 @@ class FlowGraph(ResultBase):
     ) -> "pd.DataFrame":
         """The route's edges (`routes`) as a tidy table: one row per edge with its source and
         target node, stage, layer, positions, tokens, kind, head or neuron, and weight."""
-        return _routes.edge_table(self.routes(position, threshold, batch_index))
+        rows = _routes.edge_rows(self.routes(position, threshold, batch_index))
+        table = tables.table(_routes.EDGE_COLUMNS, rows)
+        for column in ("head", "neuron"):  # integers where present
+            table[column] = table[column].astype("Int64")
+        return table
 
     def importance(
         self, position: int = -1, threshold: float = 0.04

@@ -1,10 +1,11 @@
 """The graph of a `FlowGraph` as networkx objects: its nodes and edges, the top-down route from one
-prediction (Ferrando & Voita 2024, spec §8), the tidy edge table and importance over a batch.
+prediction (Ferrando & Voita 2024, spec §8), the rows of the tidy edge table and importance over a
+batch.
 
 Node ids are strings `"{stage}.{layer}.{position}"` (`"resid_mid.3.5"`): the state entering layer
 `l` is `resid_pre.l`, after its attention `resid_mid.l` (sequential blocks), and after it
-`resid_pre.(l+1)`, or `resid_post.(L−1)` after the last layer. networkx and pandas are imported
-when a graph or a table is made.
+`resid_pre.(l+1)`, or `resid_post.(L−1)` after the last layer. networkx is imported when a graph
+is made.
 """
 
 from collections.abc import Iterator
@@ -15,7 +16,6 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     import networkx as nx
-    import pandas as pd
 
     from .flow import FlowGraph
 
@@ -179,30 +179,24 @@ def full_graph(flow: "FlowGraph", batch_index: int, min_weight: float) -> "nx.Mu
     return graph
 
 
-def edge_table(graph: "nx.MultiDiGraph") -> "pd.DataFrame":
-    """One row per edge: source and target node (with stage, position, token), kind, layer,
-    head, neuron, weight."""
-    import pandas as pd
+EDGE_COLUMNS = (
+    "source", "target", "key", "kind", "layer", "head", "neuron", "weight", "source_stage",
+    "target_stage", "source_position", "target_position", "source_token", "target_token",
+)  # fmt: skip
 
+
+def edge_rows(graph: "nx.MultiDiGraph") -> list[tuple[Any, ...]]:
+    """One tuple per edge (columns `EDGE_COLUMNS`), by layer from the top, then target, then
+    weight (largest first)."""
     rows = []
     for source, target, key, attrs in graph.edges(keys=True, data=True):
         s, t = graph.nodes[source], graph.nodes[target]
-        rows.append({
-            "source": source, "target": target, "key": key, "kind": attrs["kind"],
-            "layer": attrs["layer"], "head": attrs.get("head"), "neuron": attrs.get("neuron"),
-            "weight": attrs["weight"], "source_stage": s["stage"], "target_stage": t["stage"],
-            "source_position": s["position"], "target_position": t["position"],
-            "source_token": s["token"], "target_token": t["token"],
-        })  # fmt: skip
-    columns = [
-        "source", "target", "key", "kind", "layer", "head", "neuron", "weight", "source_stage",
-        "target_stage", "source_position", "target_position", "source_token", "target_token",
-    ]  # fmt: skip
-    table = pd.DataFrame(rows, columns=columns)
-    for column in ("head", "neuron"):
-        table[column] = table[column].astype("Int64")
-    return table.sort_values(["layer", "target", "weight"], ascending=[False, True, False],
-                             ignore_index=True)  # fmt: skip
+        rows.append((
+            source, target, key, attrs["kind"], attrs["layer"], attrs.get("head"),
+            attrs.get("neuron"), attrs["weight"], s["stage"], t["stage"], s["position"],
+            t["position"], s["token"], t["token"],
+        ))  # fmt: skip
+    return sorted(rows, key=lambda r: (-r[4], r[1], -r[7]))
 
 
 def importance(flow: "FlowGraph", position: int, threshold: float) -> dict[str, Tensor]:
