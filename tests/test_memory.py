@@ -61,3 +61,28 @@ def test_the_probe_sees_a_materialised_t() -> None:
     with probe:
         torch.einsum("hij,jhd->ijd", pattern, values)
     assert probe.numel == 32 * 32 * 32
+
+
+@pytest.mark.parametrize("kernel", ["reference", "fused"])
+@pytest.mark.parametrize("name", ["gpt2-preLN", "neox-parallel", "bert-postLN"])
+def test_the_flow_graph_never_forms_the_per_head_tensor(
+    name: str, kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flow_graph` (heads and neurons) stays below the per-head `[H, n, n, d]` tensor by far: its
+    largest tensors are its own results and one row's (head, key) parts on the reference path."""
+    from alti_lens import flow_graph
+
+    if kernel == "fused" and dispatch.cpu_kernel() is None:
+        pytest.skip("the C++ kernel could not be compiled on this machine")
+    monkeypatch.setenv("ALTI_LENS_KERNEL", kernel)
+    model = bridge(name)
+    cfg = model.cfg
+    n, H, d = cfg.n_ctx, cfg.n_heads, cfg.d_model
+    tokens = torch.randint(3, cfg.d_vocab, (1, n), generator=torch.Generator().manual_seed(0))
+    probe = LargestTensor()
+    with probe:
+        graph = flow_graph(model, tokens, chunk_size=1, neurons=True)
+    assert graph.neurons is not None
+    d_mlp = graph.neurons.shape[-1]
+    allowed = max(graph.attention.numel(), graph.neurons.numel(), H * n * d, d_mlp * d)
+    assert probe.numel <= allowed <= H * n * n * d // 8, (probe.op, probe.numel)
