@@ -39,6 +39,7 @@ def flow_graph(
     dtype: torch.dtype | None = None,
     check: bool = True,
     chunk_size: int | None = None,
+    check_bridge: bool = False,
 ) -> FlowGraph:
     """The information-flow graph (Ferrando & Voita 2024) of every sequence: each residual-stream
     state as a sum of parts (attention heads per source token, the residual, the MLP, its
@@ -55,6 +56,8 @@ def flow_graph(
         check: check every step (attention, MLP, neurons) against the model's own outputs
             (spec §2.5) and raise `ReconstructionError` if one misses.
         chunk_size: query rows measured at once (None: chosen from memory).
+        check_bridge: once per model object, compare the bridge's logits with the Hugging Face
+            model's it wraps and warn when they differ, as `alti(check_bridge=True)` does.
 
     Returns:
         A `FlowGraph`: `attention [batch, layer, head, pos, pos]`, `attention_residual`, `mlp`,
@@ -73,8 +76,10 @@ def flow_graph(
     info = readout.describe(model)
     tokens, mask = _inputs.prepare(model, info, inputs, attention_mask)
     dtype = _inputs.compute_dtype(info.dtype, dtype)
-    request = Request(measure, dtype, chunk_size, check)
+    request = Request(measure, dtype, chunk_size, check, check_bridge=check_bridge)
     warn_weight_processing(model, info)
+    if check_bridge:
+        readout.cross_check(model, info, tokens, mask)
     return _flow_graph(Validated(model, info, request), tokens, mask, neurons)
 
 

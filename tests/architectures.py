@@ -325,10 +325,11 @@ _HEADER = """# Supported models
 Every architecture key of TransformerLens {tl}'s adapter factory, built offline as a tiny random
 model (d_model 32, 4 heads, 2 layers; a 2-text right-padded batch) by `tests/architectures.py`, run
 through `alti` (`alti_plus` for encoder-decoders), `flow_graph` (single-stack models; also with
-`neurons=True`) and, on causal language models, `alti_logit`, in float32 and float64. **exact**: ran, passed the exactness check (the decomposition reproduces the
-model's own hooked outputs) and the invariants (rows sum to 1, causal and padding zeros, the padded
-batch equals single runs). Otherwise the alti_lens error it raises, whose message names the reason
-and the fix (a model never fails with another exception). *Generated* by
+`neurons=True`) and, on causal language models, `alti_logit`, in float32 and float64. **exact**:
+ran, passed the exactness check (the decomposition reproduces the model's own hooked outputs) and
+the invariants (rows sum to 1, causal and padding zeros, the padded batch equals single runs).
+Otherwise the alti_lens error it raises, whose message names the reason and the fix (a model never
+fails with another exception). *Generated* by
 `python scripts/supported_models.py` from the expectations `tests/test_architectures.py` asserts
 (`tests/data/architectures.json`, transformers {hf}): do not edit by hand.
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from checkpoints import save_bart, save_gpt2
 
-from alti_lens import AltiPlusResult, AltiResult
+from alti_lens import AltiPlusResult, AltiResult, FlowGraph
 from alti_lens.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
 from alti_lens.readout.boot import _download_command
 
@@ -71,6 +71,26 @@ def test_explain_end_to_end(dirs: dict[str, Path], tmp_path: Path) -> None:
     assert "<script" in files["html"].read_text(encoding="utf-8")
 
 
+def test_flow_end_to_end(dirs: dict[str, Path], tmp_path: Path) -> None:
+    files = {k: tmp_path / f"flow.{k}" for k in ("safetensors", "json")}
+    out = run(
+        "flow", "--model", str(dirs["gpt2"]), "the cat sat on the mat", "--position", "-2",
+        "--threshold", "0.05", "--neurons", "--save", str(files["safetensors"]),
+        "--json", str(files["json"]),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "route of position 5 ('the')" in out.stdout and "strongest edges:" in out.stdout
+    data = json.loads(files["json"].read_text())
+    assert data["sink"] == "resid_post.1.5" and data["position"] == 5  # 2 layers
+    weights = [e["weight"] for e in data["edges"]]
+    assert weights == sorted(weights, reverse=True) and min(weights) >= 0.05
+    assert {e["kind"] for e in data["edges"]} <= {"attention head", "residual", "mlp", "neuron"}
+    saved = FlowGraph.load(files["safetensors"])
+    assert saved.neurons is not None
+    route = saved.routes(position=-2, threshold=0.05)
+    assert route.number_of_edges() == len(data["edges"]) and data["nodes"] == len(route)
+
+
 def test_translate_json_to_stdout(dirs: dict[str, Path]) -> None:
     out = run(
         "translate", "--model", str(dirs["bart"]), "--source", "the cat sat",
@@ -121,6 +141,11 @@ def test_offline_hub_name_fails_fast_with_a_fix() -> None:
         (["explain", "--model", "{gpt2}", "the cat", "--top", "-1"], "Fix: pass how many"),
         (["translate", "--model", "{bart}", "--source", "the cat", "--target", "le chat",
           "--step", "9"], "--step 9 is outside the 3 decoder steps; expected -3..2"),
+        (["flow", "--model", "{gpt2}", "the cat", "--position", "3"],
+         "--position 3 is outside the 3 tokens of the text; expected -3..2"),
+        (["flow", "--model", "{gpt2}", "the cat", "--threshold", "1.5"],
+         "--threshold 1.5 is not an edge weight; expected a number in [0, 1]"),
+        (["flow", "--model", "{bart}", "the cat"], "`flow` takes decoder-only and encoder"),
     ],
 )  # fmt: skip
 def test_bad_input_exits_2_with_a_message(

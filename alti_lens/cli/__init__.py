@@ -3,6 +3,7 @@
     alti-lens explain [--model NAME_OR_DIR] TEXT        decoder-only and encoder models
     alti-lens translate [--model ...] --source TEXT [--target TEXT]     ALTI+
     alti-lens demo [--out DIR]                          both built-in models, one HTML report
+    alti-lens flow [--model ...] TEXT                   the information-flow route of a prediction
 
 Exit codes: 0 success, 2 bad arguments or input (an output path that cannot be written included),
 3 model not available, 4 model not supported (or its decomposition failed the exactness check),
@@ -13,8 +14,9 @@ torch, TransformerLens and the model are loaded by the command functions only, s
 argument errors answer at once.
 
 Modules: `parser` (options, help, examples), `output` (progress lines, output paths and files),
-`commands` (explain, translate, demo). The command line uses the public API only (`alti`,
-`alti_plus`, `alti_logit`, `load_model`, `alti_lens.models`, the results and errors) and
+`commands` (explain, translate, demo), `flow` (flow). The command line uses the public API only
+(`alti`, `alti_plus`, `alti_logit`, `flow_graph`, `load_model`, `alti_lens.models`, the results and
+errors) and
 `alti_lens.render`; an import-linter contract in pyproject.toml keeps it off the private modules.
 """
 
@@ -35,6 +37,7 @@ from alti_lens.errors import (
 from .commands import demo as _demo
 from .commands import explain as _explain
 from .commands import translate as _translate
+from .flow import flow as _flow
 from .output import Status as _Status
 from .parser import (
     DEFAULT_DECODER,
@@ -74,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = _Status(args.quiet)
     logging.basicConfig(level=logging.WARNING, format="alti-lens: %(message)s")
     # looked up here at each call, so a test may replace one (`alti_lens.cli._explain = ...`)
-    commands = {"explain": _explain, "translate": _translate, "demo": _demo}
+    commands = {"explain": _explain, "translate": _translate, "demo": _demo, "flow": _flow}
     with warnings.catch_warnings():  # restores the caller's warning display on return
         warnings.showwarning = _show_warning
         try:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from alti_lens.results import AltiPlusResult
 
 
-def _load(name: str, args: argparse.Namespace, status: Status) -> "HookedModel":
+def load(name: str, args: argparse.Namespace, status: Status) -> "HookedModel":
+    """The model `name` (built-in, directory or hub name), with a progress line."""
     from alti_lens import load_model
 
     with status.stage(f"loading model {name}"):
@@ -46,7 +47,7 @@ def explain(args: argparse.Namespace, status: Status) -> int:
     from alti_lens import alti, alti_logit, models
     from alti_lens.render import text as summary
 
-    model = _load(args.model, args, status)
+    model = load(args.model, args, status)
     if models.is_encoder_decoder(model):
         raise InputError(
             f"{args.model} is an encoder-decoder model; `explain` takes decoder-only and encoder "
@@ -152,7 +153,7 @@ def translate(args: argparse.Namespace, status: Status) -> int:
     from alti_lens import alti_plus, models
     from alti_lens.render import text as summary
 
-    model = _load(args.model, args, status)
+    model = load(args.model, args, status)
     if not models.is_encoder_decoder(model):
         raise InputError(
             f"{args.model} is not an encoder-decoder model; `translate` runs ALTI+ on "
@@ -215,13 +216,13 @@ def demo(args: argparse.Namespace, status: Status) -> int:
     from alti_lens import alti_logit, alti_plus, models
     from alti_lens.render import text as summary
 
-    decoder = _load(DEFAULT_DECODER, args, status)
+    decoder = load(DEFAULT_DECODER, args, status)
     with status.stage("ALTI and ALTI-Logit on the induction model"):
         tokens, mask = models.tokenize(decoder, [DEMO_TEXT])
         token_id, prediction = _predict(decoder, tokens, mask)
         logit = alti_logit(decoder, tokens, token_id, attention_mask=mask)
         result = logit.alti  # every layer's ALTI, measured by the same run
-    translator = _load(DEFAULT_TRANSLATOR, args, status)
+    translator = load(DEFAULT_TRANSLATOR, args, status)
     with status.stage("ALTI+ on the toy translator"):
         plus = alti_plus(translator, DEMO_SOURCE, None)
     items = [

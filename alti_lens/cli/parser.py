@@ -4,7 +4,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from alti_lens._types import MEASURES
+from alti_lens._types import MEASURES, VECTOR_MEASURES
 from alti_lens._version import __version__
 from alti_lens.demo import BUILTIN_MODELS
 
@@ -64,12 +64,15 @@ def _epilog(examples: str) -> str:
     return f"examples:\n{examples}\n\n{EXIT_CODES}"
 
 
+FLOW_MEASURES = VECTOR_MEASURES  # the flow graph measures vectors: no attention-only measures
+
 TOP_EXAMPLES = f"""\
   alti-lens demo                       both built-in models; report in alti-lens-demo/report.html
   alti-lens explain "king river music window king river"
   alti-lens explain --model gpt2 "The cat sat on the mat" --html cat.html
   alti-lens translate --source "{DEMO_SOURCE}"
   alti-lens explain "king river music king" --json - | python -m json.tool
+  alti-lens flow "king river music window king river music" --html flow.html
 
 Built-in models (offline): {", ".join(sorted(BUILTIN_MODELS))}. Any model TransformerLens can boot
 works where it can be downloaded, and so does a local Hugging Face checkpoint directory."""
@@ -85,6 +88,12 @@ TRANSLATE_EXAMPLES = f"""\
   alti-lens translate --source "the cat sat" --target "le chat est" --step 1
   alti-lens translate --model ./my-bart --source "some text" --html plus.html \
       --save plus.safetensors"""
+
+FLOW_EXAMPLES = """\
+  alti-lens flow "king river music window king river music"
+  alti-lens flow --model gpt2 "When Mary and John went to the store, John gave a drink to" \
+      --threshold 0.05 --html ioi.html
+  alti-lens flow "king river music king river" --position -2 --neurons --json -"""
 
 DEMO_EXAMPLES = """\
   alti-lens demo
@@ -210,6 +219,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="longest greedy translation, in tokens (when no --target is given)",
     )
+
+    fl = sub.add_parser(
+        "flow",
+        parents=[common],
+        help="the information-flow route of a prediction (heads, MLPs; decoder-only and encoder "
+        "models)",
+        description="The information-flow graph (Ferrando & Voita 2024) of one text, and the\n"
+        "route that carried one position's representation after the last layer: its edges\n"
+        "(attention heads per source token, residuals, MLPs) of weight >= --threshold.",
+        epilog=_epilog(FLOW_EXAMPLES),
+        formatter_class=Formatter,
+    )
+    fl.add_argument("text", metavar="TEXT", help="the input text")
+    fl.add_argument(
+        "--model",
+        default=DEFAULT_DECODER,
+        metavar="NAME_OR_DIR",
+        help="built-in name, checkpoint directory or hub name",
+    )
+    fl.add_argument(
+        "--position", type=int, default=-1, help="the route's sink; negative counts from the end"
+    )
+    fl.add_argument(
+        "--threshold", type=float, default=0.04, help="keep edges of at least this weight"
+    )
+    fl.add_argument(
+        "--measure", choices=FLOW_MEASURES, default="l1", help="l1 is ALTI's (the paper's)"
+    )
+    fl.add_argument("--neurons", action="store_true", help="also split each MLP over its neurons")
 
     demo = sub.add_parser(
         "demo",

@@ -166,7 +166,8 @@ def neuron_scores(
     terms: MlpTerms, measure: str, chunk_size: int | None = None
 ) -> tuple[Float[Tensor, "query_pos d_mlp"], Float[Tensor, "query_pos d_model"]]:
     """Neuron `k`'s share of the MLP's part in row `i` (spec §8), and `Σ_k n_ik + bias_i` (the
-    neurons' sum, to check against `terms.neuron_output`). Rows are chunked like the token-level measure."""
+    neurons' sum, to check against `terms.neuron_output`). Rows are chunked like the token-level
+    measure."""
     as_attention = neuron_terms(terms)
     scores, sums = scores_and_sums(as_attention, measure, chunk_size)
     scores = scores[:, :-1]  # the zero residual column scores 0
