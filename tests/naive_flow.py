@@ -10,15 +10,14 @@ Readability over speed: the models are tiny.
 Which hooks hold what, per backend and block kind (TransformerLens 4.3 bridge; 3.x
 `HookedTransformer` and `HookedEncoder`):
 
-| step | kind | state `y` | parts |
-|---|---|---|---|
-| attention | pre-norm, sandwich | `hook_resid_mid` | `x_i`; `z^h_ij` (sandwich: `P_i(z)`, `ln1_post`) |
-| attention | post-norm | LN1's output (bridge `ln1.hook_out`; encoder `w·normalized+b`) | `L_i(x_i)`, `L_i(z)` |
-| attention | attention-only | `hook_resid_post` | `x_i`, `z^h_ij` |
-| parallel | GPT-NeoX, GPT-J | `hook_resid_post` | `x_i`, `z^h_ij`, `hook_mlp_out` |
-| MLP | pre-norm | `hook_resid_post` | `hook_mlp_out`, `resid_mid` |
-| MLP | sandwich | `hook_resid_post` | `P2_i(m_i)` (`m`: the MLP's own output), `resid_mid` |
-| MLP | post-norm | LN2's output (bridge `ln2.hook_out`; encoder `hook_normalized_resid_post`) | `L2_i(hook_mlp_out)`, `L2_i(resid_mid)` |
+- attention step, `y`: pre-norm and sandwich `hook_resid_mid`; post-norm LN1's output (bridge
+  `ln1.hook_out`, encoder `ln1.w · ln1.hook_normalized + ln1.b`); attention-only and the
+  parallel one step `hook_resid_post`. Parts: the residual `x_i` (post-norm `L_i(x_i)`) and every
+  `z^h_ij` (post-norm `L_i(z)`, sandwich `P_i(z)` with `ln1_post`); parallel also `hook_mlp_out`.
+- MLP step, `y`: `hook_resid_post` (post-norm: LN2's output, bridge `ln2.hook_out`, encoder
+  `hook_normalized_resid_post`). Parts: pre-norm `hook_mlp_out` and `resid_mid` (the attention
+  step's `y`); sandwich `P2_i(m_i)` (`m`: the MLP's own output before `ln2_post`) and
+  `resid_mid`; post-norm `L2_i(hook_mlp_out)` and `L2_i(resid_mid)`.
 
 Neurons: `act_ik` is the input of the MLP's output projection (bridge: `mlp.out.hook_in`, the HF
 `Linear`/`Conv1D` itself; 3.x: `mlp.hook_post`), `W_out[k]` that projection's row `k`
