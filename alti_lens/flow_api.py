@@ -169,8 +169,12 @@ class FlowCollector:
             mlp_score = proximity(mlp_part.clone(), y, y_norm, request.measure)
         H, r, m = flow.normalise_step(heads, residual, mlp_score)
         self._scatter_heads(b, layer, keep, H, r)
-        self.mlp[b, layer, keep] = math.nan if m is None else m.cpu().to(self.mlp.dtype)
-        self.mlp_residual[b, layer, keep] = math.nan
+        # a step the block does not have is NaN at every position, padded ones too (spec §8)
+        if m is None:
+            self.mlp[b, layer] = math.nan
+        else:
+            self.mlp[b, layer, keep] = m.cpu().to(self.mlp.dtype)
+        self.mlp_residual[b, layer] = math.nan
         if self.neurons_asked and block.kind is BlockKind.PARALLEL:
             return [error, self._neurons(layer, block, b, rows, keep, None)]
         return [error]

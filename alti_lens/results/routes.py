@@ -79,9 +79,10 @@ class _Weights:
         self, layer: int, i: int, target: str, threshold: float, with_mlp: bool
     ) -> Iterator[Edge]:
         source = node_id("resid_pre", layer, i)
-        weights = self.attention[layer, :, i]  # [head, key]
-        for h, j in (weights >= threshold).nonzero().tolist():
-            w = float(weights[h, j])
+        # only real sources: padded positions have no nodes (their weight 0 passes threshold 0)
+        weights = self.attention[layer, :, i, self.real]  # [head, real key]
+        for h, r in (weights >= threshold).nonzero().tolist():
+            j, w = self.real[r], float(weights[h, r])
             attrs = {"kind": HEAD, "layer": layer, "head": h, "weight": w}
             yield node_id("resid_pre", layer, j), target, f"L{layer}H{h}", attrs
         w = float(self.residual[layer, i])
