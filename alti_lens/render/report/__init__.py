@@ -40,7 +40,9 @@ def _script_safe_json(data: Any) -> str:
 
 def _default_title(result: Any) -> str:
     name = type(result).__name__.removesuffix("Result").replace("AltiPlus", "ALTI+")
-    name = {"Alti": "ALTI", "AltiLogit": "ALTI-Logit"}.get(name, name)
+    name = {"Alti": "ALTI", "AltiLogit": "ALTI-Logit", "FlowGraph": "Information-flow routes"}.get(
+        name, name
+    )
     model = getattr(result, "metadata", {}).get("model_name")
     return f"{name} \u2014 {model}" if model else name
 
@@ -56,11 +58,11 @@ def build_report(
 
     Args:
         items: results, or `(section title, result)` pairs (`AltiResult`, `AltiPlusResult`,
-            `AltiLogitResult`), shown in order.
+            `AltiLogitResult`, `FlowGraph`), shown in order.
         title: the page title.
         batch: the sequences to include (an index or a list; None: all of them).
         max_values: the most numbers one section may embed; beyond it only the last layers are
-            kept, with a warning.
+            kept (a `FlowGraph`: only its larger edges), with a warning.
 
     Returns:
         The page as a string.
