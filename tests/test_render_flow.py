@@ -284,9 +284,18 @@ def test_report_is_self_contained_and_small(flow) -> None:
     for external in ("http:", "https:", "src=", "<link", "@import", "url(", "//cdn"):
         assert external not in page
     assert page.count("<script") == 3
+    subtitle = re.search(r"<header>\s*<h1>[^<]*</h1>\s*<p>([^<]*)</p>", page)[1]
+    assert subtitle.endswith(
+        "hover an edge or a node for its values, click a token to draw its route"
+    )
     assert len(page) < 120_000  # the page's script and style are most of it
-    both = build_report([("alti", alti_lens.alti(bridge("gpt2-preLN"), TEXTS)), ("flow", flow)])
+    # the route's script and style come only with a FlowGraph
+    alti = alti_lens.alti(bridge("gpt2-preLN"), TEXTS)
+    assert "FlowSection(" in page and "svg.flow" in page
+    assert "function FlowSection" not in alti.to_html() and "svg.flow" not in alti.to_html()
+    both = build_report([("alti", alti), ("flow", flow)])
     assert [s["kind"] for s in report_data(both)["sections"]] == ["matrix", "flow"]
+    assert "click a row to inspect it \u00b7 hover an edge" in both
     one = section(flow, batch=1)
     assert [s["label"] for s in one["sequences"]] == ["1: <bos> a big red dog"]
 
