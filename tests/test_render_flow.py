@@ -187,6 +187,27 @@ def test_plot_of_a_model_with_neurons(tmp_path, flow, flow_neurons) -> None:
     plt.close("all")
 
 
+@pytest.mark.parametrize("kind", ["neox-parallel", "native-attn-only", "bert-postLN"])
+def test_plot_of_other_block_kinds(kind) -> None:
+    """Parallel blocks and attention-only layers have no state between attention and MLP: no
+    such row, and every edge spans a whole layer."""
+    pytest.importorskip("matplotlib", reason="matplotlib is an optional dependency")
+    import matplotlib.pyplot as plt
+
+    graph = alti_lens.flow_graph(bridge(kind), TEXTS)
+    route = graph.routes(-1, 0.02, 1)
+    ax = graph.plot(-1, 0.02, 1)
+    assert set(drawn(ax)) == edges(route) and len(ax.patches) == route.number_of_edges()
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    if kind == "bert-postLN":
+        assert rows == ["embeddings", "L0 +attn", "L0 +mlp", "L1 +attn", "L1 +mlp (output)"]
+    else:
+        step = "attn+mlp" if kind == "neox-parallel" else "attn"
+        assert rows == ["embeddings", f"L0 +{step}", f"L1 +{step} (output)"]
+        assert {route.nodes[v]["depth"] for v in route} <= {0, 2, 4}
+    plt.close("all")
+
+
 def test_row_labels_follow_the_steps() -> None:
     labels = flow_view.row_labels(3, ["attention+mlp", "parallel", "attention"])
     assert labels == {

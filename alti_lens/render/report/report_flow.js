@@ -130,47 +130,51 @@
   }
 
   function FlowFigure(parent, onToken) {
+    // the row labels stay put on the left while a long sequence scrolls sideways
     var wrap = el("div", { class: "flow-wrap" });
     var holder = el("div");
-    holder.innerHTML = "<svg class=\"flow\" role=\"img\"></svg>";  // parsed into the SVG namespace
-    var svg = holder.firstChild;
+    holder.innerHTML = "<svg class=\"flow-rows\"></svg><svg class=\"flow\" role=\"img\"></svg>";  // SVG namespace
+    var rowsSvg = holder.firstChild, svg = holder.lastChild;
     var ns = svg.namespaceURI;
+    var scroller = el("div", { class: "flow-scroll" });
     var tip = el("div", { class: "tip" });
     tip.style.display = "none";
-    wrap.appendChild(svg); wrap.appendChild(tip);
+    scroller.appendChild(svg);
+    wrap.appendChild(rowsSvg); wrap.appendChild(scroller); wrap.appendChild(tip);
     parent.appendChild(wrap);
-    var items = [];  // what each drawn element shows, by its data-item
+    var shownSink = null;  // the sink last scrolled to
+    var items = [];  // the tooltip of each drawn element, by its data-item (made on hover)
     function add(tag, attrs, parentNode) {
       var e = document.createElementNS(ns, tag);
       Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
       (parentNode || svg).appendChild(e);
       return e;
     }
-    function text(x, y, s, attrs) {
-      var e = add("text", Object.assign({ x: x, y: y }, attrs || {}));
+    function text(x, y, s, attrs, parentNode) {
+      var e = add("text", Object.assign({ x: x, y: y }, attrs || {}), parentNode);
       e.textContent = s;
       return e;
     }
 
     this.draw = function (sec, seq, route, highlight) {
-      while (svg.firstChild) svg.removeChild(svg.firstChild);
+      [svg, rowsSvg].forEach(function (s) { while (s.firstChild) s.removeChild(s.firstChild); });
       items = [];
       var n = seq.tokens.length, rows = 2 * sec.nLayers + 1;
       var page = (document.getElementById("alti-root") || document.body).clientWidth - 60;
-      var left = 118, top = 14, labels = 96;
-      var cw = Math.max(22, Math.min(64, Math.floor((Math.max(page, 480) - left - 150) / Math.max(n, 1))));
+      var left = 14, top = 14, labels = 96, gutter = 118;
+      var cw = Math.max(22, Math.min(64, Math.floor((Math.max(page, 480) - gutter - 150) / Math.max(n, 1))));
       var rh = Math.max(24, Math.min(46, Math.floor(620 / rows)));
       var W = left + n * cw + 12, H = top + (rows - 1) * rh + 14 + labels;
       svg.setAttribute("width", W); svg.setAttribute("height", H);
       svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+      rowsSvg.setAttribute("width", gutter); rowsSvg.setAttribute("height", H);
       var X = function (q) { return left + q * cw + cw / 2; };
       var Y = function (d) { return top + (rows - 1 - d) * rh; };
       var grid = add("g", { class: "grid" });
       for (var d = 0; d < rows; d++) {
-        var label = rowName(sec, d);
         if (d % 2 === 1 && sec.steps[(d - 1) / 2] !== "attention+mlp") continue;  // no such state
-        add("line", { x1: left - 4, x2: W - 8, y1: Y(d), y2: Y(d) }, grid);
-        text(left - 8, Y(d) + 4, label, { class: "row", "text-anchor": "end" });
+        add("line", { x1: 0, x2: W - 8, y1: Y(d), y2: Y(d) }, grid);
+        text(gutter - 6, Y(d) + 4, rowName(sec, d), { class: "row", "text-anchor": "end" }, rowsSvg);
       }
       seq.tokens.forEach(function (tok, q) {
         var t = text(X(q) + 4, Y(0) + 14, short(tok, 14), {
@@ -197,7 +201,7 @@
           "data-item": items.length, "data-kind": e.kind, "data-key": e.key, "data-weight": e.weight,
           "data-source": e.source.id, "data-target": e.target.id,
         }, edgesBox);
-        items.push(edgeText(sec, seq, e));
+        items.push(function () { return edgeText(sec, seq, e); });
       });
       var nodesBox = add("g", { class: "nodes" });
       route.nodes.forEach(function (v) {
@@ -207,20 +211,24 @@
           fill: sink ? "#fff" : "#1d2330", stroke: sink ? SINK : "none", "stroke-width": sink ? 2.5 : 0,
           "data-item": items.length, "data-node": v.id,
         }, nodesBox);
-        items.push(nodeText(sec, seq, route, v));
+        items.push(function () { return nodeText(sec, seq, route, v); });
       });
       tip.style.display = "none";
+      // a long sequence scrolls sideways: bring a new sink into view (near the right edge)
+      var at = seq.label + "|" + route.sink.id;
+      if (at !== shownSink) scroller.scrollLeft = Math.max(0, X(route.sink.q) - 0.75 * scroller.clientWidth);
+      shownSink = at;
     };
 
     function hide() { tip.style.display = "none"; }
     svg.addEventListener("mouseover", function (ev) {
       var i = ev.target.getAttribute && ev.target.getAttribute("data-item");
       if (i === null || i === undefined || !items[i]) { hide(); return; }
-      tip.textContent = items[i];
+      tip.textContent = items[i]();
       tip.style.display = "block";
       var box = wrap.getBoundingClientRect();
-      var x = ev.clientX - box.left + wrap.scrollLeft + 14, y = ev.clientY - box.top + 14;
-      if (x + tip.offsetWidth > wrap.scrollLeft + wrap.clientWidth) x = Math.max(0, x - tip.offsetWidth - 28);
+      var x = ev.clientX - box.left + 14, y = ev.clientY - box.top + 14;
+      if (x + tip.offsetWidth > wrap.clientWidth) x = Math.max(0, x - tip.offsetWidth - 28);
       tip.style.left = x + "px"; tip.style.top = y + "px";
     });
     svg.addEventListener("mouseleave", hide);
