@@ -90,15 +90,17 @@ EXPLORE = """<script>
 </script>"""
 
 
-# sequential blocks, parallel ones, attention only (no MLP), an encoder (attends both ways)
-KINDS = ["gpt2-preLN", "neox-parallel", "native-attn-only", "bert-postLN"]
+# sequential blocks (also with neuron edges), parallel ones, attention only (no MLP), an
+# encoder (attends both ways)
+KINDS = ["gpt2-preLN", "gpt2-preLN+neurons", "neox-parallel", "native-attn-only", "bert-postLN"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_route_the_page_draws_is_the_python_route(tmp_path, kind) -> None:
     """The page recomputes the routes from the embedded edges: for every sequence, token and
     threshold it offers, the same edges as `FlowGraph.routes`, with their weights."""
-    flow = alti_lens.flow_graph(bridge(kind), TEXTS)
+    name, neurons = kind.removesuffix("+neurons"), kind.endswith("+neurons")
+    flow = alti_lens.flow_graph(bridge(name), TEXTS, neurons=neurons)
     dom = _dom(tmp_path, _page(tmp_path, flow.to_html(), EXPLORE))
     routes = _json_attr(dom, "data-routes")
     thresholds = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5)
@@ -114,6 +116,8 @@ def test_every_route_the_page_draws_is_the_python_route(tmp_path, kind) -> None:
             assert weight == pytest.approx(route.edges[source, target, k]["weight"], rel=1e-3)
         sizes.add(len(drawn))
     assert len(sizes) > 3  # the routes differ: the check compares something
+    drawn_neurons = any(re.fullmatch(r"L\d+N\d+", e[2]) for r in routes.values() for e in r)
+    assert drawn_neurons == neurons  # neuron edges ("L0N17") are drawn where there are some
 
 
 # Hovers the heaviest edge and then the sink, noting the tooltip; clicks the first token's label
