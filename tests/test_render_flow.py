@@ -106,6 +106,21 @@ def test_the_hand_made_route_is_the_expected_one() -> None:
     assert graph.number_of_nodes() == 9 and graph.graph["sink"] == "resid_post.1.2"
 
 
+def test_float32_weights_meet_the_threshold_as_float64_ones() -> None:
+    """In float32, 0.04 is stored as 0.039999999: below the threshold 0.04 for a head's edge as
+    for the residual's (both are compared in float64), so the route, the drawing and the page
+    drop that head's edge alike."""
+    graph = hand_made()
+    single = dataclasses.replace(
+        graph, **{name: getattr(graph, name).float() for name in
+                  ("attention", "attention_residual", "mlp", "mlp_residual")},
+    )  # fmt: skip
+    kept = EXPECTED - {("resid_pre.0.0", "resid_mid.0.2", "L0H0")}
+    assert edges(single.routes(-1, 0.04)) == kept
+    layer0 = section(single)["sequences"][0]["layers"][0]["att"]
+    assert layer0[12:16] == [2, 0, 0, 0.03999]  # shown below 0.04, so the page drops it too
+
+
 # ---------------------------------------------------------------- the matplotlib drawing
 
 
