@@ -120,6 +120,7 @@ def write_html(flag: str, path: Path, items: list[tuple[str, Any]]) -> None:
 def write_png(result: Any, path: Path) -> None:
     """Write the result's default picture (`result.plot()`) to `path`."""
     fig = result.plot()
+    fig = getattr(fig, "figure", fig)  # FlowGraph.plot returns the axes it drew on
     with writing("--png", path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -79,8 +79,10 @@ class _Weights:
         self, layer: int, i: int, target: str, threshold: float, with_mlp: bool
     ) -> Iterator[Edge]:
         source = node_id("resid_pre", layer, i)
-        # only real sources: padded positions have no nodes (their weight 0 passes threshold 0)
-        weights = self.attention[layer, :, i, self.real]  # [head, real key]
+        # only real sources: padded positions have no nodes (their weight 0 passes threshold 0);
+        # float64, as the residual's and the MLP's weights are compared: a float32 tensor would
+        # compare with float32(threshold), which is below 0.04 itself
+        weights = self.attention[layer, :, i, self.real].double()  # [head, real key]
         for h, r in (weights >= threshold).nonzero().tolist():
             j, w = self.real[r], float(weights[h, r])
             attrs = {"kind": HEAD, "layer": layer, "head": h, "weight": w}
@@ -107,7 +109,7 @@ class _Weights:
         yield source, target, MLP, {"kind": MLP, "layer": layer, "weight": w}
         if self.neurons is None:
             return
-        shares = self.neurons[layer, i]
+        shares = self.neurons[layer, i].double()
         for k in (shares >= threshold).nonzero().flatten().tolist():
             attrs = {"kind": NEURON, "layer": layer, "neuron": k, "weight": float(shares[k])}
             attrs["mlp_weight"] = w

@@ -1,7 +1,8 @@
 """Self-contained interactive HTML reports of results.
 
-One HTML file holds everything: the style sheet and script next to this module, inlined, and the
-numbers as one JSON document (rounded to 4 significant digits). Nothing is fetched, so a report
+One HTML file holds everything: the style sheet and script next to this module, inlined (the
+FlowGraph view's `report_flow.js` and `.css` only in pages that show one), and the numbers as one
+JSON document (rounded to 4 significant digits). Nothing is fetched, so a report
 opens offline and can be mailed or archived. Token strings reach the page only as JSON data that
 the script sets as text, so tokens such as `</script>`, `<s>`, quotes or `&` cannot break it.
 
@@ -24,6 +25,13 @@ from .sections import section
 # About 6 bytes per number: the default keeps a report under ~25 MB.
 MAX_VALUES = 4_000_000
 
+# What the pointer does, by kind of section (the page's subtitle).
+HINTS = {
+    "matrix": "hover a cell for its value, click a row to inspect it",
+    "logit": "hover a cell for its value, click a row to inspect it",
+    "flow": "hover an edge or a node for its values, click a token to draw its route",
+}
+
 __all__ = ["MAX_VALUES", "build_report", "to_html", "write_report"]
 
 
@@ -40,7 +48,9 @@ def _script_safe_json(data: Any) -> str:
 
 def _default_title(result: Any) -> str:
     name = type(result).__name__.removesuffix("Result").replace("AltiPlus", "ALTI+")
-    name = {"Alti": "ALTI", "AltiLogit": "ALTI-Logit"}.get(name, name)
+    name = {"Alti": "ALTI", "AltiLogit": "ALTI-Logit", "FlowGraph": "Information-flow routes"}.get(
+        name, name
+    )
     model = getattr(result, "metadata", {}).get("model_name")
     return f"{name} \u2014 {model}" if model else name
 
@@ -56,11 +66,11 @@ def build_report(
 
     Args:
         items: results, or `(section title, result)` pairs (`AltiResult`, `AltiPlusResult`,
-            `AltiLogitResult`), shown in order.
+            `AltiLogitResult`, `FlowGraph`), shown in order.
         title: the page title.
         batch: the sequences to include (an index or a list; None: all of them).
         max_values: the most numbers one section may embed; beyond it only the last layers are
-            kept, with a warning.
+            kept (a `FlowGraph`: only its larger edges), with a warning.
 
     Returns:
         The page as a string.
@@ -77,14 +87,15 @@ def build_report(
         name, result = item if isinstance(item, tuple) else (_default_title(item), item)
         sections.append(section(result, str(name), batch, max_values))
     generator = f"alti_lens {__version__}"
+    hints = dict.fromkeys(HINTS.get(s["kind"], HINTS["matrix"]) for s in sections)
+    # the FlowGraph view's script and style only where a page shows one
+    flow = any(s["kind"] == "flow" for s in sections)
     return Template(_asset("page.html")).substitute(
         title=html.escape(title),
-        subtitle=html.escape(
-            f"{generator} \u00b7 hover a cell for its value, click a row to inspect it"
-        ),
+        subtitle=html.escape(" \u00b7 ".join([generator, *hints])),
         generator=html.escape(generator),
-        css=_asset("report.css"),
-        js=_asset("report.js"),
+        css=_asset("report.css") + (_asset("report_flow.css") if flow else ""),
+        js=_asset("report.js").replace("  /*FLOW*/\n", _asset("report_flow.js") if flow else ""),
         data=_script_safe_json({"version": 1, "sections": sections}),
     )
 

@@ -3,7 +3,8 @@
  * State can be set from the URL hash, e.g. #s0-view=contributions&s0-layer=1&s0-row=3 (layer: the
  * model's layer number)
  * (section 0: view, layer, query row; also -seq, -sub (head), -scale=row, and -layer with -head
- * for ALTI-Logit). */
+ * for ALTI-Logit; -pos (a real token's index, negative from the last) and -threshold for a
+ * FlowGraph). */
 (function () {
   "use strict";
 
@@ -555,6 +556,8 @@
     update();
   }
 
+  /*FLOW*/
+
   function main() {
     var data = JSON.parse(document.getElementById("alti-data").textContent);
     var params = hashParams();
@@ -564,6 +567,7 @@
       var root = el("section", { class: "alti", id: "s" + i, "data-kind": sec.kind });
       main.appendChild(root);
       if (sec.kind === "logit") LogitSection(root, sec, i, params);
+      else if (sec.kind === "flow") FlowSection(root, sec, i, params);
       else MatrixSection(root, sec, i, params);
       drawn += 1;
     });

@@ -14,7 +14,7 @@ from torch import Tensor
 from alti_lens.errors import InputIndexError, InputTypeError
 
 if TYPE_CHECKING:  # render reads results' fields; it never imports them at run time
-    from alti_lens.results import AltiLogitResult, AltiPlusResult, AltiResult
+    from alti_lens.results import AltiLogitResult, AltiPlusResult, AltiResult, FlowGraph
 
 
 def rounded(values: Float[Tensor, "..."], digits: int = 4) -> Any:
@@ -321,10 +321,127 @@ def alti_logit_section(
     return {"kind": "logit", "title": title, "info": info, "sequences": sequences}
 
 
+# The information-flow graph (spec §8): its edges at or above a floor, sparse, so that the page
+# draws the route of any position at any threshold at or above the floor exactly as
+# `FlowGraph.routes` does. The floor rises (with a warning) when the edges would not fit.
+FLOW_FLOORS = (0.01, 0.02, 0.04, 0.1, 0.2)
+FLOW_THRESHOLDS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5)
+FLOW_DEFAULT = 0.04  # the paper's
+
+
+def floored(values: Float[Tensor, "..."], digits: int = 4) -> Any:
+    """Like `rounded`, but never above the value: the largest number of `digits` significant
+    digits `≤ value`. So `shown ≥ t` exactly when `value ≥ t`, for any threshold `t` of at most
+    `digits` significant digits: the page's routes keep the same edges as Python's."""
+    x = values.detach().to(torch.float64).cpu()
+    size = x.abs()
+    exponent = torch.floor(torch.log10(torch.where(size > 0, size, torch.ones_like(size))))
+    k = digits - 1 - exponent
+    up, down = torch.pow(10.0, k.clamp_min(0)), torch.pow(10.0, (-k).clamp_min(0))
+    n = torch.round(x * up / down)
+    n = torch.where(n / up * down > x, n - 1, n)  # rounded up: one unit down
+    return _clean((n / up * down).tolist())
+
+
+def _sparse(values: Tensor, floor: float) -> list[Any]:
+    """The entries `≥ floor` of `values` as one flat list: each entry's indices, then its value."""
+    where = (values.double() >= floor).nonzero()
+    if not len(where):
+        return []
+    shown = floored(values[tuple(where.T)])
+    return [x for index, v in zip(where.tolist(), shown, strict=True) for x in (*index, v)]
+
+
+def _flow_sequence(graph: "FlowGraph", b: int, floor: float) -> dict[str, Any]:
+    """One sequence's real positions and edges `≥ floor`, layer by layer: attention as flat
+    `[query, head, key, weight, ...]`, neurons as `[position, neuron, share, ...]`, positions
+    counted over the real tokens."""
+    idx = torch.tensor(_real(graph.attention_mask, b))
+    toks = [graph.str_tokens[b][i] for i in idx.tolist()]
+    attention = graph.attention[b][:, :, idx[:, None], idx]  # [layer, head, q, k]
+    layers = []
+    for layer in range(graph.n_layers):
+        entry = {
+            "att": _sparse(attention[layer].permute(1, 0, 2), floor),
+            "res": floored(graph.attention_residual[b, layer, idx]),
+            "mlp": floored(graph.mlp[b, layer, idx]),
+            "mlpres": floored(graph.mlp_residual[b, layer, idx]),
+        }
+        if graph.neurons is not None:
+            entry["neu"] = _sparse(graph.neurons[b, layer, idx], floor)
+        layers.append(entry)
+    return {"label": _label(toks, b), "tokens": toks, "positions": idx.tolist(), "layers": layers}
+
+
+def _flow_size(graph: "FlowGraph", seqs: list[int], floor: float) -> int:
+    """The numbers a section with this floor embeds."""
+    total = 0
+    for b in seqs:
+        idx = torch.tensor(_real(graph.attention_mask, b))
+        attention = graph.attention[b][:, :, idx[:, None], idx]
+        total += 4 * int((attention.double() >= floor).sum()) + 3 * graph.n_layers * len(idx)
+        if graph.neurons is not None:
+            total += 3 * int((graph.neurons[b][:, idx].double() >= floor).sum())
+    return total
+
+
+def _flow_floor(graph: "FlowGraph", seqs: list[int], max_values: int, what: str) -> float:
+    for floor in FLOW_FLOORS:
+        if _flow_size(graph, seqs, floor) <= max_values:
+            break
+    if floor > FLOW_FLOORS[0]:
+        warnings.warn(
+            f"the report of {what} would hold more than max_values={max_values:,} numbers with "
+            f"every edge of weight \u2265 {FLOW_FLOORS[0]}; it keeps the edges \u2265 {floor} "
+            "(the threshold control starts there). Fix: pass fewer sequences (batch=...), or a "
+            "larger max_values.",
+            stacklevel=4,
+        )
+    return floor
+
+
+FLOW_EXPLAIN = {
+    "route": "The route that carried the chosen token's state after the last layer (the ringed "
+    "node at the top): each node is the residual stream of one token (column) at one depth "
+    "(row, embeddings at the bottom), each edge a part of the node above it, weighted by its "
+    "share of that node (a node's incoming edges over the whole graph sum to 1). Starting from "
+    "the top, every edge whose share is at least the threshold is kept and its source followed "
+    "down (Ferrando & Voita 2024).",
+    "heads": "Each cell is the sum of the shares of that attention head's edges (row: layer, "
+    "column: head) in the route shown; 0 where the head is not in the route.",
+}
+
+
+def flow_section(
+    result: "FlowGraph", title: str, batch: int | list[int] | None, max_values: int
+) -> dict[str, Any]:
+    """The report's data of a `FlowGraph`: every chosen sequence's edges at or above a floor,
+    from which the page draws the route of any position and threshold."""
+    seqs = _batches(batch, result.tokens.shape[0])
+    floor = _flow_floor(result, seqs, max_values, title)
+    info = _info(result.metadata, result.reconstruction_error, "max reconstruction error")
+    thresholds = [t for t in FLOW_THRESHOLDS if t >= floor]
+    return {
+        "kind": "flow",
+        "title": title,
+        "info": [*info, ["edges kept", f"\u2265 {floor:g}"]],
+        "nLayers": result.n_layers,
+        "nHeads": result.n_heads,
+        "steps": result.steps,
+        "floor": floor,
+        "thresholds": thresholds,
+        "threshold": max(FLOW_DEFAULT, floor),
+        "neurons": result.neurons is not None,
+        "explain": FLOW_EXPLAIN,
+        "sequences": [_flow_sequence(result, b, floor) for b in seqs],
+    }
+
+
 SECTIONS = {
     "AltiResult": alti_section,
     "AltiPlusResult": alti_plus_section,
     "AltiLogitResult": alti_logit_section,
+    "FlowGraph": flow_section,
 }
 
 
@@ -337,6 +454,7 @@ def section(result: Any, title: str, batch: int | list[int] | None, max_values: 
         if build is not None and cls.__module__ == "alti_lens.results":
             return build(result, title, batch, max_values)
     raise InputTypeError(
-        f"a report shows AltiResult, AltiPlusResult or AltiLogitResult objects; got "
-        f"{type(result).__name__}. Fix: pass the result of alti(), alti_plus() or alti_logit()."
+        f"a report shows AltiResult, AltiPlusResult, AltiLogitResult or FlowGraph objects; got "
+        f"{type(result).__name__}. Fix: pass the result of alti(), alti_plus(), alti_logit() "
+        "or flow_graph()."
     )
