@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from checkpoints import save_bart, save_gpt2
+from conftest import report_data
 
 from alti_lens import AltiPlusResult, AltiResult, FlowGraph
 from alti_lens.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
@@ -72,11 +73,11 @@ def test_explain_end_to_end(dirs: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_flow_end_to_end(dirs: dict[str, Path], tmp_path: Path) -> None:
-    files = {k: tmp_path / f"flow.{k}" for k in ("safetensors", "json")}
+    files = {k: tmp_path / f"flow.{k}" for k in ("safetensors", "json", "html", "png")}
     out = run(
         "flow", "--model", str(dirs["gpt2"]), "the cat sat on the mat", "--position", "-2",
         "--threshold", "0.05", "--neurons", "--save", str(files["safetensors"]),
-        "--json", str(files["json"]),
+        "--json", str(files["json"]), "--html", str(files["html"]), "--png", str(files["png"]),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "route of position 5 ('the')" in out.stdout and "strongest edges:" in out.stdout
@@ -89,6 +90,10 @@ def test_flow_end_to_end(dirs: dict[str, Path], tmp_path: Path) -> None:
     assert saved.neurons is not None
     route = saved.routes(position=-2, threshold=0.05)
     assert route.number_of_edges() == len(data["edges"]) and data["nodes"] == len(route)
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = report_data(files["html"].read_text(encoding="utf-8"))
+    (section,) = page["sections"]
+    assert section["kind"] == "flow" and section["position"] == -2 and section["threshold"] == 0.05
 
 
 def test_translate_json_to_stdout(dirs: dict[str, Path]) -> None:

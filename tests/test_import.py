@@ -42,7 +42,14 @@ def test_import_alti_lens_loads_nothing_heavy() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["explain", "--help"], ["translate", "--help"], ["demo", "--help"]]
+    "argv",
+    [
+        ["--help"],
+        ["explain", "--help"],
+        ["translate", "--help"],
+        ["demo", "--help"],
+        ["flow", "--help"],
+    ],
 )
 def test_help_loads_nothing_heavy(argv: list[str]) -> None:
     snippet = f"""
@@ -107,7 +114,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_every_option_has_help_and_shows_its_default() -> None:
     parser = cli._parser()
     commands = _subparsers(parser)
-    assert set(commands) == {"explain", "translate", "demo"}
+    assert set(commands) == {"explain", "translate", "demo", "flow"}
     for name, sub in commands.items():
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
@@ -122,6 +129,8 @@ def test_every_option_has_help_and_shows_its_default() -> None:
     translate = " ".join(commands["translate"].format_help().split())
     assert "(default: demo-translator)" in translate and "(default: 64)" in translate
     assert "(default: alti-lens-demo)" in " ".join(commands["demo"].format_help().split())
+    flow = " ".join(commands["flow"].format_help().split())
+    assert "{l1,l2,norm}" in flow and "(default: 0.04)" in flow
     assert "demo-induction, demo-translator" in parser.format_help()
 
 

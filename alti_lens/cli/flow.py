@@ -52,7 +52,7 @@ def flow(args: argparse.Namespace, status: Status) -> int:
     data = _summary_json(graph, route, args)
     if args.json != "-":
         sys.stdout.write(_summary_text(graph, route, args) + "\n")
-    write_outputs(graph, args, data)
+    write_outputs(graph, args, data, {"position": args.position, "threshold": args.threshold})
     return 0
 
 

@@ -87,15 +87,22 @@ def writing(flag: str, path: Path | str) -> Iterator[None]:
         ) from err
 
 
-def write_outputs(result: Any, args: argparse.Namespace, summary_json: dict[str, Any]) -> None:
-    """Write every output the command line asked for: --save, --html, --png and --json."""
+def write_outputs(
+    result: Any,
+    args: argparse.Namespace,
+    summary_json: dict[str, Any],
+    view: dict[str, Any] | None = None,
+) -> None:
+    """Write every output the command line asked for: --save, --html, --png and --json. `view`:
+    what the picture and the report show first (a `FlowGraph`'s `position` and `threshold`)."""
+    view = view or {}
     if args.save:
         with writing("--save", args.save):
             result.save(args.save)
     if args.html:
-        write_html("--html", args.html, [(str(summary_json.get("model")), result)])
+        write_html("--html", args.html, [(str(summary_json.get("model")), result)], **view)
     if args.png:
-        write_png(result, args.png)
+        write_png(result, args.png, **view)
     if args.json:
         text = json.dumps(summary_json, indent=2, ensure_ascii=False)
         if args.json == "-":
@@ -107,19 +114,19 @@ def write_outputs(result: Any, args: argparse.Namespace, summary_json: dict[str,
                 path.write_text(text + "\n", encoding="utf-8")
 
 
-def write_html(flag: str, path: Path, items: list[tuple[str, Any]]) -> None:
+def write_html(flag: str, path: Path, items: list[tuple[str, Any]], **options: Any) -> None:
     """Write the interactive report of `items` (title, result) to `path` (`flag` names it in
-    errors)."""
+    errors); `options` as `build_report`'s."""
     from alti_lens.render import report
 
     with writing(flag, path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        report.write_report(path, items)
+        report.write_report(path, items, **options)
 
 
-def write_png(result: Any, path: Path) -> None:
-    """Write the result's default picture (`result.plot()`) to `path`."""
-    fig = result.plot()
+def write_png(result: Any, path: Path, **options: Any) -> None:
+    """Write the result's default picture (`result.plot(**options)`) to `path`."""
+    fig = result.plot(**options)
     fig = getattr(fig, "figure", fig)  # FlowGraph.plot returns the axes it drew on
     with writing("--png", path):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,8 @@ def build_report(
     title: str = "alti_lens report",
     batch: int | list[int] | None = None,
     max_values: int = MAX_VALUES,
+    position: int | None = None,
+    threshold: float | None = None,
 ) -> str:
     """One HTML page with a section per result.
 
@@ -71,6 +73,9 @@ def build_report(
         batch: the sequences to include (an index or a list; None: all of them).
         max_values: the most numbers one section may embed; beyond it only the last layers are
             kept (a `FlowGraph`: only its larger edges), with a warning.
+        position: the token whose route a `FlowGraph`'s view opens with (a real token's index,
+            negative from the last; default: the last).
+        threshold: the edge weight that view opens with (default 0.04, the paper's).
 
     Returns:
         The page as a string.
@@ -85,7 +90,8 @@ def build_report(
     sections = []
     for item in items:
         name, result = item if isinstance(item, tuple) else (_default_title(item), item)
-        sections.append(section(result, str(name), batch, max_values))
+        view = {"position": position, "threshold": threshold}
+        sections.append(section(result, str(name), batch, max_values, view))
     generator = f"alti_lens {__version__}"
     hints = dict.fromkeys(HINTS.get(s["kind"], HINTS["matrix"]) for s in sections)
     # the FlowGraph view's script and style only where a page shows one

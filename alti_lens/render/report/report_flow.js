@@ -237,7 +237,8 @@
   function FlowSection(root, sec, id, params) {
     header(root, sec);
     var p = function (k) { return params["s" + id + "-" + k]; };
-    var st = { seq: intParam(p("seq"), sec.sequences.length, 0), pos: p("pos"), highlight: null };
+    var st = { seq: intParam(p("seq"), sec.sequences.length, 0), highlight: null,
+      pos: p("pos") !== undefined ? p("pos") : sec.position };
     var ti = sec.thresholds.indexOf(parseFloat(p("threshold")));
     st.t = ti >= 0 ? ti : Math.max(0, sec.thresholds.indexOf(sec.threshold));
 

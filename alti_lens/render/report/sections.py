@@ -413,14 +413,26 @@ FLOW_EXPLAIN = {
 
 
 def flow_section(
-    result: "FlowGraph", title: str, batch: int | list[int] | None, max_values: int
+    result: "FlowGraph",
+    title: str,
+    batch: int | list[int] | None,
+    max_values: int,
+    position: int | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """The report's data of a `FlowGraph`: every chosen sequence's edges at or above a floor,
-    from which the page draws the route of any position and threshold."""
+    from which the page draws the route of any position and threshold. `position` (a real
+    token's index, negative from the last) and `threshold` are the route the page opens with
+    (default: the last token, 0.04); a threshold the page cannot offer exactly (below the floor,
+    or finer than 4 significant digits) is not offered."""
     seqs = _batches(batch, result.tokens.shape[0])
     floor = _flow_floor(result, seqs, max_values, title)
     info = _info(result.metadata, result.reconstruction_error, "max reconstruction error")
-    thresholds = [t for t in FLOW_THRESHOLDS if t >= floor]
+    offered = set(FLOW_THRESHOLDS)
+    if threshold is not None and float(f"{threshold:.4g}") == threshold and threshold <= 1:
+        offered.add(threshold)
+    thresholds = sorted(t for t in offered if t >= floor)
+    start = threshold if threshold in thresholds else FLOW_DEFAULT
     return {
         "kind": "flow",
         "title": title,
@@ -430,7 +442,8 @@ def flow_section(
         "steps": result.steps,
         "floor": floor,
         "thresholds": thresholds,
-        "threshold": max(FLOW_DEFAULT, floor),
+        "threshold": max(start, floor),
+        "position": position,
         "neurons": result.neurons is not None,
         "explain": FLOW_EXPLAIN,
         "sequences": [_flow_sequence(result, b, floor) for b in seqs],
@@ -445,13 +458,22 @@ SECTIONS = {
 }
 
 
-def section(result: Any, title: str, batch: int | list[int] | None, max_values: int):
-    """The report's data of any result, by its class (an `InputTypeError` for anything else)."""
+def section(
+    result: Any,
+    title: str,
+    batch: int | list[int] | None,
+    max_values: int,
+    view: dict[str, Any] | None = None,
+):
+    """The report's data of any result, by its class (an `InputTypeError` for anything else).
+    `view`: where a `FlowGraph`'s page opens (`position`, `threshold`; see `flow_section`)."""
     # by class name (subclasses included), so that render needs the result classes for type
     # checking only; `alti_lens.results` reports its classes under that module name
     for cls in type(result).__mro__:
         build = SECTIONS.get(cls.__name__)
         if build is not None and cls.__module__ == "alti_lens.results":
+            if build is flow_section:
+                return flow_section(result, title, batch, max_values, **(view or {}))
             return build(result, title, batch, max_values)
     raise InputTypeError(
         f"a report shows AltiResult, AltiPlusResult, AltiLogitResult or FlowGraph objects; got "
