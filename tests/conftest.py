@@ -43,8 +43,9 @@ TL_INDEPENDENT = {
     "test_cli", "test_core_flow", "test_decompose", "test_dispatch", "test_fused", "test_measures",
     "test_readme", "test_render_circuitsvis", "test_render_flow", "test_render_flow_browser",
     "test_render_html", "test_render_plot", "test_render_report", "test_render_report_browser",
-    "test_render_tables", "test_render_text", "test_results_base", "test_results_selections", "test_results_storage", "test_rollout", "test_rollout_plus",
-    "test_support", "test_triton", "test_tutorials",
+    "test_render_tables", "test_render_text", "test_results_base", "test_results_selections",
+    "test_results_storage", "test_rollout", "test_rollout_plus", "test_support", "test_triton",
+    "test_tutorials",
 }  # fmt: skip
 
 
