@@ -40,7 +40,6 @@ import torch
 
 from alti_lens import flow_graph, load_model
 from alti_lens.demo import INDUCTION_WORDS, induction_sequences
-from alti_lens.errors import InputTypeError
 from alti_lens.evaluation.metrics import spearman
 
 OUT = Path(os.environ.get("ALTI_LENS_TUTORIAL_OUT", "tutorial_output"))
@@ -335,17 +334,14 @@ ax.legend()
 fig.savefig(OUT / "flow_routes_vs_patching.png", dpi=100, bbox_inches="tight")
 plt.close(fig)
 
-# The route drawing and the graph's HTML view are newer than this tutorial's first version: they
-# are written where this version of alti_lens has them.
-try:
-    import alti_lens.render.flow  # noqa: F401
-except ImportError:
-    print("no route drawing in this version of alti_lens")
-else:
-    ax = g.plot(position, THRESHOLD, batch_index=0)
-    ax.figure.savefig(OUT / "flow_route.png", dpi=100, bbox_inches="tight")
-    plt.close(ax.figure)
-try:
-    g.save_html(OUT / "flow_graph_report.html", title="demo-induction: information-flow graph")
-except InputTypeError:
-    print("no HTML view of a FlowGraph in this version of alti_lens")
+# The route drawn (layers as rows, tokens as columns), and the interactive view of every route:
+# open the HTML file, pick any token, threshold or prompt, hover an edge for its values.
+ax = g.plot(position, THRESHOLD, batch_index=0)
+ax.figure.savefig(OUT / "flow_route.png", dpi=100, bbox_inches="tight")
+plt.close(ax.figure)
+g.save_html(
+    OUT / "flow_graph_report.html",
+    title="demo-induction: information-flow graph",
+    position=position,
+    threshold=THRESHOLD,
+)
