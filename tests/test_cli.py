@@ -187,6 +187,7 @@ def test_demo_runs_both_builtin_models_and_writes_a_report(tmp_path: Path) -> No
     assert "model demo-translator" in out.stdout and "mean source contribution" in out.stdout
     report = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
     for title in ("ALTI \\u00b7 demo-induction", "ALTI-Logit \\u00b7 demo-induction",
+                  "Information flow \\u00b7 demo-induction",
                   "ALTI+ \\u00b7 demo-translator"):  # fmt: skip
         assert f'"title":"{title}' in report  # one section per result
 

@@ -213,21 +213,23 @@ def demo(args: argparse.Namespace, status: Status) -> int:
     path = args.out / "report.html"
     if args.out.is_dir():
         check_path("--out", path)
-    from alti_lens import alti_logit, alti_plus, models
+    from alti_lens import alti_logit, alti_plus, flow_graph, models
     from alti_lens.render import text as summary
 
     decoder = load(DEFAULT_DECODER, args, status)
-    with status.stage("ALTI and ALTI-Logit on the induction model"):
+    with status.stage("ALTI, ALTI-Logit and the flow graph on the induction model"):
         tokens, mask = models.tokenize(decoder, [DEMO_TEXT])
         token_id, prediction = _predict(decoder, tokens, mask)
         logit = alti_logit(decoder, tokens, token_id, attention_mask=mask)
         result = logit.alti  # every layer's ALTI, measured by the same run
+        graph = flow_graph(decoder, tokens, attention_mask=mask)
     translator = load(DEFAULT_TRANSLATOR, args, status)
     with status.stage("ALTI+ on the toy translator"):
         plus = alti_plus(translator, DEMO_SOURCE, None)
     items = [
         (f"ALTI · {DEFAULT_DECODER}: induction on a repeated word sequence", result),
         (f"ALTI-Logit · {DEFAULT_DECODER}: the next-token prediction", logit),
+        (f"Information flow · {DEFAULT_DECODER}: the routes of every token", graph),
         (f"ALTI+ · {DEFAULT_TRANSLATOR}: a toy translation with reordering", plus),
     ]
     n = int(result.attention_mask[0].sum())
