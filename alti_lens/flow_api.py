@@ -20,7 +20,7 @@ from ._types import VECTOR_MEASURES, Measure
 from .core import flow
 from .core.decompose import AttentionTerms, decompose_block, reconstruct
 from .core.handover import BlockKind, BlockTensors
-from .core.heads import head_source_scores
+from .core.heads import head_source_scores, normalise_step
 from .core.measures import proximity
 from .errors import InputError
 from .results.flow import FlowGraph
@@ -167,7 +167,7 @@ class FlowCollector:
             y = terms.output
             y_norm = torch.linalg.vector_norm(y, ord=1 if request.measure == "l1" else 2, dim=-1)
             mlp_score = proximity(mlp_part.clone(), y, y_norm, request.measure)
-        H, r, m = flow.normalise_step(heads, residual, mlp_score)
+        H, r, m = normalise_step(heads, residual, mlp_score)
         self._scatter_heads(b, layer, keep, H, r)
         # a step the block does not have is NaN at every position, padded ones too (spec §8)
         if m is None:
@@ -186,9 +186,7 @@ class FlowCollector:
         """A sequential block: the attention step (`alti(per_head=True)`'s), then the MLP's."""
         request = self.call.request
         errors = [self._check(reconstruct(terms), terms.output, block, b, layer, "attention step")]
-        H, r, _ = flow.normalise_step(
-            *head_source_scores(terms, request.measure, request.chunk_size)
-        )
+        H, r, _ = normalise_step(*head_source_scores(terms, request.measure, request.chunk_size))
         self._scatter_heads(b, layer, keep, H, r)
         mlp_terms = flow.mlp_terms(block, b, rows, terms.output, request.dtype)
         total = flow.mlp_total(mlp_terms)

@@ -5,7 +5,7 @@ import torch
 
 from alti_lens.core import flow
 from alti_lens.core.decompose import AttentionTerms
-from alti_lens.core.heads import head_source_scores
+from alti_lens.core.heads import head_source_scores, normalise_step
 
 
 def brute(parts: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def test_a_row_whose_parts_all_score_zero_goes_to_the_residual() -> None:
     residual = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     mlp = torch.tensor([2.0, 0.0, 1.0], dtype=torch.float64)
     with pytest.warns(UserWarning, match=r"rows \[1\]"):
-        H, r, m = flow.normalise_step(heads, residual, mlp)
+        H, r, m = normalise_step(heads, residual, mlp)
     assert m is not None
     torch.testing.assert_close(H.sum((0, 2)) + r + m, torch.ones(3, dtype=torch.float64))
     assert float(r[1]) == 1.0 and float(m[2]) == 1.0 and float(H[0, 0, 0]) == 0.25

@@ -15,6 +15,7 @@ from .output import (
     Status,
     check_outputs,
     check_path,
+    check_position,
     check_text,
     colour_choice,
     write_html,
@@ -40,6 +41,23 @@ def load(name: str, args: argparse.Namespace, status: Status) -> "HookedModel":
         )
 
 
+def load_single_stack(
+    args: argparse.Namespace, status: Status, command: str
+) -> tuple["HookedModel", Any, Any]:
+    """`--model`, refused if it is an encoder-decoder, and `TEXT` tokenized: (model, tokens,
+    mask), the commands for decoder-only and encoder models (`explain`, `flow`)."""
+    from alti_lens import models
+
+    model = load(args.model, args, status)
+    if models.is_encoder_decoder(model):
+        raise InputError(
+            f"{args.model} is an encoder-decoder model; `{command}` takes decoder-only and "
+            "encoder models. Fix: alti-lens translate --model ... --source TEXT"
+        )
+    tokens, mask = models.tokenize(model, [args.text])
+    return model, tokens, mask
+
+
 def explain(args: argparse.Namespace, status: Status) -> int:
     """`alti-lens explain`: ALTI of one text (and ALTI-Logit of its next-token prediction)."""
     check_text(args.text, "TEXT", 'the text to explain, e.g. alti-lens explain "the cat sat"')
@@ -47,26 +65,15 @@ def explain(args: argparse.Namespace, status: Status) -> int:
     from alti_lens import alti, alti_logit, models
     from alti_lens.render import text as summary
 
-    model = load(args.model, args, status)
-    if models.is_encoder_decoder(model):
-        raise InputError(
-            f"{args.model} is an encoder-decoder model; `explain` takes decoder-only and encoder "
-            "models. Fix: alti-lens translate --model ... --source TEXT"
-        )
-    tokens, mask = models.tokenize(model, [args.text])
+    model, tokens, mask = load_single_stack(args, status, "explain")
     n, n_layers = int(mask[0].sum()), models.n_layers(model)
-    if not -n <= args.position < n:
-        raise InputError(
-            f"--position {args.position} is outside the {n} tokens of the text; expected "
-            f"{-n}..{n - 1} (negative counts from the end). Fix: pass a position in that range."
-        )
+    row = check_position(args.position, n)
     if not -n_layers <= args.layer < n_layers:
         raise InputError(
             f"--layer {args.layer} is outside the model's {n_layers} layers; expected "
             f"{-n_layers}..{n_layers - 1} (negative counts from the end). Fix: pass a layer in "
             "that range."
         )
-    row = args.position % n
     prediction = logit = None
     if models.is_causal_lm(model):
         token_id, prediction = _predict(model, tokens[:, : row + 1], mask[:, : row + 1])

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from alti_lens.errors import InputError
 
-from .commands import load
-from .output import Status, check_outputs, check_text, write_outputs
+from .commands import load_single_stack
+from .output import Status, check_outputs, check_position, check_text, write_outputs
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -28,21 +28,10 @@ def flow(args: argparse.Namespace, status: Status) -> int:
             f"--threshold {args.threshold} is not an edge weight; expected a number in [0, 1]. "
             "Fix: e.g. --threshold 0.04 (the paper's)."
         )
-    from alti_lens import flow_graph, models
+    from alti_lens import flow_graph
 
-    model = load(args.model, args, status)
-    if models.is_encoder_decoder(model):
-        raise InputError(
-            f"{args.model} is an encoder-decoder model; `flow` takes decoder-only and encoder "
-            "models. Fix: alti-lens translate --model ... --source TEXT"
-        )
-    tokens, mask = models.tokenize(model, [args.text])
-    n = int(mask[0].sum())
-    if not -n <= args.position < n:
-        raise InputError(
-            f"--position {args.position} is outside the {n} tokens of the text; expected "
-            f"{-n}..{n - 1} (negative counts from the end). Fix: pass a position in that range."
-        )
+    model, tokens, mask = load_single_stack(args, status, "flow")
+    check_position(args.position, int(mask[0].sum()))
     with status.stage("computing the flow graph"):
         graph = flow_graph(
             model, tokens, attention_mask=mask, measure=args.measure, neurons=args.neurons,

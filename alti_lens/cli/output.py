@@ -191,6 +191,16 @@ def check_text(value: str | None, what: str, expected: str) -> None:
         raise InputError(f"{what} is empty; expected {expected}.")
 
 
+def check_position(position: int, n: int) -> int:
+    """`--position` as an index into the text's `n` tokens, or an `InputError` with the range."""
+    if not -n <= position < n:
+        raise InputError(
+            f"--position {position} is outside the {n} tokens of the text; expected "
+            f"{-n}..{n - 1} (negative counts from the end). Fix: pass a position in that range."
+        )
+    return position % n
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """Fail before any work when an option is invalid or an output cannot be written."""
     if args.top < 1:

@@ -105,19 +105,36 @@ def head_source_scores(
     return heads, residual
 
 
-def normalise_heads(
-    heads: Float[Tensor, "head_index query_pos key_pos"], residual: Float[Tensor, " query_pos"]
-) -> tuple[Float[Tensor, "head_index query_pos key_pos"], Float[Tensor, " query_pos"]]:
-    """Normalise each row over heads, sources and the residual; an all-zero row goes to the
-    residual (and warns)."""
+def normalise_step(
+    heads: Float[Tensor, "head_index query_pos key_pos"],
+    residual: Float[Tensor, " query_pos"],
+    mlp: Float[Tensor, " query_pos"] | None = None,
+) -> tuple[
+    Float[Tensor, "head_index query_pos key_pos"], Float[Tensor, " query_pos"], Tensor | None
+]:
+    """Normalise each row over all its parts: every (head, source), the residual and (parallel
+    blocks, the MLP step with no heads) the MLP. A row whose parts all score 0 goes to the
+    residual, and warns (spec §3, §8)."""
     totals = heads.sum(dim=(0, 2)) + residual
+    if mlp is not None:
+        totals = totals + mlp
     empty = totals == 0
     if bool(empty.any()):
         warnings.warn(
             f"rows {empty.nonzero().flatten().tolist()} have no part closer to the output than "
-            "the output's own norm; their contribution is put on the residual",
+            "the output's own norm; their weight is put on the residual",
             stacklevel=3,
         )
         residual = torch.where(empty, torch.ones_like(residual), residual)
         totals = torch.where(empty, torch.ones_like(totals), totals)
-    return heads / totals[None, :, None], residual / totals
+    shares = None if mlp is None else mlp / totals
+    return heads / totals[None, :, None], residual / totals, shares
+
+
+def normalise_heads(
+    heads: Float[Tensor, "head_index query_pos key_pos"], residual: Float[Tensor, " query_pos"]
+) -> tuple[Float[Tensor, "head_index query_pos key_pos"], Float[Tensor, " query_pos"]]:
+    """Normalise each row over heads, sources and the residual (`normalise_step` without an
+    MLP part)."""
+    H, r, _ = normalise_step(heads, residual)
+    return H, r
