@@ -90,7 +90,7 @@ def _alti_plus(
     for group, with_target in ((given, True), (generated, False)):
         if group:
             part = [records[i] for i in group]
-            rows.update(zip(group, _alti_plus_group(model, part, options, with_target)))
+            rows.update(zip(group, _alti_plus_group(model, part, options, with_target), strict=True))
     return [rows[i] for i in range(len(records))]
 
 
