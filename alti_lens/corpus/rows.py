@@ -89,8 +89,8 @@ def _alti_plus(
     rows: dict[int, Row] = {}
     for group, with_target in ((given, True), (generated, False)):
         if group:
-            part = [records[i] for i in group]
-            rows.update(zip(group, _alti_plus_group(model, part, options, with_target), strict=True))
+            part = _alti_plus_group(model, [records[i] for i in group], options, with_target)
+            rows.update(zip(group, part, strict=True))
     return [rows[i] for i in range(len(records))]
 
 
