@@ -117,7 +117,7 @@ def _read_csv(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[int, Any]]:
-    pq = _pyarrow_parquet()
+    pq = pyarrow_parquet()
     try:
         table = pq.read_table(path)
     except (OSError, ValueError) as err:
@@ -164,7 +164,8 @@ def _load_dataset(path: Path) -> Any:
     return data
 
 
-def _pyarrow_parquet() -> Any:
+def pyarrow_parquet() -> Any:
+    """`pyarrow.parquet`, or `MissingDependencyError` saying how to install it."""
     try:
         import pyarrow.parquet as pq
     except ImportError as err:
