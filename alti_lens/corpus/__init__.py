@@ -164,6 +164,7 @@ def _local(
         from alti_lens import load_model
 
         model = load_model(model, device=device, dtype=dtype, progress=not quiet)  # type: ignore[arg-type]
+    check_model(model, options.method, name)
     loaded = time.perf_counter()
     corpus = io.load(input, options, model, skip_bad=skip_bad)
     if corpus.rejects:
@@ -171,6 +172,28 @@ def _local(
     manifest = _manifest(name, input, options, corpus)
     manifest["timings"] = {"load_s": loaded - start, "validate_s": time.perf_counter() - loaded}
     return local.run(model, corpus, out, options, manifest, shard_size=shard_size, quiet=quiet)
+
+
+def check_model(model: "HookedModel", method: str, name: str) -> None:
+    """Refuse, before any work, a method the model cannot answer (`InputError`)."""
+    from alti_lens import models
+
+    encdec = models.is_encoder_decoder(model)
+    if method == "alti_plus" and not encdec:
+        raise InputError(
+            f"method 'alti_plus' needs an encoder-decoder model; {name} is not one. "
+            "Fix: method='alti' (or 'alti_logit', 'flow') for this model."
+        )
+    if method != "alti_plus" and encdec:
+        raise InputError(
+            f"method {method!r} takes decoder-only and encoder models; {name} is an "
+            "encoder-decoder. Fix: method='alti_plus' with source (and target) fields."
+        )
+    if method == "alti_logit" and not models.is_causal_lm(model):
+        raise InputError(
+            f"method 'alti_logit' explains a next-token logit; {name} is not a decoder-only "
+            "language model. Fix: method='alti'."
+        )
 
 
 def _model_name(model: "HookedModel") -> str:
