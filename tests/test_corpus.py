@@ -345,3 +345,30 @@ def test_manifest_records_model_versions_options_counts_and_timings(tmp_path, mo
     assert on_disk["timings"]["examples_per_s"] > 0 and on_disk["padding_waste"] >= 0
     assert on_disk["format"] == shards.FORMAT
     assert alti_lens.run_corpus is alti_lens.corpus.run
+
+
+def test_alti_plus_corpus_checks_source_and_target_lengths(tmp_path, translator) -> None:
+    from alti_lens import models
+
+    limit = models.n_ctx(translator)
+    long = " ".join(["cat"] * limit)
+    items = [
+        {"id": "ok", "source": "the cat sees a dog", "target": "lo gato"},
+        {"id": "gen", "source": "a happy dog"},  # no target: translated first
+        {"id": "long-source", "source": long},
+        {"id": "long-target", "source": "the cat", "target": long},  # limit + 1 tokens (EOS)
+        {"id": "edge", "source": "the cat", "target": " ".join(["gato"] * (limit - 1))},
+    ]
+    path = write_jsonl(tmp_path / "pairs.jsonl", items)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"line 3: source is \d+ tokens.*line 4: target is 33"):
+        alti_lens.corpus.run(translator, path, out, method="alti_plus", quiet=True)
+    manifest = alti_lens.corpus.run(
+        translator, path, out, method="alti_plus", skip_bad=True, quiet=True
+    )
+    assert manifest["counts"]["done"] == 3 and manifest["counts"]["rejected"] == 2
+    assert limit == 32
+    table = {r["id"]: r for r in alti_lens.corpus.read_table(out).to_pylist()}
+    assert table["gen"]["target"] is None and table["ok"]["target"] == "lo gato"
+    want = alti_plus(translator, "the cat sees a dog", "lo gato").sentence_statistics()["mean"]
+    assert table["ok"]["source_contribution_mean"] == pytest.approx(float(want[0]), abs=1e-9)
