@@ -372,3 +372,25 @@ def test_alti_plus_corpus_checks_source_and_target_lengths(tmp_path, translator)
     assert table["gen"]["target"] is None and table["ok"]["target"] == "lo gato"
     want = alti_plus(translator, "the cat sees a dog", "lo gato").sentence_statistics()["mean"]
     assert table["ok"]["source_contribution_mean"] == pytest.approx(float(want[0]), abs=1e-9)
+
+
+def test_ray_engine_gets_every_argument_or_a_clear_error(tmp_path, monkeypatch) -> None:
+    import sys
+    import types
+
+    from alti_lens import MissingDependencyError
+
+    name = "alti_lens.corpus.ray_engine"
+    monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match="engine='ray' is not available"):
+        alti_lens.corpus.run("m", "in.jsonl", tmp_path, method="alti", engine="ray")
+    seen = {}
+    fake = types.ModuleType(name)
+    fake.run = lambda **kwargs: seen.update(kwargs) or {"ok": True}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, name, fake)
+    got = alti_lens.corpus.run(
+        "m", "in.jsonl", tmp_path, method="flow", engine="ray", workers=2, ray_address="auto"
+    )
+    assert got == {"ok": True}
+    assert seen["workers"] == 2 and seen["ray_address"] == "auto" and "engine" not in seen
+    assert seen["options"] == CorpusOptions("flow") and seen["model"] == "m"
