@@ -7,6 +7,7 @@ from conftest import bridge, encdec
 
 from alti_lens import AltiResult, InputError, alti_logit, alti_plus
 from alti_lens.errors import AltiLensError, InputIndexError
+from alti_lens.results import selections
 from alti_lens.results.selections import complete_spans, word_spans
 
 TEXTS = ["the cat sat on the mat", "a big red dog"]
@@ -135,3 +136,12 @@ def test_out_of_range_arguments_name_the_range(result: AltiResult) -> None:
     assert result.top_sources(-1, batch=-1) == result.top_sources(n - 1, batch=1)
     with pytest.raises(InputError, match="k=-1: expected"):
         result.top_sources(k=-1)
+
+
+def test_top_lists_real_positions_only() -> None:
+    """Padding (value 0) never outranks a real position, even a negative one."""
+    values = torch.tensor([-0.5, -0.25, 0.0, 0.0])
+    tokens = ["a", "b", "<pad>", "<pad>"]
+    real = torch.tensor([1, 1, 0, 0])
+    assert selections.top(values, tokens, 3, real) == [(1, "b", -0.25), (0, "a", -0.5)]
+    assert selections.top(values, tokens, 1)[0][1] == "<pad>"  # without the mask it would

@@ -135,7 +135,8 @@ class AltiResult(ResultBase):
         matrix = self.rollout if rollout else self.contributions
         if rollout:
             row = self._rollout_row(batch, row, "top_sources(-1), rollout=False")
-        return selections.top(matrix[batch, layer, row], self.str_tokens[batch], k)
+        real = self.attention_mask[batch]
+        return selections.top(matrix[batch, layer, row], self.str_tokens[batch], k, real)
 
     def without(
         self, positions: list[int] | None = None, *, tokens: list[str] | None = None

@@ -77,7 +77,8 @@ class AltiLogitResult(ResultBase):
 
     def top_sources(self, k: int = 5, *, batch: int = 0) -> list[tuple[int, str, float]]:
         """The `k` input tokens with the largest scores, as (position, token, score)."""
-        return selections.top(self.scores[self._batch(batch)], self.str_tokens[batch], k)
+        b = self._batch(batch)
+        return selections.top(self.scores[b], self.str_tokens[b], k, self.attention_mask[b])
 
     def head(self, layer: int, head: int) -> Float[Tensor, "batch pos"]:
         """The logit contribution (logit units) routed through one head, over input tokens:

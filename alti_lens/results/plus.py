@@ -7,6 +7,7 @@ drawn by `alti_lens.render`.
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
@@ -158,7 +159,8 @@ class AltiPlusResult(ResultBase):
         layer = self._layer(layer)
         labels = [f"src:{t}" for t in self.source_str_tokens[batch]]
         labels += [f"tgt:{t}" for t in self.target_str_tokens[batch]]
-        return selections.top(self.rollout[batch, layer, row], labels, k)
+        real = torch.cat([self.source_attention_mask[batch], self.target_attention_mask[batch]])
+        return selections.top(self.rollout[batch, layer, row], labels, k, real)
 
     def plot(self, *, batch: int = 0) -> Any:
         """Source vs target-prefix contribution per decoder step (as in the ALTI+ paper)."""

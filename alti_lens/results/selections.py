@@ -40,10 +40,23 @@ def last_real(mask: Int[Tensor, "batch pos"], batch: int, position: int, name: s
     )
 
 
-def top(values: Float[Tensor, " pos"], tokens: list[str], k: int) -> list[tuple[int, str, float]]:
-    """The `k` largest entries as (position, token, value), largest first."""
+def top(
+    values: Float[Tensor, " pos"],
+    tokens: list[str],
+    k: int,
+    real: Tensor | None = None,
+) -> list[tuple[int, str, float]]:
+    """The `k` largest entries as (position, token, value), largest first; with `real` (a 1/0
+    mask over the positions) among the real ones only, so padding is never listed."""
     if k < 0:
         raise InputError(f"k={k}: expected how many entries to list (k >= 0). Fix: pass k=5.")
+    if real is not None:
+        keep = real.bool().nonzero().flatten()
+        best = torch.topk(values[keep], min(k, len(keep)))
+        return [
+            (int(keep[i]), tokens[int(keep[i])], float(v))
+            for v, i in zip(best.values, best.indices, strict=True)
+        ]
     k = min(k, values.numel())
     best = torch.topk(values, k)
     return [
