@@ -203,24 +203,29 @@ def attention_to_source_words(result: AltiPlusResult) -> Tensor:
 
 def target_log_probability(model: HookedModel, result: AltiPlusResult) -> Tensor:
     """The mean log-probability of each sequence's target tokens (`result.target_labels`) under
-    the model, teacher-forced on the decoder input `result.target_tokens`: one plain forward
-    pass of the TransformerBridge (`model(source, decoder_input=..., attention_mask=...)`)."""
+    the model, teacher-forced on the decoder input `result.target_tokens`: plain forward passes
+    (`model(source, decoder_input=...)`), the source unpadded (right-padded sources only)."""
     if result.target_labels is None or bool((result.target_labels < 0).all()):
         raise InputError(
             "target_log_probability needs the target tokens each decoder row predicts "
             "(result.target_labels), which alti_plus records for text targets. Fix: pass the "
             "targets as text."
         )
-    with torch.inference_mode():
-        logits = model(
-            result.source_tokens,
-            decoder_input=result.target_tokens,
-            attention_mask=result.source_attention_mask,
-        )
-    logp = torch.log_softmax(logits.detach().cpu().to(torch.float64), dim=-1)
     labels = result.target_labels
     real = labels >= 0
-    picked = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0] * real
+    picked = torch.zeros(labels.shape, dtype=torch.float64)
+    lengths = result.source_attention_mask.sum(-1)
+    # one forward pass per source length, unpadded: no source mask to pass (its keyword differs
+    # between model kinds); the right-padded decoder input is harmless under causal attention
+    for length in lengths.unique().tolist():
+        rows = (lengths == length).nonzero().flatten()
+        with torch.inference_mode():
+            logits = model(
+                result.source_tokens[rows, :length], decoder_input=result.target_tokens[rows]
+            )
+        logp = torch.log_softmax(logits.detach().cpu().to(torch.float64), dim=-1)
+        picked[rows] = logp.gather(-1, labels[rows].clamp(min=0)[..., None])[..., 0]
+    picked = picked * real
     return picked.sum(-1) / real.sum(-1)
 
 
