@@ -14,7 +14,7 @@ from alti_lens.errors import InputError
 from alti_lens.evaluation import auroc, auroc_interval
 from alti_lens.evaluation import hallucination as H
 
-SEED = 20261205  # held out: the translator was trained on seed 0 (as tutorial 06)
+SEED = 20261126 + 2  # held out (the translator was trained on seed 0); tutorial 06's seed
 N_CORRECT, N_PER_KIND = 40, 10
 
 
@@ -155,7 +155,8 @@ def test_reduced_run_auroc_above_measured_bounds(corpus, scores) -> None:
     kinds = [p.kind for p in corpus]
     aurocs = H.detection_aurocs(scores, kinds, n_resamples=200)
     alti = aurocs[H.DETECTORS[0]]
-    # measured on this run (seeded): generated 1.000, all 0.621, all planted 0.526
+    # measured on this run (seeded, float32): generated 1.000, all 0.684, all planted 0.606; the
+    # planted kinds alone are near chance (docs/EVALUATION.md, section 5), so no bound on them
     assert alti[H.GENERATED][0] == 1.0
     assert alti[H.ALL][0] > 0.6
     assert alti[H.ALL][1] <= alti[H.ALL][0] <= alti[H.ALL][2]
