@@ -141,9 +141,9 @@ import matplotlib.pyplot as plt
 fig, ax = plt.subplots(figsize=(7, 4))
 values = scores[hallucination.DETECTORS[0]]
 ax.boxplot([values[m].numpy() for m in mask_of.values()])
-ax.set_xticks(range(1, len(mask_of) + 1), list(mask_of))
+ax.set_xticks(range(1, len(mask_of) + 1), list(mask_of), rotation=20, ha="right")
 ax.set_ylabel("ALTI+ mean source contribution")
-ax.set_title("demo-translator: correct pairs vs planted hallucinations")
+ax.set_title("demo-translator: correct pairs vs hallucinations")
 fig.savefig(OUT / "hallucination_source_contribution.png", dpi=100, bbox_inches="tight")
 
 # %% [markdown]

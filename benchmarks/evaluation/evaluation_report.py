@@ -320,7 +320,9 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
         "`induction_top_sources(model, tokens)`, `decoder_deletion(model, tokens, examples, "
         "replacement)`, `embedding_deletion(model, tokens, mask, special, replacement)`, "
         "`patching_correlations(model, sequences)` and `cross_patching_correlations(...)`; the "
-        "metrics (AER, argmax alignment, deletion AUC, Spearman / Pearson) are in "
+        "hallucination test set is `alti_lens.evaluation.hallucination` (`hallucination_corpus`, "
+        "`generated_hallucinations`, `score_pairs`, `detection_aurocs`); the "
+        "metrics (AER, argmax alignment, deletion AUC, Spearman / Pearson, AUROC) are in "
         "`alti_lens.evaluation`. `--induction-model`, `--translator-model` and `--minilm` point "
         "this script at other checkpoints of the same kind.\n"
     )
