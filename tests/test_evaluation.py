@@ -214,6 +214,7 @@ def test_reduced_report_has_every_section(reduced_run) -> None:
         "## 2. Induction",
         "## 3. Faithfulness by deletion",
         "## 4. Causal check: value zeroing",
+        "## 5. Hallucination detection",
         "## Rerun it",
     ):
         assert heading in text

@@ -2,13 +2,16 @@
 
 `metrics` is pure tensor code (AER, top-source accuracy, deletion curves, correlations); `runs`
 runs the experiments on any model `alti_lens` supports, so they can be repeated on your own models
-(the word-alignment experiment lives in `alignment`, and `runs` re-exports it).
+(the word-alignment experiment lives in `alignment`, and `runs` re-exports it). `hallucination`
+builds and scores the hallucination-detection test set (tutorial 06).
 The report itself is written by `benchmarks/evaluation/run_evaluation.py`.
 """
 
 from .metrics import (
     alignment_error_rate,
     argmax_alignment,
+    auroc,
+    auroc_interval,
     deletion_auc,
     deletion_order,
     pearson,
@@ -22,6 +25,8 @@ from .metrics import (
 __all__ = [
     "alignment_error_rate",
     "argmax_alignment",
+    "auroc",
+    "auroc_interval",
     "deletion_auc",
     "deletion_order",
     "pearson",

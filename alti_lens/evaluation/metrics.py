@@ -198,3 +198,47 @@ def resample_curve(curve: Float[Tensor, " step"], points: int) -> Float[Tensor, 
     left = x.floor().long().clamp(max=curve.numel() - 2)
     frac = x - left
     return curve[left] * (1 - frac) + curve[left + 1] * frac
+
+
+def auroc(scores: Float[Tensor, " n"], positive: Bool[Tensor, " n"]) -> float:
+    """Area under the ROC curve of `scores` (higher = more likely positive) for the labels
+    `positive`: the probability that a random positive scores above a random negative, ties
+    counting one half (the Mann-Whitney U statistic divided by `n_pos · n_neg`)."""
+    positive = positive.bool()
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if scores.shape != positive.shape or scores.ndim != 1 or n_pos == 0 or n_neg == 0:
+        raise InputError(
+            f"auroc: expected 1-D scores and labels of the same length with at least one positive "
+            f"and one negative, got scores {tuple(scores.shape)}, labels {tuple(positive.shape)} "
+            f"({n_pos} positive, {n_neg} negative). Fix: score both classes."
+        )
+    ranks = _ranks(scores) + 1  # average ranks 1..n, so ties count one half
+    u = float(ranks[positive].sum()) - n_pos * (n_pos + 1) / 2
+    return u / (n_pos * n_neg)
+
+
+def auroc_interval(
+    scores: Float[Tensor, " n"],
+    positive: Bool[Tensor, " n"],
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `auroc`: positives and negatives are resampled with
+    replacement separately (so every resample has both classes, in the original proportions)."""
+    auroc(scores, positive)  # the same checks, with the same message
+    positive = positive.bool()
+    pos = scores[positive].to(torch.float64)
+    neg = scores[~positive].to(torch.float64)
+    # win[i, j]: positive i against negative j (1 above, 1/2 tied); a resample's AUROC is the
+    # mean of its rows and columns of this matrix, which is `auroc` of the resampled scores
+    win = (pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.empty(n_resamples, dtype=torch.float64)
+    for r in range(n_resamples):
+        rows = torch.randint(len(pos), (len(pos),), generator=generator)
+        cols = torch.randint(len(neg), (len(neg),), generator=generator)
+        values[r] = win[rows][:, cols].mean()
+    tail = (1 - level) / 2
+    return float(values.quantile(tail)), float(values.quantile(1 - tail))

@@ -26,7 +26,7 @@ import torch
 from evaluation_report import make_plots, render  # the sibling module
 
 from alti_lens import readout
-from alti_lens.evaluation import runs
+from alti_lens.evaluation import hallucination, runs
 
 SEED = 20261126  # evaluation data seed; the demo models were trained on seed 0
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +44,13 @@ class Size:
     random_orders: int  # random orders averaged per example
     patching_sequences: int  # value zeroing, induction model
     patching_pairs: int  # value zeroing, translator
+    hallucination_correct: int  # correct pairs of the hallucination test set
+    hallucination_per_kind: int  # hallucinations of each kind
 
 
 SIZES = {
-    "reduced": Size(40, 24, 8, 10, 8, 3, 2, 2),
-    "full": Size(400, 200, 10, 100, 40, 10, 12, 12),
+    "reduced": Size(40, 24, 8, 10, 8, 3, 2, 2, 40, 10),
+    "full": Size(400, 200, 10, 100, 40, 10, 12, 12, 200, 50),
 }
 
 
@@ -196,8 +198,40 @@ def evaluate(
         [torch.tensor(p.decoder_input) for p in few],
     )
     timings["patching"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    out["hallucination"] = hallucination_run(
+        translator, size.hallucination_correct, size.hallucination_per_kind, seed + 2
+    )
+    timings["hallucination"] = time.perf_counter() - start
     out["timings"] = timings
     return out
+
+
+def hallucination_run(model: Any, n_correct: int, n_per_kind: int, seed: int) -> dict[str, Any]:
+    """The hallucination-detection test set (tutorials/06_hallucination_detection.py runs the
+    same): correct pairs, planted hallucinations and the model's own outputs for sources in the
+    target language; every detector's mean score per kind and AUROC with bootstrap intervals."""
+    from alti_lens.demo import data
+
+    pairs = [(p.source, p.target) for p in data.translation_pairs(n_correct + 5 * n_per_kind, seed)]
+    planted = n_correct + 4 * n_per_kind
+    corpus = hallucination.hallucination_corpus(pairs[:planted], n_correct, n_per_kind, seed=0)
+    corpus += hallucination.generated_hallucinations(model, [t for _, t in pairs[planted:]])
+    scores = hallucination.score_pairs(model, corpus)
+    kinds = [p.kind for p in corpus]
+    groups = [hallucination.CORRECT, *hallucination.KINDS]
+    means = {
+        name: {g: float(v[torch.tensor([k == g for k in kinds])].mean()) for g in groups}
+        for name, v in scores.items()
+    }
+    examples = {g: next((p.source, p.target) for p in corpus if p.kind == g) for g in groups}
+    return {
+        "aurocs": hallucination.detection_aurocs(scores, kinds, n_resamples=1000, seed=0),
+        "means": means,
+        "counts": {g: kinds.count(g) for g in groups},
+        "examples": examples,
+    }
 
 
 def deletion_examples(model: Any, tokens: torch.Tensor, n: int, seed: int) -> list[tuple[int, int]]:
