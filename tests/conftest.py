@@ -40,12 +40,13 @@ def bridge(name: str, dtype: torch.dtype = torch.float32):
 # kernels, rendering, the command line's own behaviour and the tutorials (all through the public
 # API). .ci/run's 3.x environment runs only what differs on 3.x: `-m "not tl_independent"`.
 TL_INDEPENDENT = {
-    "test_cli", "test_core_flow", "test_decompose", "test_dispatch", "test_fused", "test_measures",
+    "test_cli", "test_core_flow", "test_corpus", "test_corpus_cli", "test_corpus_ray",
+    "test_decompose", "test_dispatch", "test_fused", "test_measures",
     "test_readme", "test_render_circuitsvis", "test_render_flow", "test_render_flow_browser",
     "test_render_html", "test_render_plot", "test_render_report", "test_render_report_browser",
     "test_render_tables", "test_render_text", "test_results_base", "test_results_selections",
     "test_results_storage", "test_rollout", "test_rollout_plus", "test_support", "test_triton",
-    "test_tutorials",
+    "test_tutorials", "test_hallucination",
 }  # fmt: skip
 
 
