@@ -17,7 +17,8 @@ HUB_STAND_INS = {"gpt2": "demo-induction", "Helsinki-NLP/opus-mt-en-de": "demo-t
 
 def test_the_examples_are_found() -> None:
     assert len(BLOCKS) >= 4
-    assert all(any(call in b for call in ("load_model(", "alti(", "flow_graph(")) for b in BLOCKS)
+    calls = ("load_model(", "alti(", "flow_graph(", "corpus.run(")
+    assert all(any(call in b for call in calls) for b in BLOCKS)
 
 
 def test_the_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
