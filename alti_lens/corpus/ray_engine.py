@@ -55,7 +55,7 @@ def run(
     options: CorpusOptions,
     *,
     workers: int = 1,
-    num_gpus_per_worker: float | None = None,
+    num_gpus_per_worker: float | int | None = None,
     ray_address: str | None = None,
     read_records: RecordReader | None = None,
     dtype: str | None = None,
@@ -167,7 +167,7 @@ class ResourcePlan:
 
 
 def plan_resources(
-    cluster: dict[str, float], workers: int, num_gpus_per_worker: float | None
+    cluster: dict[str, float], workers: int, num_gpus_per_worker: float | int | None
 ) -> ResourcePlan:
     """Size the actors from the cluster's resources.
 
