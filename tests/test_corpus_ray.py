@@ -112,7 +112,8 @@ def test_alti_rows_equal_the_local_rows_with_one_worker(alti_run) -> None:
         "shards": len(list(out.glob("*.parquet"))),
     }
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    assert manifest["options"]["method"] == "alti" and manifest["versions"]["ray"] == ray.__version__
+    assert manifest["options"]["method"] == "alti"
+    assert manifest["versions"]["ray"] == ray.__version__
     # the actors leave a CPU share for Ray Data's own tasks (the deadlock in docs/RAY_NOTES.md)
     assert manifest["resources"]["num_cpus"] < 2
 
@@ -193,3 +194,27 @@ def test_without_ray_a_clear_error_names_the_install(
     with pytest.raises(MissingDependencyError, match=r'pip install "alti-lens\[ray\]"'):
         ray_engine.run("demo-induction", "x", tmp_path, CorpusOptions("alti"))
     assert not list(tmp_path.iterdir()), "nothing is written before the check"
+
+
+def test_an_error_in_the_actors_reaches_the_caller_as_itself(tmp_path: Path) -> None:
+    """load_model fails inside the actor: the caller gets alti_lens' InputError, not Ray's
+    ActorDiedError that keeps only its text, and no shard is written."""
+    records = induction_records(2)
+    with pytest.raises(InputError, match="neither a built-in name"):
+        ray_engine.run(
+            str(tmp_path / "no-such-model"),
+            "corpus.jsonl",
+            tmp_path / "out",
+            CorpusOptions("alti"),
+            read_records=reader(records),
+        )
+    assert not list((tmp_path / "out").glob("*.parquet"))
+
+
+def test_errors_cross_ray_with_their_class_and_attributes() -> None:
+    from alti_lens.errors import ReconstructionError
+
+    err = ReconstructionError("not exact", layer=2, error=1.0, tolerance=0.1, part="encoder")
+    back = ray_engine.decode_error(ray_engine.encode_error(err))
+    assert type(back) is ReconstructionError and str(back) == "not exact"
+    assert (back.layer, back.error, back.tolerance, back.part) == (2, 1.0, 0.1, "encoder")

@@ -13,10 +13,12 @@ it is the optional extra `alti-lens[ray]`.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -207,25 +209,62 @@ class CorpusWorker:
     ) -> None:
         from alti_lens import load_model
 
-        self.model = load_model(model, device=device, dtype=dtype, progress=False)
         self.options = options
         self.output_dir = Path(output_dir)
+        # An error raised here kills the actor, and Ray's ActorDiedError keeps only its text; kept
+        # and reported by the first batch instead, it reaches the driver as itself.
+        self.failed: AltiLensError | None = None
+        try:
+            self.model = load_model(model, device=device, dtype=dtype, progress=False)
+        except AltiLensError as err:
+            self.failed = err
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        """One batch (a "record" column of JSON strings) → its shard, written; the ids written,
-        the shard's name and the seconds it took (one entry per id)."""
+        """One batch (a "record" column of JSON strings) → its shard, written; per record: its id,
+        the shard's name, the batch's seconds and "" (or, when alti_lens refused the batch, the
+        error, pickled and base64-encoded: Ray's wrappers keep only an error's text)."""
         from .rows import process
 
         started = time.perf_counter()
         records = [json.loads(r) for r in batch["record"]]
-        rows = process(self.model, self.options.method, records, self.options)
-        shard = write_shard(rows, self.output_dir)
+        ids = [str(r["id"]) for r in records]
+        try:
+            if self.failed is not None:
+                raise self.failed
+            rows = process(self.model, self.options.method, records, self.options)
+            shard, error = write_shard(rows, self.output_dir), ""
+        except AltiLensError as err:
+            shard, error = "", encode_error(err)
         seconds = time.perf_counter() - started
         return {
-            "id": [row["id"] for row in rows],
-            "shard": [shard] * len(rows),
-            "seconds": [seconds] * len(rows),
+            "id": ids,
+            "shard": [shard] * len(ids),
+            "seconds": [seconds] * len(ids),
+            "error": [error] * len(ids),
         }
+
+
+def encode_error(err: AltiLensError) -> str:
+    """An alti_lens error as text that survives Ray Data's columns: its class, arguments and
+    attributes, pickled and base64-encoded (the exception itself may not unpickle: some classes,
+    ReconstructionError, take keyword-only arguments)."""
+    cls = type(err)
+    payload = (cls.__module__, cls.__qualname__, err.args, dict(vars(err)))
+    return base64.b64encode(pickle.dumps(payload)).decode("ascii")
+
+
+def decode_error(text: str) -> BaseException:
+    """The error `encode_error` encoded (an AltiLensError with its text if the class is gone)."""
+    import importlib
+
+    module, name, args, attrs = pickle.loads(base64.b64decode(text))
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, AltiLensError)):
+        return AltiLensError(*args)
+    err = cls.__new__(cls)
+    err.args = args
+    vars(err).update(attrs)
+    return err
 
 
 def write_shard(rows: list[dict[str, Any]], output_dir: Path) -> str:
@@ -293,25 +332,12 @@ def _process(
         num_cpus=plan.num_cpus,
         num_gpus=plan.num_gpus,
     )
-    try:
-        ids = [row["id"] for row in dataset.select_columns(["id"]).iter_rows()]
-    except Exception as err:  # Ray wraps what the actors raised; surface ours unwrapped
-        ours = _unwrap(err)
-        if ours is err:
-            raise
-        raise ours from err
-    return len(ids)
-
-
-def _unwrap(err: BaseException) -> BaseException:
-    """The alti_lens error inside Ray's wrappers (RayTaskError, UserCodeException), if any."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, AltiLensError):
-            return seen
-        cause = getattr(seen, "cause", None)
-        seen = cause if isinstance(cause, BaseException) else seen.__cause__
-    return err
+    written = 0
+    for row in dataset.select_columns(["error"]).iter_rows():
+        if row["error"]:
+            raise decode_error(row["error"])  # the first refused batch stops the run
+        written += 1
+    return written
 
 
 def _manifest(
