@@ -35,6 +35,7 @@ from .errors import (
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` loads these
     from ._types import MEASURES
     from .api import alti
+    from .corpus import run as run_corpus
     from .flow_api import flow_graph
     from .logit_api import alti_logit
     from .plus import alti_plus
@@ -53,6 +54,7 @@ _LAZY = {
     "alti_logit": ".logit_api",
     "alti_plus": ".plus",
     "load_model": ".readout.boot",
+    "run_corpus": ".corpus",
 }
 # submodules reachable as attributes of the package without importing them first, as they were
 # when `import alti_lens` imported everything
@@ -61,6 +63,7 @@ _SUBMODULES = frozenset(
         "api",
         "cli",
         "core",
+        "corpus",
         "demo",
         "evaluation",
         "flow_api",
@@ -105,6 +108,7 @@ __all__ = [
     "alti_plus",
     "flow_graph",
     "load_model",
+    "run_corpus",
 ]
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "last_hidden",
     "load_model",
     "logits",
+    "n_ctx",
     "n_layers",
     "next_token_logits",
     "str_tokens",
@@ -49,6 +50,11 @@ def is_causal_lm(model: HookedModel) -> bool:
 def n_layers(model: HookedModel) -> int:
     """The number of blocks of a decoder-only or encoder model (the `layer` axis of `alti`)."""
     return readout.describe(model).n_layers
+
+
+def n_ctx(model: HookedModel) -> int:
+    """The longest input the model reads, in tokens (its config's `n_ctx`)."""
+    return readout.describe(model).n_ctx
 
 
 def tokenize(model: HookedModel, texts: str | list[str]) -> tuple[Int[Tensor, "batch pos"], Tensor]:

@@ -49,6 +49,7 @@ def test_import_alti_lens_loads_nothing_heavy() -> None:
         ["translate", "--help"],
         ["demo", "--help"],
         ["flow", "--help"],
+        ["corpus", "--help"],
     ],
 )
 def test_help_loads_nothing_heavy(argv: list[str]) -> None:
@@ -114,7 +115,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_every_option_has_help_and_shows_its_default() -> None:
     parser = cli._parser()
     commands = _subparsers(parser)
-    assert set(commands) == {"explain", "translate", "demo", "flow"}
+    assert set(commands) == {"explain", "translate", "demo", "flow", "corpus"}
     for name, sub in commands.items():
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"

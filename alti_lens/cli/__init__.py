@@ -4,6 +4,7 @@
     alti-lens translate [--model ...] --source TEXT [--target TEXT]     ALTI+
     alti-lens demo [--out DIR]                          both built-in models, one HTML report
     alti-lens flow [--model ...] TEXT                   the information-flow route of a prediction
+    alti-lens corpus --model M --method ... --input FILE --output DIR      a whole corpus
 
 Exit codes: 0 success, 2 bad arguments or input (an output path that cannot be written included),
 3 model not available, 4 model not supported (or its decomposition failed the exactness check),
@@ -14,9 +15,9 @@ torch, TransformerLens and the model are loaded by the command functions only, s
 argument errors answer at once.
 
 Modules: `parser` (options, help, examples), `output` (progress lines, output paths and files),
-`commands` (explain, translate, demo), `flow` (flow). The command line uses the public API only
-(`alti`, `alti_plus`, `alti_logit`, `flow_graph`, `load_model`, `alti_lens.models`, the results and
-errors) and
+`commands` (explain, translate, demo), `flow` (flow), `corpus` (corpus). The command line
+uses the public API only (`alti`, `alti_plus`, `alti_logit`, `flow_graph`, `load_model`,
+`alti_lens.models`, `alti_lens.corpus`, the results and errors) and
 `alti_lens.render`; an import-linter contract in pyproject.toml keeps it off the private modules.
 """
 
@@ -37,6 +38,7 @@ from alti_lens.errors import (
 from .commands import demo as _demo
 from .commands import explain as _explain
 from .commands import translate as _translate
+from .corpus import corpus as _corpus
 from .flow import flow as _flow
 from .output import Status as _Status
 from .parser import (
@@ -77,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = _Status(args.quiet)
     logging.basicConfig(level=logging.WARNING, format="alti-lens: %(message)s")
     # looked up here at each call, so a test may replace one (`alti_lens.cli._explain = ...`)
-    commands = {"explain": _explain, "translate": _translate, "demo": _demo, "flow": _flow}
+    commands = {
+        "explain": _explain,
+        "translate": _translate,
+        "demo": _demo,
+        "flow": _flow,
+        "corpus": _corpus,
+    }
     with warnings.catch_warnings():  # restores the caller's warning display on return
         warnings.showwarning = _show_warning
         try:

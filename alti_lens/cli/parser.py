@@ -95,6 +95,20 @@ FLOW_EXAMPLES = """\
       --threshold 0.05 --html ioi.html
   alti-lens flow "king river music king river" --position -2 --neurons --json -"""
 
+CORPUS_EXAMPLES = """\
+  alti-lens corpus --model demo-translator --method alti_plus --input pairs.jsonl --output scores/
+  alti-lens corpus --model gpt2 --method alti --input prompts.csv --output out/ --batch-size 16
+  alti-lens corpus --model gpt2 --method flow --input data/ --output routes/ --skip-bad -q
+  alti-lens corpus --model gpt2 --method alti --input big.parquet --output out/ --engine ray \
+      --workers 4 --ray-address auto
+
+Input: JSONL, CSV, Parquet, or a `datasets` dataset saved to disk (a directory). Output: Parquet
+shards (one row per example) in the output folder with manifest.json; read them with
+alti_lens.corpus.read_table(DIR). Rerunning on the same folder resumes (ids already written are
+skipped)."""
+
+CORPUS_METHODS = ("alti", "alti_plus", "alti_logit", "flow")
+
 DEMO_EXAMPLES = """\
   alti-lens demo
   alti-lens demo --out /tmp/alti-demo --no-color"""
@@ -249,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fl.add_argument("--neurons", action="store_true", help="also split each MLP over its neurons")
 
+    _corpus_parser(sub, quiet_help, colour_help)
+
     demo = sub.add_parser(
         "demo",
         help="run both built-in models and write one HTML report",
@@ -267,3 +283,66 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
     demo.add_argument("--no-color", action="store_true", help=colour_help)
     return parser
+
+
+def _corpus_parser(sub: argparse._SubParsersAction, quiet_help: str, colour_help: str) -> None:
+    """`alti-lens corpus`: its own options (its --save is a choice, not a file)."""
+    co = sub.add_parser(
+        "corpus",
+        help="ALTI over a corpus file into a Parquet dataset (resumable; local or Ray)",
+        description="One row per input record (id, tokens, the method's columns, reconstruction\n"
+        "error) written as Parquet shards with a manifest; bad records are reported with their\n"
+        "line numbers before any model work.",
+        epilog=_epilog(CORPUS_EXAMPLES),
+        formatter_class=Formatter,
+    )
+    co.add_argument(
+        "--model", required=True, metavar="NAME_OR_DIR",
+        help="built-in name, checkpoint directory or hub name",
+    )  # fmt: skip
+    co.add_argument("--method", required=True, choices=CORPUS_METHODS, help="what each row holds")
+    co.add_argument(
+        "--input", required=True, type=Path, metavar="FILE",
+        help="JSONL, CSV or Parquet file, or a `datasets` dataset saved to disk",
+    )  # fmt: skip
+    co.add_argument(
+        "--output", required=True, type=Path, metavar="DIR",
+        help="folder for the Parquet shards and manifest.json (created if missing)",
+    )  # fmt: skip
+    co.add_argument("--engine", choices=("local", "ray"), default="local", help="where to run")
+    co.add_argument("--workers", type=int, default=1, help="model-holding Ray workers")
+    co.add_argument("--batch-size", type=int, default=8, help="records per model call")
+    co.add_argument("--text-field", default="text", help="the column holding the text")
+    co.add_argument("--source-field", default="source", help="the source column (alti_plus)")
+    co.add_argument(
+        "--target-field", default="target",
+        help="the target column (alti_plus: optional; alti_logit: the one token explained)",
+    )  # fmt: skip
+    co.add_argument(
+        "--id-field", default="id", help="the id column (missing: the line or row number)"
+    )
+    co.add_argument(
+        "--save", choices=("summary", "full"), default="summary",
+        help="full: also the matrices, in safetensors shards next to the Parquet shards",
+    )  # fmt: skip
+    co.add_argument(
+        "--skip-bad", action="store_true",
+        help="leave bad records out (listed in DIR/rejects.jsonl) instead of stopping",
+    )  # fmt: skip
+    co.add_argument("--measure", choices=MEASURES, default="l1", help="l1 is ALTI")
+    co.add_argument("--threshold", type=float, default=0.04, help="flow: the route's edge weight")
+    co.add_argument("--shard-size", type=int, default=256, help="rows per Parquet shard (local)")
+    co.add_argument(
+        "--ray-address", default=None,
+        help="the Ray cluster to join (default: RAY_ADDRESS, else a local one)",
+    )  # fmt: skip
+    co.add_argument(
+        "--num-gpus", type=float, default=None,
+        help="GPUs per Ray worker (default: one each where GPUs exist)",
+    )  # fmt: skip
+    co.add_argument(
+        "--dtype", choices=DTYPE_NAMES, default="float32", help="floating-point type of the model"
+    )
+    co.add_argument("--device", default=None, help="where to run (default: TransformerLens')")
+    co.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    co.add_argument("--no-color", action="store_true", help=colour_help)
