@@ -44,8 +44,11 @@ def _tensors(**named: "Tensor") -> dict[str, "Tensor"]:
     return {k: v.detach().cpu().contiguous() for k, v in named.items()}
 
 
-def _sources(top: list[tuple[int, str, float]]) -> list[Row]:
-    return [{"position": p, "token": t, "value": float(v)} for p, t, v in top]
+def _sources(top: Callable[[int], list[tuple[int, str, float]]], n: int, padded: int) -> list[Row]:
+    """The `TOP_K` real sources of a row: `top(k)` ranks padded positions too (their values are
+    0, above negative scores), so it is asked for the padding's worth more and they are dropped."""
+    real = [(p, t, v) for p, t, v in top(TOP_K + padded - n) if p < n][:TOP_K]
+    return [{"position": p, "token": t, "value": float(v)} for p, t, v in real]
 
 
 def _alti(model: "HookedModel", records: list[dict[str, Any]], options: CorpusOptions) -> list[Row]:
@@ -67,7 +70,9 @@ def _alti(model: "HookedModel", records: list[dict[str, Any]], options: CorpusOp
             "n_tokens": n,
             "tokens": result.str_tokens[b][:n],
             "rollout_last": result.rollout[b, -1, last, :n].tolist(),
-            "top_sources": _sources(result.top_sources(-1, TOP_K, batch=b)),
+            "top_sources": _sources(
+                lambda k, b=b: result.top_sources(-1, k, batch=b), n, result.tokens.shape[1]
+            ),
             "max_reconstruction_error": float(result.reconstruction_error[b].max()),
         }
         if full:
@@ -151,7 +156,9 @@ def _alti_logit(
             "target_id": int(result.target[b]),
             "logit": float(result.logit[b]),
             "scores": result.scores[b, :n].tolist(),
-            "top_sources": _sources(result.top_sources(TOP_K, batch=b)),
+            "top_sources": _sources(
+                lambda k, b=b: result.top_sources(k, batch=b), n, result.tokens.shape[1]
+            ),
             "logit_error": float(result.logit_error[b]),
             "max_reconstruction_error": float(result.alti.reconstruction_error[b].max()),
         }
