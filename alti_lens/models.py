@@ -53,8 +53,9 @@ def n_layers(model: HookedModel) -> int:
 
 
 def n_ctx(model: HookedModel) -> int:
-    """The longest input the model reads, in tokens (its config's `n_ctx`)."""
-    return readout.describe(model).n_ctx
+    """The longest input the model reads, in tokens (its config's `n_ctx`; encoder-decoder
+    models too)."""
+    return readout.describe(model, encoder_decoder=readout.is_encoder_decoder(model)).n_ctx
 
 
 def tokenize(model: HookedModel, texts: str | list[str]) -> tuple[Int[Tensor, "batch pos"], Tensor]:

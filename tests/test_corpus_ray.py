@@ -1,6 +1,6 @@
 """The corpus Ray engine on a real local Ray cluster (two CPUs, as CI has), no mocks: the rows it
-writes are the rows `rows.process` computes (the local engine's), for ALTI and ALTI+, with one and
-two model-holding workers; a rerun resumes; save="full" writes the matrices; without Ray a clear
+writes are the local engine's rows (sorted by id), for ALTI and ALTI+, with one and two
+model-holding workers; a rerun resumes; save="full" writes the matrices; without Ray a clear
 error names the install."""
 
 import builtins
@@ -15,15 +15,14 @@ import torch
 
 ray = pytest.importorskip("ray", reason='the Ray engine tests need pip install "alti-lens[ray]"')
 
-import alti_lens  # noqa: E402
+from alti_lens import corpus  # noqa: E402
 from alti_lens.corpus import ray_engine  # noqa: E402
 from alti_lens.corpus.options import CorpusOptions  # noqa: E402
-from alti_lens.corpus.rows import process  # noqa: E402
 from alti_lens.demo.data import induction_sequences, translation_pairs  # noqa: E402
 from alti_lens.errors import InputError, MissingDependencyError  # noqa: E402
 
-# The demo models compute in float32; the actors run with one thread and other batches than the
-# reference, so sums are reassociated: agreement to a few dozen float32 ulps of O(1) values.
+# The demo models compute in float32; the actors run with one thread, the local engine with all,
+# so sums may be reassociated: agreement to a few dozen float32 ulps of O(1) values.
 TOL = 64 * torch.finfo(torch.float32).eps
 
 
@@ -49,22 +48,13 @@ def translation_records(n: int = 6) -> list[dict[str, Any]]:
     return records
 
 
-def reader(records: list[dict[str, Any]]):
-    return lambda path, options: records
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
 
 
-def written_rows(out: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    rows = [r for shard in sorted(out.glob("*.parquet")) for r in pq.read_table(shard).to_pylist()]
-    return sorted(rows, key=lambda r: r["id"])
-
-
-def reference_rows(model_name: str, records: list[dict[str, Any]], options: CorpusOptions):
-    """`rows.process` in this process, one record per call (no padding at all)."""
-    model = alti_lens.load_model(model_name, progress=False)
-    rows = [process(model, options.method, [r], options)[0] for r in records]
-    return sorted(rows, key=lambda r: r["id"])
+def by_id(out: Path) -> list[dict[str, Any]]:
+    return sorted(corpus.read_table(out).to_pylist(), key=lambda r: r["id"])
 
 
 def assert_same(got: Any, want: Any, where: str = "row") -> None:
@@ -84,98 +74,117 @@ def assert_same(got: Any, want: Any, where: str = "row") -> None:
         assert got == want, f"{where}: {got!r} != {want!r}"
 
 
-def without_tensors(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "_tensors"} for r in rows]
+def engines(tmp: Path, model: str, input: Path, workers: int, **kw: Any) -> tuple[dict, dict]:
+    """The same corpus run by the local and by the Ray engine: their manifests."""
+    local = corpus.run(model, input, tmp / "local", engine="local", quiet=True, **kw)
+    on_ray = corpus.run(model, input, tmp / "ray", engine="ray", workers=workers, quiet=True, **kw)
+    return local, on_ray
 
 
 @pytest.fixture(scope="module")
-def alti_run(tmp_path_factory: pytest.TempPathFactory):
-    """One worker, save="full": the run the resume and tensor tests reuse."""
-    out = tmp_path_factory.mktemp("alti")
+def alti_runs(tmp_path_factory: pytest.TempPathFactory):
+    """ALTI with one worker and save="full" (reused by the resume and tensor tests)."""
+    tmp = tmp_path_factory.mktemp("alti")
     records = induction_records()
-    options = CorpusOptions("alti", batch_size=4, save="full")
-    manifest = ray_engine.run(
-        "demo-induction", "corpus.jsonl", out, options, workers=1, read_records=reader(records)
+    input = write_jsonl(tmp / "corpus.jsonl", records)
+    local, on_ray = engines(
+        tmp, "demo-induction", input, 1, method="alti", batch_size=4, save="full"
     )
-    return out, records, options, manifest
+    return tmp, records, local, on_ray
 
 
-def test_alti_rows_equal_the_local_rows_with_one_worker(alti_run) -> None:
-    out, records, options, manifest = alti_run
-    want = reference_rows("demo-induction", records, options)
-    assert_same(written_rows(out), without_tensors(want))
-    assert manifest["engine"] == "ray" and manifest["workers"] == 1
-    assert manifest["counts"] == {
-        "examples": 6,
-        "written": 6,
-        "skipped_existing": 0,
-        "shards": len(list(out.glob("*.parquet"))),
-    }
-    assert json.loads((out / "manifest.json").read_text()) == manifest
-    assert manifest["options"]["method"] == "alti"
-    assert manifest["versions"]["ray"] == ray.__version__
-    # the actors leave a CPU share for Ray Data's own tasks (the deadlock in docs/RAY_NOTES.md)
-    assert manifest["resources"]["num_cpus"] < 2
+def test_alti_rows_equal_the_local_engine_s_with_one_worker(alti_runs) -> None:
+    tmp, records, local, on_ray = alti_runs
+    assert_same(by_id(tmp / "ray"), by_id(tmp / "local"))
+    assert len(by_id(tmp / "ray")) == len(records)
+    assert on_ray["engine"] == "ray" and on_ray["workers"] == 1 and on_ray["complete"]
+    assert on_ray["counts"] == {**local["counts"]}
+    assert on_ray["padding_waste"] == local["padding_waste"], "the same batches as local"
+    assert json.loads((tmp / "ray" / "manifest.json").read_text()) == on_ray
+    assert on_ray["options"] == local["options"] and on_ray["versions"]["ray"] == ray.__version__
+    # the actor leaves a CPU share for Ray Data's own tasks (the deadlock in RAY_NOTES.md)
+    assert on_ray["resources"]["num_cpus"] < 2
 
 
-def test_full_save_writes_the_matrices_of_every_row(alti_run) -> None:
-    from safetensors.torch import load_file
-
-    out, records, options, _ = alti_run
-    want = {r["id"]: r["_tensors"] for r in reference_rows("demo-induction", records, options)}
-    got: dict[str, torch.Tensor] = {}
-    for shard in out.glob("*.safetensors"):
-        got.update(load_file(shard))
-    assert sorted(got) == sorted(f"{i}/{name}" for i in want for name in want[i])
-    for key, tensor in got.items():
-        row_id, name = key.split("/")
-        torch.testing.assert_close(tensor, want[row_id][name], rtol=TOL, atol=TOL)
-    assert not list(out.glob(".*.tmp")), "no temporary file is left behind"
+def test_full_save_writes_the_local_engine_s_matrices(alti_runs) -> None:
+    tmp, records, _, _ = alti_runs
+    for record in records:
+        got = corpus.load_tensors(tmp / "ray", record["id"])
+        want = corpus.load_tensors(tmp / "local", record["id"])
+        assert sorted(got) == sorted(want) == ["contributions", "rollout"]
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=TOL, atol=TOL)
+    assert not list((tmp / "ray").glob(".*.tmp")), "no temporary file is left behind"
 
 
-def test_rerun_resumes_and_never_duplicates(alti_run) -> None:
-    out, records, options, _ = alti_run
-    before = sorted(p.name for p in out.glob("*.parquet"))
+def test_rerun_resumes_and_never_duplicates(alti_runs) -> None:
+    tmp, records, _, _ = alti_runs
+    before = {p.name for p in (tmp / "ray").glob("*.parquet")}
     more = [*records, {"id": "extra", "text": "the cat sat on the mat"}]
-    manifest = ray_engine.run(
-        "demo-induction", "corpus.jsonl", out, options, workers=1, read_records=reader(more)
-    )
-    assert manifest["counts"]["skipped_existing"] == 6 and manifest["counts"]["written"] == 1
-    assert set(before) < {p.name for p in out.glob("*.parquet")}, "finished shards are kept"
-    ids = [r["id"] for r in written_rows(out)]
-    assert sorted(ids) == sorted(r["id"] for r in more), "each id exactly once"
+    input = write_jsonl(tmp / "more.jsonl", more)
+    manifest = corpus.run(
+        "demo-induction", input, tmp / "ray", method="alti", engine="ray", batch_size=4,
+        save="full", quiet=True,
+    )  # fmt: skip
+    assert manifest["counts"]["skipped"] == 6 and manifest["counts"]["computed"] == 1
+    assert manifest["counts"]["done"] == 7 and manifest["complete"]
+    assert before < {p.name for p in (tmp / "ray").glob("*.parquet")}, "finished shards stay"
+    assert [r["id"] for r in by_id(tmp / "ray")] == sorted(r["id"] for r in more)
 
 
-def test_alti_plus_rows_equal_the_local_rows_with_two_workers(tmp_path: Path) -> None:
-    records = translation_records()
-    options = CorpusOptions("alti_plus", batch_size=2)
-    manifest = ray_engine.run(
-        "demo-translator", "pairs.jsonl", tmp_path, options, workers=2, read_records=reader(records)
-    )
-    assert manifest["workers"] == 2 and manifest["counts"]["written"] == len(records)
+def test_alti_plus_rows_equal_the_local_engine_s_with_two_workers(tmp_path: Path) -> None:
+    input = write_jsonl(tmp_path / "pairs.jsonl", translation_records())
+    local, on_ray = engines(tmp_path, "demo-translator", input, 2, method="alti_plus", batch_size=2)
+    assert local["counts"] == on_ray["counts"]
+    assert on_ray["workers"] == 2 and on_ray["counts"]["computed"] == 6
     # two actors on two CPUs must each leave room for Ray Data's tasks
-    assert 2 * manifest["resources"]["num_cpus"] < 2
-    want = reference_rows("demo-translator", records, options)
-    assert_same(written_rows(tmp_path), want)
+    assert 2 * on_ray["resources"]["num_cpus"] < 2
+    assert_same(by_id(tmp_path / "ray"), by_id(tmp_path / "local"))
+
+
+def test_an_error_in_the_actors_reaches_the_caller_as_itself(tmp_path: Path) -> None:
+    """The model fails to load inside the actor (the driver validated another path): the caller
+    gets alti_lens' InputError, not Ray's ActorDiedError that keeps only its text."""
+    from alti_lens.corpus import io
+
+    options = CorpusOptions("alti")
+    plan = ray_engine.plan_resources(ray.cluster_resources(), 1, 0)
+    job = ray_engine.Job(str(tmp_path / "no-such-model"), tmp_path, options, plan, None, None)
+    groups = [[io.Item(1, {"id": "a", "text": "the cat"}, 3)]]
+    manifest: dict[str, Any] = {"counts": {}, "timings": {}}
+    with pytest.raises(InputError, match="neither a built-in name"):
+        ray_engine._compute(ray, job, groups, manifest, quiet=True)
+    assert manifest["complete"] is False and manifest["counts"]["computed"] == 0
+    assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_refusals_before_any_work(tmp_path: Path) -> None:
+    input = write_jsonl(tmp_path / "c.jsonl", induction_records(1))
+    with pytest.raises(InputError, match="needs the model's name or checkpoint directory"):
+        ray_engine.run(object(), input, tmp_path / "o", CorpusOptions("alti"))
+    with pytest.raises(InputError, match="batch_size=3 disagrees"):
+        ray_engine.run("demo-induction", input, tmp_path / "o", CorpusOptions("alti"), batch_size=3)
+    with pytest.raises(InputError, match="workers must be an int >= 1"):
+        ray_engine.run("demo-induction", input, tmp_path / "o", CorpusOptions("alti"), workers=0)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "the cat"}\n{"id": "b"}\n')
+    with pytest.raises(InputError, match="line 2: missing field 'text'"):
+        corpus.run("demo-induction", bad, tmp_path / "o", method="alti", engine="ray", quiet=True)
+    assert not list((tmp_path / "o").glob("*.parquet"))
 
 
 def test_plan_resources_leaves_cpus_for_ray_data_and_checks_gpus() -> None:
-    one = ray_engine.plan_resources({"CPU": 2.0}, workers=1, num_gpus_per_worker=None)
-    two = ray_engine.plan_resources({"CPU": 2.0}, workers=2, num_gpus_per_worker=None)
+    one = ray_engine.plan_resources({"CPU": 2.0}, workers=1, num_gpus=None)
+    two = ray_engine.plan_resources({"CPU": 2.0}, workers=2, num_gpus=None)
     assert one.num_cpus * 1 < 2 and two.num_cpus * 2 < 2 and one.num_gpus == two.num_gpus == 0
-    big = ray_engine.plan_resources({"CPU": 64.0, "GPU": 8.0}, workers=8, num_gpus_per_worker=None)
+    big = ray_engine.plan_resources({"CPU": 64.0, "GPU": 8.0}, workers=8, num_gpus=None)
     assert big.num_gpus == 1 and big.num_cpus == 1
-    half = ray_engine.plan_resources({"CPU": 8.0, "GPU": 1.0}, workers=2, num_gpus_per_worker=0.5)
+    half = ray_engine.plan_resources({"CPU": 8.0, "GPU": 1.0}, workers=2, num_gpus=0.5)
     assert half.num_gpus == 0.5
     with pytest.raises(InputError, match="need 2 GPUs; the Ray cluster has 1"):
-        ray_engine.plan_resources({"CPU": 8.0, "GPU": 1.0}, workers=2, num_gpus_per_worker=1)
+        ray_engine.plan_resources({"CPU": 8.0, "GPU": 1.0}, workers=2, num_gpus=1)
     with pytest.raises(InputError, match="too few"):
-        ray_engine.plan_resources({"CPU": 0.0}, workers=1, num_gpus_per_worker=0)
-
-
-def test_bad_workers_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="workers must be at least 1"):
-        ray_engine.run("demo-induction", "x", tmp_path, CorpusOptions("alti"), workers=0)
+        ray_engine.plan_resources({"CPU": 0.0}, workers=1, num_gpus=0)
 
 
 def test_without_ray_a_clear_error_names_the_install(
@@ -192,23 +201,8 @@ def test_without_ray_a_clear_error_names_the_install(
     for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(MissingDependencyError, match=r'pip install "alti-lens\[ray\]"'):
-        ray_engine.run("demo-induction", "x", tmp_path, CorpusOptions("alti"))
+        ray_engine.run("demo-induction", tmp_path / "x.jsonl", tmp_path, CorpusOptions("alti"))
     assert not list(tmp_path.iterdir()), "nothing is written before the check"
-
-
-def test_an_error_in_the_actors_reaches_the_caller_as_itself(tmp_path: Path) -> None:
-    """load_model fails inside the actor: the caller gets alti_lens' InputError, not Ray's
-    ActorDiedError that keeps only its text, and no shard is written."""
-    records = induction_records(2)
-    with pytest.raises(InputError, match="neither a built-in name"):
-        ray_engine.run(
-            str(tmp_path / "no-such-model"),
-            "corpus.jsonl",
-            tmp_path / "out",
-            CorpusOptions("alti"),
-            read_records=reader(records),
-        )
-    assert not list((tmp_path / "out").glob("*.parquet"))
 
 
 def test_errors_cross_ray_with_their_class_and_attributes() -> None:

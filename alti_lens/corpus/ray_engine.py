@@ -1,39 +1,36 @@
-"""The Ray engine of `alti_lens.corpus`: the same rows as the local engine, computed by a pool of
-model-holding Ray actors, on one machine or on a multi-node cluster.
+"""The Ray engine of `alti_lens.corpus` (`engine="ray"`): the local engine's rows, computed by a
+pool of model-holding Ray actors, on one machine or on a multi-node cluster.
 
-The driver reads and validates the records (the local engine's reader, so bad input fails with
-its line number before any model work), drops the ids already in the output directory (resume),
-orders the records by length (so that a batch pads little) and hands them to Ray Data as one
-JSON string per record: Arrow never has to infer a schema from heterogeneous user fields. Each
-actor loads the model once and, per batch, runs `rows.process` and writes that batch's Parquet
-shard (and with save="full" its safetensors shard) itself, write-then-rename, into the output
-directory, which therefore must be storage that every node sees. Ray itself is imported lazily:
-it is the optional extra `alti-lens[ray]`.
+The driver does what the local engine does before computing: it checks the output directory and
+the model, reads and validates the input (`io.load`: bad records fail with their line numbers
+before any model work, or go to rejects.jsonl), skips the ids already written (resume) and cuts
+the rest into the local engine's length-bucketed batches (`local.batches`), so both engines
+compute the same batches and write the same rows. Each batch becomes one Ray Data row (its
+records as JSON, so Arrow never infers a schema from user fields) with its shard index, fixed by
+the driver. Each actor loads the model once and, per batch, runs `rows.process` and writes shard
+`part-<index>` itself (`shards.write_shard`: write-then-rename) into the output directory, which
+therefore must be storage that every node sees. Ray is imported lazily: it is the optional extra
+`alti-lens[ray]`.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import json
 import os
 import pickle
+import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alti_lens.errors import AltiLensError, InputError, MissingDependencyError
 
 if TYPE_CHECKING:
+    from . import io
     from .options import CorpusOptions
 
-Record = dict[str, Any]
-RecordReader = Callable[[Path, "CorpusOptions"], Sequence[Record]]
-
-MANIFEST = "manifest.json"
-SHARD_PREFIX = "ray-"
 _INSTALL = 'pip install "alti-lens[ray]"'
 
 
@@ -51,98 +48,165 @@ def import_ray() -> Any:
 
 
 def run(
-    model_name_or_dir: str | os.PathLike[str],
-    input_path: str | os.PathLike[str],
-    output_dir: str | os.PathLike[str],
+    model: object,
+    input: str | Path,
+    output: str | Path,
     options: CorpusOptions,
     *,
     workers: int = 1,
-    num_gpus_per_worker: float | int | None = None,
+    num_gpus: float | int | None = None,
     ray_address: str | None = None,
-    read_records: RecordReader | None = None,
+    device: str | None = None,
     dtype: str | None = None,
+    skip_bad: bool = False,
+    quiet: bool = False,
+    **same_as_options: Any,
 ) -> dict[str, Any]:
-    """Compute `options.method` over the records of `input_path` on Ray and write the Parquet
-    dataset (+ manifest.json, + safetensors shards with save="full") into `output_dir`.
+    """Compute `options.method` over the records of `input` on Ray; the Parquet dataset (+
+    safetensors shards with save="full", + rejects.jsonl) and manifest.json go to `output`, as
+    the local engine writes them (one shard per batch here).
 
     Args:
-        model_name_or_dir: what `alti_lens.load_model` loads in every actor (a built-in name, a
-            checkpoint directory every node can read, or a hub name cached on every node).
-        input_path: the corpus (whatever `read_records` reads).
-        output_dir: the dataset directory; on a multi-node cluster a path on shared storage.
+        model: what `alti_lens.load_model` loads in every actor: a built-in name, a checkpoint
+            directory every node can read, or a hub name every node can load (a model already
+            loaded is refused with InputError: it cannot be shipped to the actors).
+        input: the corpus, read and validated here on the driver (`io.load`).
+        output: the dataset directory; on a multi-node cluster a path on shared storage.
         options: the corpus options (method, fields, batch size, save).
         workers: the number of model-holding actors.
-        num_gpus_per_worker: GPUs per actor (default: 1 when the cluster has GPUs, else 0).
+        num_gpus: GPUs per actor (default: 1 when the cluster has GPUs, else 0).
         ray_address: the cluster to join (default: `RAY_ADDRESS`, else a local cluster started
             here and stopped afterwards). Ignored when Ray is already initialised.
-        read_records: `(path, options) -> records`, each a dict with "id" and the fields
-            (default: the local engine's reader, `alti_lens.corpus.io`).
-        dtype: the model's dtype in the actors (`load_model`'s `dtype`).
+        device: where the actors put the model (default: "cuda" when they hold a GPU).
+        dtype: the model's dtype (`load_model`'s).
+        skip_bad: leave bad records out (rejects.jsonl) instead of raising InputError.
+        quiet: no progress bar.
+        same_as_options: what `alti_lens.corpus.run` passes besides (method, batch_size, the
+            fields, save, measure, threshold: must agree with `options`; shard_size: unused,
+            one shard per batch).
 
     Returns:
-        The manifest that was written to `output_dir/manifest.json`.
+        The manifest (also `output/manifest.json`), the local engine's plus "workers" and
+        "resources" (what each actor claimed).
 
     Raises:
         MissingDependencyError: Ray Data is not installed.
-        InputError: bad input or options, a cluster that cannot be reached or cannot host the
-            requested workers.
+        InputError: bad input, options or model name; a cluster that cannot be reached or cannot
+            host the requested workers. Errors alti_lens raises in the actors come back as
+            themselves.
     """
     ray = import_ray()
-    if workers < 1:
-        raise InputError(f"workers must be at least 1; got {workers}. Fix: --workers 1 or more.")
-    started = time.perf_counter()
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    reader = read_records or _default_reader()
-    records = list(reader(Path(input_path), options))
-    read_s = time.perf_counter() - started
-    done = finished_ids(out)
-    todo = sorted((r for r in records if str(r["id"]) not in done), key=_length)
+    _check_arguments(model, workers, options, same_as_options)
+    from . import io, local, shards
+
+    start = time.perf_counter()
+    name = os.fspath(model)  # type: ignore[arg-type]  # checked by _check_arguments
+    out = shards.prepare(output)
+    io.read(input)  # an unreadable input fails before the model is loaded
+    shards.check_compatible(shards.read_manifest(out), options.to_dict(), name)
+    corpus = _validate(name, input, options, dtype, skip_bad, quiet)
+    if corpus.rejects:
+        io.write_rejects(out / shards.REJECTS, corpus.rejects)
+    manifest = _manifest(name, input, options, corpus)
+    manifest["timings"] = {"validate_s": time.perf_counter() - start}
+    done = shards.done_ids(out)
+    pending = [item for item in corpus.items if item.record["id"] not in done]
+    groups = list(local.batches(pending, options.batch_size))
+    manifest["padding_waste"] = local.padding_waste(groups)
+    manifest["counts"].update(skipped=len(corpus.items) - len(pending), computed=0)
     owns_cluster = _connect(ray, ray_address)
     try:
-        plan = plan_resources(ray.cluster_resources(), workers, num_gpus_per_worker)
-        work_started = time.perf_counter()
-        written = _process(ray, str(model_name_or_dir), todo, out, options, plan, dtype)
-        process_s = time.perf_counter() - work_started
+        plan = plan_resources(ray.cluster_resources(), workers, num_gpus)
+        manifest.update(workers=workers, resources=dataclasses.asdict(plan))
+        job = Job(name, out, options, plan, device, dtype)
+        return _compute(ray, job, groups, manifest, quiet)
     finally:
         if owns_cluster:
             ray.shutdown()
-    manifest = _manifest(
-        model=str(model_name_or_dir),
-        options=options,
-        plan=plan,
-        counts={
-            "examples": len(records),
-            "written": written,
-            "skipped_existing": len(records) - len(todo),
+
+
+def _check_arguments(
+    model: object, workers: object, options: CorpusOptions, same: dict[str, Any]
+) -> None:
+    """Refuse what the actors cannot do, and options given twice that disagree."""
+    if not isinstance(model, str | os.PathLike):
+        raise InputError(
+            f"engine='ray' loads the model in every worker, so it needs the model's name or "
+            f"checkpoint directory; got a {type(model).__name__}. Fix: pass the name or the "
+            "directory (model.save_pretrained(dir) and its tokenizer), or engine='local'."
+        )
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be an int >= 1; got {workers!r}. Fix: e.g. workers=2.")
+    fields = {f.name for f in dataclasses.fields(options)}
+    unknown = set(same) - fields - {"shard_size"}
+    if unknown:
+        raise TypeError(f"ray_engine.run() got unexpected arguments {sorted(unknown)}")
+    for key in set(same) & fields:
+        if same[key] != getattr(options, key):
+            raise InputError(
+                f"{key}={same[key]!r} disagrees with options.{key}={getattr(options, key)!r}. "
+                "Fix: give it once (in the options)."
+            )
+
+
+def _validate(
+    name: str,
+    input: str | Path,
+    options: CorpusOptions,
+    dtype: str | None,
+    skip_bad: bool,
+    quiet: bool,
+) -> io.Corpus:
+    """The validated input, as the local engine validates it: the model is loaded here once
+    (on the CPU) to check the method and measure token counts, then released."""
+    from alti_lens import load_model
+
+    from . import check_model, io
+
+    model = load_model(name, device="cpu", dtype=dtype, progress=not quiet)
+    check_model(model, options.method, name)
+    corpus = io.load(input, options, model, skip_bad=skip_bad)
+    del model
+    return corpus
+
+
+def _manifest(
+    name: str, input: str | Path, options: CorpusOptions, corpus: io.Corpus
+) -> dict[str, Any]:
+    """The manifest's fields known before computing (the local engine's, engine "ray")."""
+    from . import shards
+
+    versions = shards.versions()
+    versions["ray"] = _version("ray")
+    return {
+        "format": shards.FORMAT,
+        "engine": "ray",
+        "model": name,
+        "input": str(input),
+        "options": options.to_dict(),
+        "versions": versions,
+        "counts": {
+            "input": len(corpus.items) + len(corpus.rejects),
+            "valid": len(corpus.items),
+            "rejected": len(corpus.rejects),
         },
-        timings={
-            "read_s": round(read_s, 3),
-            "process_s": round(process_s, 3),
-            "total_s": round(time.perf_counter() - started, 3),
-            "examples_per_s": round(written / process_s, 3) if process_s > 0 else None,
-        },
-        out=out,
-    )
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return manifest
+        "rejects": shards.REJECTS if corpus.rejects else None,
+        "complete": False,
+    }
 
 
-def _default_reader() -> RecordReader:
-    """The local engine's validating reader (alti_lens.corpus.io.read_records)."""
-    from . import io
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
 
-    return io.read_records
-
-
-def _length(record: Record) -> int:
-    """A cheap length to bucket by: the characters of all text fields."""
-    return sum(len(v) for k, v in record.items() if k != "id" and isinstance(v, str))
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _connect(ray: Any, address: str | None) -> bool:
-    """Join `address` (else RAY_ADDRESS, else a new local cluster); True when we started Ray here
-    (and so must stop it)."""
+    """Join `address` (else RAY_ADDRESS, else a new local cluster); True when Ray was started
+    here (and so must be stopped here)."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -169,7 +233,7 @@ class ResourcePlan:
 
 
 def plan_resources(
-    cluster: dict[str, float], workers: int, num_gpus_per_worker: float | int | None
+    cluster: dict[str, float], workers: int, num_gpus: float | int | None
 ) -> ResourcePlan:
     """Size the actors from the cluster's resources.
 
@@ -182,14 +246,14 @@ def plan_resources(
     """
     cpus = float(cluster.get("CPU", 0.0))
     gpus = float(cluster.get("GPU", 0.0))
-    per_gpu = (1.0 if gpus > 0 else 0.0) if num_gpus_per_worker is None else num_gpus_per_worker
+    per_gpu = (1.0 if gpus > 0 else 0.0) if num_gpus is None else num_gpus
     if per_gpu < 0:
-        raise InputError(f"num_gpus_per_worker must be >= 0; got {num_gpus_per_worker}.")
+        raise InputError(f"num_gpus (per worker) must be >= 0; got {num_gpus}.")
     if per_gpu * workers > gpus + 1e-9:
         raise InputError(
             f"{workers} worker(s) with {per_gpu:g} GPU each need {per_gpu * workers:g} GPUs; the "
             f"Ray cluster has {gpus:g}. Fix: fewer --workers, a fraction of a GPU per worker, or "
-            "--num-gpus-per-worker 0 to run on CPUs."
+            "--num-gpus 0 to run on CPUs."
         )
     spare = min(1.0, cpus / 4)
     num_cpus = min(1.0, (cpus - spare) / workers)
@@ -198,50 +262,62 @@ def plan_resources(
             f"the Ray cluster has {cpus:g} CPUs, too few for {workers} worker(s) and Ray Data's "
             "own tasks. Fix: fewer --workers or a cluster with more CPUs."
         )
-    return ResourcePlan(workers, round(num_cpus, 2), per_gpu, cpus, gpus)
+    return ResourcePlan(workers, round(num_cpus, 2), float(per_gpu), cpus, gpus)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What every actor needs (picklable plain values)."""
+
+    model: str
+    out: Path
+    options: CorpusOptions
+    plan: ResourcePlan
+    device: str | None
+    dtype: str | None
 
 
 class CorpusWorker:
-    """A Ray actor: loads the model once, then turns batches of records into written shards."""
+    """A Ray actor: loads the model once, then turns batches into written shards."""
 
-    def __init__(
-        self, model: str, options: CorpusOptions, output_dir: str, device: str | None, dtype: str
-    ) -> None:
+    def __init__(self, job: Job) -> None:
         from alti_lens import load_model
 
-        self.options = options
-        self.output_dir = Path(output_dir)
+        self.job = job
+        device = job.device or ("cuda" if job.plan.num_gpus > 0 else None)
         # An error raised here kills the actor, and Ray's ActorDiedError keeps only its text; kept
         # and reported by the first batch instead, it reaches the driver as itself.
         self.failed: AltiLensError | None = None
         try:
-            self.model = load_model(model, device=device, dtype=dtype, progress=False)
+            self.model = load_model(job.model, device=device, dtype=job.dtype, progress=False)
         except AltiLensError as err:
             self.failed = err
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        """One batch (a "record" column of JSON strings) → its shard, written; per record: its id,
-        the shard's name, the batch's seconds and "" (or, when alti_lens refused the batch, the
-        error, pickled and base64-encoded: Ray's wrappers keep only an error's text)."""
-        from .rows import process
+        """Ray Data rows (one batch of records each: "index", "records" as JSON) → their shards,
+        written; per row: index, rows written, seconds and "" (or the alti_lens error that
+        refused the batch, encoded: Ray's wrappers would keep only its text)."""
+        from . import rows, shards
 
-        started = time.perf_counter()
-        records = [json.loads(r) for r in batch["record"]]
-        ids = [str(r["id"]) for r in records]
-        try:
-            if self.failed is not None:
-                raise self.failed
-            rows = process(self.model, self.options.method, records, self.options)
-            shard, error = write_shard(rows, self.output_dir), ""
-        except AltiLensError as err:
-            shard, error = "", encode_error(err)
-        seconds = time.perf_counter() - started
-        return {
-            "id": ids,
-            "shard": [shard] * len(ids),
-            "seconds": [seconds] * len(ids),
-            "error": [error] * len(ids),
-        }
+        result: dict[str, list[Any]] = {"index": [], "n": [], "seconds": [], "error": []}
+        for index, text in zip(batch["index"], batch["records"], strict=True):
+            started = time.perf_counter()
+            records = json.loads(text)
+            try:
+                if self.failed is not None:
+                    raise self.failed
+                computed = rows.process(
+                    self.model, self.job.options.method, records, self.job.options
+                )
+                shards.write_shard(self.job.out, int(index), computed)
+                error = ""
+            except AltiLensError as err:
+                error = encode_error(err)
+            result["index"].append(int(index))
+            result["n"].append(0 if error else len(records))
+            result["seconds"].append(time.perf_counter() - started)
+            result["error"].append(error)
+        return result
 
 
 def encode_error(err: AltiLensError) -> str:
@@ -267,112 +343,66 @@ def decode_error(text: str) -> BaseException:
     return err
 
 
-def write_shard(rows: list[dict[str, Any]], output_dir: Path) -> str:
-    """Write one batch's rows as a Parquet shard (and its "_tensors" as a safetensors shard of
-    the same name, keys "<id>/<name>"), each write-then-rename so that a shard on disk is always
-    complete; the Parquet file is renamed last, so its presence means the batch is done. The name
-    is the hash of the batch's ids: a batch redone after a crash replaces, never duplicates."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _compute(
+    ray: Any, job: Job, groups: list[list[io.Item]], manifest: dict[str, Any], quiet: bool
+) -> dict[str, Any]:
+    """Run the actor pool over the batches, a progress bar on the driver; the final manifest.
+    On an error or Ctrl-C the shards already written stay (each complete) and the manifest says
+    the run is incomplete; a rerun resumes."""
+    from tqdm.auto import tqdm
 
-    name = SHARD_PREFIX + hashlib.sha1("\0".join(r["id"] for r in rows).encode()).hexdigest()[:16]
-    tensors = {
-        f"{row['id']}/{key}": t.detach().to("cpu").contiguous()
-        for row in rows
-        for key, t in row.get("_tensors", {}).items()
-    }
-    if tensors:
-        from safetensors.torch import save_file
+    from . import shards
 
-        tmp = output_dir / f".{name}.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(output_dir / f"{name}.safetensors")
-    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "_tensors"} for r in rows])
-    tmp = output_dir / f".{name}.parquet.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(output_dir / f"{name}.parquet")
-    return name
-
-
-def finished_ids(output_dir: Path) -> set[str]:
-    """The ids of every finished Parquet shard in `output_dir` (any engine's)."""
-    import pyarrow.parquet as pq
-
-    done: set[str] = set()
-    for shard in sorted(output_dir.glob("*.parquet")):
-        done.update(str(i) for i in pq.read_table(shard, columns=["id"]).column("id").to_pylist())
-    return done
+    start = time.perf_counter()
+    computed = 0
+    total = sum(len(g) for g in groups)
+    bar = tqdm(total=total, unit="ex", desc="ray", disable=quiet or not total, file=sys.stderr)
+    try:
+        for row in _dataset(ray, job, groups, shards.next_index(job.out)):
+            if row["error"]:
+                raise decode_error(row["error"])  # the first refused batch stops the run
+            computed += int(row["n"])
+            bar.update(int(row["n"]))
+    except BaseException:
+        _finish(manifest, job.out, computed, start, complete=False)
+        raise
+    finally:
+        bar.close()
+    return _finish(manifest, job.out, computed, start, complete=True)
 
 
-def _process(
-    ray: Any,
-    model: str,
-    records: list[Record],
-    out: Path,
-    options: CorpusOptions,
-    plan: ResourcePlan,
-    dtype: str | None,
-) -> int:
-    """Run the actor pool over `records`; the number of rows written."""
-    if not records:
-        return 0
-    items = [{"record": json.dumps(r)} for r in records]
+def _dataset(ray: Any, job: Job, groups: list[list[io.Item]], first: int) -> Any:
+    """The rows (one per batch) the actor pool returns, as they finish."""
+    if not groups:
+        return iter(())
+    items = [
+        {"index": first + k, "records": json.dumps([item.record for item in group])}
+        for k, group in enumerate(groups)
+    ]
     dataset = ray.data.from_items(items).map_batches(
         CorpusWorker,
-        fn_constructor_kwargs={
-            "model": model,
-            "options": options,
-            "output_dir": str(out.resolve()),
-            "device": "cuda" if plan.num_gpus > 0 else None,
-            "dtype": dtype or "float32",
-        },
-        batch_size=options.batch_size,
+        fn_constructor_kwargs={"job": job},
+        batch_size=1,  # one Ray Data row is one batch of records
         batch_format="numpy",
-        concurrency=plan.workers,
-        num_cpus=plan.num_cpus,
-        num_gpus=plan.num_gpus,
+        concurrency=job.plan.workers,
+        num_cpus=job.plan.num_cpus,
+        num_gpus=job.plan.num_gpus,
     )
-    written = 0
-    for row in dataset.select_columns(["error"]).iter_rows():
-        if row["error"]:
-            raise decode_error(row["error"])  # the first refused batch stops the run
-        written += 1
-    return written
+    return dataset.iter_rows()
 
 
-def _manifest(
-    *,
-    model: str,
-    options: CorpusOptions,
-    plan: ResourcePlan,
-    counts: dict[str, int],
-    timings: dict[str, float | None],
-    out: Path,
+def _finish(
+    manifest: dict[str, Any], out: Path, computed: int, start: float, *, complete: bool
 ) -> dict[str, Any]:
-    """The manifest.json of a Ray run (the local engine's fields, plus the Ray resources)."""
-    return {
-        "engine": "ray",
-        "model": model,
-        "method": options.method,
-        "options": dataclasses.asdict(options),
-        "versions": _versions(),
-        "workers": plan.workers,
-        "resources": dataclasses.asdict(plan),
-        "counts": {**counts, "shards": len(list(out.glob("*.parquet")))},
-        "timings": timings,
-    }
+    """The manifest completed with counts and timings, written (as the local engine's)."""
+    from . import shards
 
-
-def _versions() -> dict[str, str]:
-    """The versions that decide the numbers (and Ray's)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from alti_lens._version import __version__
-
-    found = {"alti_lens": __version__}
-    for package in ("torch", "transformer-lens", "transformers", "ray"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
-    return found
+    seconds = time.perf_counter() - start
+    manifest["complete"] = complete
+    manifest["counts"]["computed"] = computed
+    manifest["counts"]["done"] = len(shards.done_ids(out))
+    manifest["timings"]["compute_s"] = seconds
+    manifest["timings"]["examples_per_s"] = computed / seconds if seconds > 0 else None
+    manifest["shards"] = sorted(p.name for p in shards.shard_paths(out).values())
+    shards.write_manifest(out, manifest)
+    return manifest
