@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import os
 import pickle
 import sys
@@ -358,7 +359,7 @@ def _compute(
     total = sum(len(g) for g in groups)
     bar = tqdm(total=total, unit="ex", desc="ray", disable=quiet or not total, file=sys.stderr)
     try:
-        for row in _dataset(ray, job, groups, shards.next_index(job.out)):
+        for row in _dataset(ray, job, groups, shards.next_index(job.out), quiet):
             if row["error"]:
                 raise decode_error(row["error"])  # the first refused batch stops the run
             computed += int(row["n"])
@@ -371,10 +372,14 @@ def _compute(
     return _finish(manifest, job.out, computed, start, complete=True)
 
 
-def _dataset(ray: Any, job: Job, groups: list[list[io.Item]], first: int) -> Any:
+def _dataset(ray: Any, job: Job, groups: list[list[io.Item]], first: int, quiet: bool) -> Any:
     """The rows (one per batch) the actor pool returns, as they finish."""
     if not groups:
         return iter(())
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver's bar counts examples instead
+    if quiet:  # Ray Data also logs its progress when stderr is not a terminal
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     items = [
         {"index": first + k, "records": json.dumps([item.record for item in group])}
         for k, group in enumerate(groups)
