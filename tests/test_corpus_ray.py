@@ -212,3 +212,27 @@ def test_errors_cross_ray_with_their_class_and_attributes() -> None:
     back = ray_engine.decode_error(ray_engine.encode_error(err))
     assert type(back) is ReconstructionError and str(back) == "not exact"
     assert (back.layer, back.error, back.tolerance, back.part) == (2, 1.0, 0.1, "encoder")
+
+
+def test_command_line_engine_ray_starts_a_local_cluster_and_matches_local(tmp_path: Path) -> None:
+    """`alti-lens corpus --engine ray` in a fresh process (no Ray running there, no RAY_ADDRESS):
+    the engine starts a local cluster, writes the local engine's rows, and stops it."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    input = write_jsonl(tmp_path / "in.jsonl", induction_records(3))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
+    env.pop("RAY_ADDRESS", None)
+    common = ["--model", "demo-induction", "--method", "alti", "--input", str(input), "-q"]
+    done = subprocess.run(
+        [sys.executable, "-m", "alti_lens.cli", "corpus", *common, "--output",
+         str(tmp_path / "ray"), "--engine", "ray", "--workers", "1"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "3 rows in" in done.stdout
+    corpus.run("demo-induction", input, tmp_path / "local", method="alti", quiet=True)
+    assert_same(by_id(tmp_path / "ray"), by_id(tmp_path / "local"))
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["engine"] == "ray" and manifest["complete"]
