@@ -21,9 +21,12 @@ from alti_lens.corpus.options import CorpusOptions  # noqa: E402
 from alti_lens.demo.data import induction_sequences, translation_pairs  # noqa: E402
 from alti_lens.errors import InputError, MissingDependencyError  # noqa: E402
 
-# The demo models compute in float32; the actors run with one thread, the local engine with all,
-# so sums may be reassociated: agreement to a few dozen float32 ulps of O(1) values.
+# The demo models compute in float32. The engines compute the same batches, but the actors run
+# with one thread and the local engine with all, so sums may be reassociated: measured, ALTI rows
+# agree exactly and ALTI+ rows to 3.2e-6 relative (27 float32 ulps); allowed: 64 ulps relative,
+# 4 ulps of an O(1) value absolute (for values near zero).
 TOL = 64 * torch.finfo(torch.float32).eps
+ABS_TOL = 4 * torch.finfo(torch.float32).eps
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,7 +62,7 @@ def by_id(out: Path) -> list[dict[str, Any]]:
 
 def assert_same(got: Any, want: Any, where: str = "row") -> None:
     if isinstance(want, float):
-        assert isinstance(got, float) and math.isclose(got, want, rel_tol=TOL, abs_tol=TOL), (
+        assert isinstance(got, float) and math.isclose(got, want, rel_tol=TOL, abs_tol=ABS_TOL), (
             f"{where}: {got} != {want}"
         )
     elif isinstance(want, dict):
@@ -113,7 +116,7 @@ def test_full_save_writes_the_local_engine_s_matrices(alti_runs) -> None:
         want = corpus.load_tensors(tmp / "local", record["id"])
         assert sorted(got) == sorted(want) == ["contributions", "rollout"]
         for name in want:
-            torch.testing.assert_close(got[name], want[name], rtol=TOL, atol=TOL)
+            torch.testing.assert_close(got[name], want[name], rtol=TOL, atol=ABS_TOL)
     assert not list((tmp / "ray").glob(".*.tmp")), "no temporary file is left behind"
 
 
