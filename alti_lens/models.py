@@ -53,8 +53,8 @@ def n_layers(model: HookedModel) -> int:
 
 
 def n_ctx(model: HookedModel) -> int:
-    """The longest input the model reads, in tokens (its config's `n_ctx`; encoder-decoder
-    models too)."""
+    """The longest input the model reads, in tokens (its config's `n_ctx`; for an
+    encoder-decoder, the longest source and the longest decoder input)."""
     return readout.describe(model, encoder_decoder=readout.is_encoder_decoder(model)).n_ctx
 
 

@@ -104,10 +104,9 @@ def test_alti_plus_rows_equal_direct_calls_with_and_without_targets(translator) 
     recs = [
         {"id": "a", "source": "the old red cat sees a happy dog", "target": None},
         {"id": "b", "source": "the cat sees a dog", "target": "lo gato"},
-        {"id": "c", "source": "a happy dog", "target": None},
     ]
     got = rows.process(translator, "alti_plus", recs, CorpusOptions("alti_plus"))
-    assert [r["id"] for r in got] == ["a", "b", "c"]
+    assert [r["id"] for r in got] == ["a", "b"]
     for row, r in zip(got, recs, strict=True):
         want = alti_plus(translator, r["source"], r["target"])
         t = want.target_tokens.shape[1]
@@ -303,6 +302,7 @@ def test_a_shard_is_never_visible_half_written(tmp_path, model, monkeypatch) -> 
         )
     assert not list(out.glob("part-*.parquet"))  # only the temporary file, never a shard
     assert list(out.glob(".part-*.tmp"))
+    assert json.loads((out / "manifest.json").read_text())["complete"] is False
     monkeypatch.setattr(pq, "write_table", real)
     done = alti_lens.corpus.run(
         model, path, out, method="alti", batch_size=2, shard_size=2, quiet=True
@@ -345,3 +345,52 @@ def test_manifest_records_model_versions_options_counts_and_timings(tmp_path, mo
     assert on_disk["timings"]["examples_per_s"] > 0 and on_disk["padding_waste"] >= 0
     assert on_disk["format"] == shards.FORMAT
     assert alti_lens.run_corpus is alti_lens.corpus.run
+
+
+def test_alti_plus_corpus_checks_source_and_target_lengths(tmp_path, translator) -> None:
+    from alti_lens import models
+
+    limit = models.n_ctx(translator)
+    long = " ".join(["cat"] * limit)
+    items = [
+        {"id": "ok", "source": "the cat sees a dog", "target": "lo gato"},
+        {"id": "gen", "source": "a happy dog"},  # no target: translated first
+        {"id": "long-source", "source": long},
+        {"id": "long-target", "source": "the cat", "target": long},  # limit + 1 tokens (EOS)
+        {"id": "edge", "source": "the cat", "target": " ".join(["gato"] * (limit - 1))},
+    ]
+    path = write_jsonl(tmp_path / "pairs.jsonl", items)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"line 3: source is \d+ tokens.*line 4: target is 33"):
+        alti_lens.corpus.run(translator, path, out, method="alti_plus", quiet=True)
+    manifest = alti_lens.corpus.run(
+        translator, path, out, method="alti_plus", skip_bad=True, quiet=True
+    )
+    assert manifest["counts"]["done"] == 3 and manifest["counts"]["rejected"] == 2
+    assert limit == 32
+    table = {r["id"]: r for r in alti_lens.corpus.read_table(out).to_pylist()}
+    assert table["gen"]["target"] is None and table["ok"]["target"] == "lo gato"
+    want = alti_plus(translator, "the cat sees a dog", "lo gato").sentence_statistics()["mean"]
+    assert table["ok"]["source_contribution_mean"] == pytest.approx(float(want[0]), abs=1e-9)
+
+
+def test_ray_engine_gets_every_argument_or_a_clear_error(tmp_path, monkeypatch) -> None:
+    import sys
+    import types
+
+    from alti_lens import MissingDependencyError
+
+    name = "alti_lens.corpus.ray_engine"
+    monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match="engine='ray' is not available"):
+        alti_lens.corpus.run("m", "in.jsonl", tmp_path, method="alti", engine="ray")
+    seen = {}
+    fake = types.ModuleType(name)
+    fake.run = lambda **kwargs: seen.update(kwargs) or {"ok": True}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, name, fake)
+    got = alti_lens.corpus.run(
+        "m", "in.jsonl", tmp_path, method="flow", engine="ray", workers=2, ray_address="auto"
+    )
+    assert got == {"ok": True}
+    assert seen["workers"] == 2 and seen["ray_address"] == "auto" and "engine" not in seen
+    assert seen["options"] == CorpusOptions("flow") and seen["model"] == "m"

@@ -128,7 +128,8 @@ def _check_int(name: str, value: object) -> None:
 
 
 def _ray(**arguments: Any) -> dict[str, Any]:
-    """`ray_engine.run` with this call's arguments (less `engine`, plus the `options`)."""
+    """`ray_engine.run(**arguments)`: every argument of `run` but `engine`, by keyword, plus
+    `options` (the validated `CorpusOptions`)."""
     try:
         ray_engine = importlib.import_module(".ray_engine", __name__)
     except ImportError as err:
@@ -169,7 +170,7 @@ def _local(
     corpus = io.load(input, options, model, skip_bad=skip_bad)
     if corpus.rejects:
         io.write_rejects(out / shards.REJECTS, corpus.rejects)
-    manifest = _manifest(name, input, options, corpus)
+    manifest = base_manifest(name, input, options, corpus)
     manifest["timings"] = {"load_s": loaded - start, "validate_s": time.perf_counter() - loaded}
     return local.run(model, corpus, out, options, manifest, shard_size=shard_size, quiet=quiet)
 
@@ -201,12 +202,15 @@ def _model_name(model: "HookedModel") -> str:
     return str(getattr(cfg, "model_name", None) or type(model).__name__)
 
 
-def _manifest(name: str, input: str | Path, options: CorpusOptions, corpus: Any) -> dict[str, Any]:
+def base_manifest(
+    name: str, input: str | Path, options: CorpusOptions, corpus: Any, engine: str = "local"
+) -> dict[str, Any]:
+    """The manifest's fields known before computing (the engine adds the rest)."""
     from . import shards
 
     return {
         "format": shards.FORMAT,
-        "engine": "local",
+        "engine": engine,
         "model": name,
         "input": str(input),
         "options": options.to_dict(),

@@ -251,7 +251,8 @@ def _measure(
     key = "source" if options.method == "alti_plus" else "text"
     lengths = _lengths(model, [item.record[key] for item in items])
     if options.method == "alti_plus":
-        # the decoder input is the target shifted right: one token (the start token) longer
+        # the decoder input is the tokenized target shifted right, as long as it: a target of
+        # n_ctx tokens is explained, one of n_ctx + 1 refused (as alti_plus does)
         targets = [(i, item.record["target"]) for i, item in enumerate(items)]
         targets = [(i, t) for i, t in targets if t is not None]
         target_lengths = dict(
@@ -261,9 +262,9 @@ def _measure(
         target_lengths = {}
     kept, rejects = [], []
     for i, (item, n) in enumerate(zip(items, lengths, strict=True)):
-        longest = max(n, target_lengths.get(i, -1) + 1)
+        longest = max(n, target_lengths.get(i, 0))
         if longest > limit:
-            what = "text" if n > limit else "target"
+            what = key if n > limit else "target"
             reason = f"{what} is {longest} tokens, longer than the model's context of {limit}"
             rejects.append(Reject(item.line, reason, item.record["id"]))
         else:

@@ -82,8 +82,10 @@ def run(
     try:
         _compute(model, groups, options, writer, quiet)
     except BaseException:  # Ctrl-C included: keep what was computed, say the run is incomplete
-        writer.flush()
-        _finish(manifest, out, writer, start, complete=False)
+        try:
+            writer.flush()
+        finally:  # even when that last shard cannot be written: the manifest says incomplete
+            _finish(manifest, out, writer, start, complete=False)
         raise
     writer.flush()
     return _finish(manifest, out, writer, start, complete=True)
