@@ -174,26 +174,13 @@ def _validate(
 def _manifest(
     name: str, input: str | Path, options: CorpusOptions, corpus: io.Corpus
 ) -> dict[str, Any]:
-    """The manifest's fields known before computing (the local engine's, engine "ray")."""
-    from . import shards
+    """The manifest's fields known before computing: the local engine's, engine "ray", and
+    Ray's version."""
+    from . import base_manifest
 
-    versions = shards.versions()
-    versions["ray"] = _version("ray")
-    return {
-        "format": shards.FORMAT,
-        "engine": "ray",
-        "model": name,
-        "input": str(input),
-        "options": options.to_dict(),
-        "versions": versions,
-        "counts": {
-            "input": len(corpus.items) + len(corpus.rejects),
-            "valid": len(corpus.items),
-            "rejected": len(corpus.rejects),
-        },
-        "rejects": shards.REJECTS if corpus.rejects else None,
-        "complete": False,
-    }
+    manifest = base_manifest(name, input, options, corpus, engine="ray")
+    manifest["versions"]["ray"] = _version("ray")
+    return manifest
 
 
 def _version(package: str) -> str | None:
