@@ -16,7 +16,9 @@ not counted; every run's actors start and load the model anew, which is counted.
 "compute s" is the manifest's compute time (the local engine: the batches; Ray: the actor pool,
 model loads in the actors included), "wall s" the whole call (validation, which loads the model
 once in the driver, included). "overhead" is Ray's wall time over the local engine's (equal
-work; the local engine is one process that uses all CPUs, so "workers" = 1). Not a test:
+work; the local engine is one process that uses all CPUs, so "workers" = 1). "examples/s per
+busy actor": rows over the actors' summed seconds in batches (the manifest's `batches_s`), i.e.
+one actor's steady-state speed without its start-up and model load. Not a test:
 numbers depend on the machine and on what else runs on it. Quote them with the machine.
 """
 
@@ -99,7 +101,8 @@ def measure(model: str, method: str, input: Path, out: Path, engine: str, worker
     )  # fmt: skip
     wall = time.perf_counter() - start
     n = manifest["counts"]["computed"]
-    return {"n": n, "wall": wall, "compute": manifest["timings"]["compute_s"]}
+    timings = manifest["timings"]
+    return {"n": n, "wall": wall, "compute": timings["compute_s"], "busy": timings.get("batches_s")}
 
 
 def main() -> None:
@@ -123,9 +126,11 @@ def main() -> None:
             f"{os.cpu_count()} cores; ray {ray.__version__}; {args.examples} examples, "
             f"batch size {args.batch_size}\n"
         )
-        print("| model (method) | engine | workers | wall s | compute s | examples/s (wall) "
-              "| examples/s (compute) | Ray overhead (wall) |")  # fmt: skip
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| model (method) | engine | workers | wall s | compute s | examples/s (wall) "
+            "| examples/s (compute) | Ray overhead (wall) | examples/s per busy actor |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for name in args.models:
             model, method, input = files[name]
             runs = [("local", 1)] + [("ray", w) for w in args.workers]
@@ -134,10 +139,11 @@ def main() -> None:
                 r = measure(model, method, input, root / "out", engine, workers, args.batch_size)
                 local_wall = r["wall"] if engine == "local" else local_wall
                 overhead = "" if engine == "local" else f"{r['wall'] / local_wall:.2f}×"
+                busy = f"{r['n'] / r['busy']:.2f}" if r["busy"] else ""
                 print(
                     f"| {name} ({method}) | {engine} | {workers} | {r['wall']:.1f} | "
                     f"{r['compute']:.1f} | {r['n'] / r['wall']:.2f} | "
-                    f"{r['n'] / r['compute']:.2f} | {overhead} |",
+                    f"{r['n'] / r['compute']:.2f} | {overhead} | {busy} |",
                     flush=True,
                 )
     finally:

@@ -342,7 +342,7 @@ def _compute(
     from . import shards
 
     start = time.perf_counter()
-    computed = 0
+    computed, busy = 0, 0.0
     total = sum(len(g) for g in groups)
     bar = tqdm(total=total, unit="ex", desc="ray", disable=quiet or not total, file=sys.stderr)
     try:
@@ -350,12 +350,15 @@ def _compute(
             if row["error"]:
                 raise decode_error(row["error"])  # the first refused batch stops the run
             computed += int(row["n"])
+            busy += float(row["seconds"])
             bar.update(int(row["n"]))
     except BaseException:
         _finish(manifest, job.out, computed, start, complete=False)
         raise
     finally:
         bar.close()
+        # the actors' seconds in batches, summed: what the run cost without starting actors
+        manifest["timings"]["batches_s"] = busy
     return _finish(manifest, job.out, computed, start, complete=True)
 
 
