@@ -11,11 +11,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from . import readout
-from .readout import HookedModel, patching
+from .readout import HookedModel, gradients, patching
 from .readout.boot import load_model
 
 __all__ = [
+    "EmbeddingGradients",
     "HookedModel",
+    "embedding_gradients",
     "is_causal_lm",
     "is_encoder_decoder",
     "last_hidden",
@@ -35,6 +37,9 @@ logits = patching.logits
 last_hidden = patching.last_hidden
 value_zeroing = patching.value_zeroing
 value_zeroing_encoder_decoder = patching.value_zeroing_encoder_decoder
+# Gradient baselines w.r.t. the token embeddings (see `alti_lens.readout.gradients`).
+embedding_gradients = gradients.embedding_gradients
+EmbeddingGradients = gradients.EmbeddingGradients
 
 
 def is_encoder_decoder(model: HookedModel) -> bool:
