@@ -242,3 +242,22 @@ def auroc_interval(
         values[r] = win[rows][:, cols].mean()
     tail = (1 - level) / 2
     return float(values.quantile(tail)), float(values.quantile(1 - tail))
+
+
+def mean_interval(
+    values: Float[Tensor, " n"],
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """`(mean, low, high)`: the mean of `values` (per-example numbers: hits as 0/1, AUCs, ranks'
+    reciprocals) and its percentile bootstrap interval over the examples."""
+    values = values.to(torch.float64).flatten()
+    if values.numel() == 0:
+        raise InputError("mean_interval: expected at least one value, got none. Fix: pass values.")
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(values.numel(), (n_resamples, values.numel()), generator=generator)
+    means = values[picks].mean(-1)
+    tail = (1 - level) / 2
+    return float(values.mean()), float(means.quantile(tail)), float(means.quantile(1 - tail))
