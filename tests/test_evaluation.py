@@ -3,6 +3,7 @@ model against what it must equal, and the reduced-size run of the report with bo
 headline numbers (so that a regression in ALTI, ALTI+ or ALTI-Logit shows up here)."""
 
 import importlib.util
+import json
 import math
 import os
 import re
@@ -15,6 +16,7 @@ from conftest import between_runs, bridge, encdec, hook_count
 from models import previous_token_model
 
 from alti_lens import alti
+from alti_lens.errors import InputError
 from alti_lens.evaluation import (
     alignment_error_rate,
     argmax_alignment,
@@ -198,6 +200,7 @@ def reduced_run(tmp_path_factory: pytest.TempPathFactory):
         )
     finally:
         torch.set_num_threads(threads)
+    results = json.loads(json.dumps(results))  # as main() stores and reads them back
     out = tmp_path_factory.mktemp("evaluation")
     plots = {}
     if importlib.util.find_spec("matplotlib") is not None:
@@ -223,7 +226,10 @@ def test_reduced_report_has_every_section(reduced_run) -> None:
         assert (out / path).stat().st_size > 1000, name
     n_decoder_layers = len(results["aer"]["ALTI+ (rollout R^l)"])
     assert n_decoder_layers == 2
-    assert set(results["induction"]["answer"]) == {*runs.SINGLE_STACK_MEASURES, runs.LOGIT}
+    gradients = {"gradient norm", "gradient x input", "integrated gradients"}
+    expected = {*runs.SINGLE_STACK_MEASURES, runs.LOGIT, runs.OCCLUSION, *gradients}
+    assert set(results["induction"]["answer"]) == expected
+    assert set(results["deletion_induction"]["auc"]) == {*expected - {runs.OCCLUSION}, runs.RANDOM}
 
 
 def test_reduced_headline_numbers_stay_within_bounds(reduced_run) -> None:
@@ -258,3 +264,107 @@ def test_reduced_headline_numbers_stay_within_bounds(reduced_run) -> None:
     assert induction["norm"][0] >= 0.95 and translator["norm"][0] >= 0.95
     assert induction["l1"][0] >= 0.6
     assert translator["l1"][0] >= 0.15
+
+
+def test_reduced_yardsticks_bound_the_methods(reduced_run) -> None:
+    """The yardsticks of sections 1 and 2, measured (reduced, float64): dictionary AER 0.044,
+    diagonal 0.763, random 0.888, substitution 0.000 with the gold source confirmed 100%; the last
+    layer's ALTI cross errors with the gold source clipped to 0: 7 of 8; induction occlusion names
+    the answer 82.7% and one of answer / previous occurrence 100%, ALTI-Logit 100%."""
+    _, results, text, _, _ = reduced_run
+    y = results["aer_yardsticks"]
+    assert y["trivial"]["dictionary"] <= 0.10
+    assert y["trivial"]["random"] >= 0.7 and y["trivial"]["diagonal"] >= 0.5
+    assert y["substitution"]["confirmed"] >= 0.95 and y["substitution"]["other_changes"] <= 0.05
+    assert y["substitution"]["aer"] <= 0.05
+    last = y["clipping"][str(len(y["clipping"]) - 1)]
+    assert (
+        last["errors_clipped"] <= last["errors"]
+        and last["n_links"] == results["aer_n_target_words"]
+    )
+    # the clipping explains ALTI cross's errors: most have their gold source at exactly 0
+    assert last["errors_clipped"] >= 0.5 * last["errors"]
+    ind = results["induction"]
+    assert ind["either"][runs.OCCLUSION] >= 0.95 and ind["either"][runs.LOGIT] >= 0.95
+    assert 0.5 <= ind["answer"][runs.OCCLUSION] < 1.0  # its own ceiling: not every answer
+    low, high = ind["answer_interval"]["ALTI"]
+    assert low <= ind["answer"]["ALTI"] <= high
+    assert "clips the gold source to exactly 0" in text
+
+
+def test_tasks_render_as_numbered_sections_after_the_demo_models(
+    reduced_run, tmp_path, monkeypatch
+) -> None:
+    """main() runs the chosen parts, keeps each part's JSON, and renders every part it finds:
+    a stand-in task module becomes section 6 with its summary bullet."""
+    import types
+
+    script, results, _, _, _ = reduced_run
+    fake = types.ModuleType("task_fake")
+    fake.TITLE = "A stand-in task"  # type: ignore[attr-defined]
+    fake.run = lambda size, seed: {"size": size, "seed": seed, "value": 0.25}  # type: ignore[attr-defined]
+    fake.summary = lambda r: [f"- **Stand-in:** value {r['value']}"]  # type: ignore[attr-defined]
+    fake.section = lambda r, plots: f"The value is {r['value']}."  # type: ignore[attr-defined]
+    fake.make_plots = lambda r, folder, relative_to: {}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "task_fake", fake)
+    monkeypatch.setattr(script, "TASKS", ("fake",))
+    (tmp_path / "classic-reduced.json").write_text(json.dumps(results))
+    out = tmp_path / "E.md"
+    args = ["--size", "reduced", "--tasks", "fake", "--results", str(tmp_path), "--out", str(out)]
+    assert script.main([*args, "--no-plots"]) == 0
+    text = out.read_text()
+    assert "## 6. A stand-in task\n\nThe value is 0.25." in text
+    assert "- **Stand-in:** value 0.25" in text.split("## 1.")[0]
+    assert json.loads((tmp_path / "fake-reduced.json").read_text())["value"] == 0.25
+    with pytest.raises(SystemExit):
+        script.main(["--size", "reduced", "--tasks", "nonsense", "--results", str(tmp_path)])
+
+
+def test_trivial_alignments_on_a_hand_made_pair() -> None:
+    from alti_lens.evaluation import yardsticks
+
+    # source `a b b` (ids 10 11 11), target words 0 1 2 (ids 20 21 21) aligned 0-0, 1-2, 2-1
+    pair = runs.AlignedPair(
+        source_ids=[10, 11, 11, 2],
+        source_words=[0, 1, 2, None],
+        decoder_input=[2, 20, 21, 21],
+        label_words=[0, 1, 2, None],
+        gold={(0, 0), (1, 2), (2, 1)},
+    )
+    rates = yardsticks.trivial_alignments([pair], {20: {10}, 21: {11}})
+    # the dictionary takes the first `b` for both target `b`s: one of three links wrong
+    assert rates["dictionary"] == pytest.approx(1 - 2 / 3)
+    # diagonal: 0-0, 1-1, 2-2: only the first is gold
+    assert rates["diagonal"] == pytest.approx(1 - 1 / 3)
+
+
+def test_embedding_gradients_integrated_gradients_are_complete() -> None:
+    """Integrated gradients sum to F(x) − F(0) (completeness), gradient × input is the gradient
+    dotted with the embedding, and the model is left without hooks."""
+    from alti_lens import load_model, models
+
+    model = load_model("demo-induction").to(torch.float64)
+    tokens = torch.tensor([[0, 5, 9, 12, 5, 9, 12, 5], [0, 7, 8, 3, 7, 8, 3, 7]])
+    rows = torch.arange(2)
+
+    def forward() -> torch.Tensor:
+        return model(tokens)[rows, 6, tokens[:, 7]]
+
+    with torch.no_grad():
+        forward()  # the bridge installs its own hooks on its first forward pass
+    before = hook_count(model)
+    g = models.embedding_gradients(model, forward, steps=64)["hook_embed"]
+    assert hook_count(model) == before
+    with torch.no_grad():
+        full = forward()
+        with model.hooks(fwd_hooks=[("hook_embed", lambda t, hook: t * 0)]):
+            zero = forward()
+    # the midpoint rule's error shrinks as 1/steps²: 64 steps on this model leave < 1e-3
+    torch.testing.assert_close(g.integrated.sum(-1), (full - zero).double(), atol=2e-3, rtol=0)
+    assert g.times_input.shape == g.norm.shape == (2, 8)
+    assert bool((g.norm[:, :7] > 0).all()) and bool((g.norm[:, 7] == 0).all())  # causal
+    with pytest.raises(InputError, match="no hook point"):
+        models.embedding_gradients(model, forward, names=("blocks.0.hook_nothing",), steps=0)
+    # a score that never runs the model: said, not a silent zero
+    with pytest.raises(ValueError, match="did not fire"):
+        models.embedding_gradients(model, lambda: torch.ones(2, requires_grad=True), steps=0)

@@ -19,7 +19,7 @@ the last layer's head-mean attention (not rolled out); "attention rollout" Abnar
 "norm" Kobayashi's `||T_i(x_j)||` rolled out like ALTI.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from alti_lens import Measure, alti, alti_logit, models
 
-from . import metrics
+from . import metrics, yardsticks
 from .alignment import ALIGNMENT_METHODS as ALIGNMENT_METHODS  # re-exported
 from .alignment import AlignedPair as AlignedPair
 from .alignment import alignment_error_rates as alignment_error_rates
@@ -73,51 +73,94 @@ def previous_occurrence(tokens: Int[Tensor, " pos"], t: int) -> int | None:
 @dataclass
 class InductionReport:
     """Shares of the correctly predicted repeated-half positions whose top source is the answer
-    (`answer`: the position after the previous occurrence) or the previous occurrence itself."""
+    (`answer`: the position after the previous occurrence), the previous occurrence itself, or
+    either of the two (`either`: both are causally necessary for an induction prediction)."""
 
     n_positions: int  # repeated-half positions with a known next token
     model_accuracy: float  # share of them the model predicts correctly
     answer: dict[str, float] = field(default_factory=dict)
     previous: dict[str, float] = field(default_factory=dict)
     n_evaluated: int = 0
+    either: dict[str, float] = field(default_factory=dict)
+    # bootstrap 95% interval of `answer` over the evaluated positions
+    answer_interval: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+OCCLUSION = "occlusion"
+
+
+def _method_rows(
+    model: models.HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    predictions: Tensor,
+    positions: list[int],
+    replacement: Tensor | None,
+    gradient_steps: int,
+) -> dict[str, Callable[[int, int], Tensor]]:
+    """Method name → `row(b, t)`: its scores of every input for the prediction at `t`."""
+    scores = last_layer_scores(model, tokens)
+    logit_rows = _logit_rows(model, tokens, predictions, positions)
+    rows: dict[str, Callable[[int, int], Tensor]] = {
+        name: (lambda b, t, name=name: scores[name][b, t]) for name in SINGLE_STACK_MEASURES
+    }
+    rows[LOGIT] = lambda b, t: logit_rows[t][b]
+    if gradient_steps:
+        grads = yardsticks.gradient_rows(model, tokens, predictions, positions, gradient_steps)
+        for name, per_t in grads.items():
+            rows[name] = lambda b, t, per_t=per_t: per_t[t][b]
+    if replacement is not None:
+        drop = yardsticks.occlusion_rows(model, tokens, predictions, replacement)
+        rows[OCCLUSION] = lambda b, t: drop[b, t]
+    return rows
 
 
 def induction_top_sources(
-    model: models.HookedModel, tokens: Int[Tensor, "batch pos"], *, bos: bool = True
+    model: models.HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    *,
+    bos: bool = True,
+    replacement: Int[Tensor, " batch"] | None = None,
+    gradient_steps: int = 0,
 ) -> InductionReport:
     """Top-source accuracy on repeated sequences (unpadded, `[batch, pos]`).
 
     Evaluated: every position `t` whose token occurred before at `p` with `p + 1 < t`, that has a
     next token in the sequence, and where the model's argmax is that next token. The candidates
     for the top source exclude the query position `t` itself (its own residual dominates every
-    measure's row) and, with `bos`, position 0.
+    measure's row) and, with `bos`, position 0. With `replacement` (a token absent from each
+    sequence) occlusion is scored too (the causal reference: the input whose replacement lowers
+    the prediction's probability most); with `gradient_steps` the gradient baselines (gradient
+    norm, gradient × input, integrated gradients with that many steps).
     """
     n = tokens.shape[1]
     predictions = models.logits(model, tokens).argmax(-1)
     rows = _induction_rows(tokens)
     correct = [(b, t, p) for b, t, p in rows if int(predictions[b, t]) == int(tokens[b, t + 1])]
-    scores = last_layer_scores(model, tokens)
-    names = [*SINGLE_STACK_MEASURES, LOGIT]
-    hits = {name: [0, 0] for name in names}
-    logit_rows = _logit_rows(model, tokens, predictions, sorted({t for _, t, _ in correct}))
+    positions = sorted({t for _, t, _ in correct})
+    method_rows = _method_rows(model, tokens, predictions, positions, replacement, gradient_steps)
+    hits = {name: ([], [], []) for name in method_rows}
     for b, t, p in correct:
         excluded = torch.zeros(n, dtype=torch.bool)
         excluded[t] = True
         excluded[t + 1 :] = True  # causal: later positions are never sources
         if bos:
             excluded[0] = True
-        for name in names:
-            row = logit_rows[t][b] if name == LOGIT else scores[name][b, t]
-            top = metrics.top_source(row, excluded)
-            hits[name][0] += top == p + 1
-            hits[name][1] += top == p
+        for name, row in method_rows.items():
+            top = metrics.top_source(row(b, t), excluded)
+            answer, previous, either = hits[name]
+            answer.append(float(top == p + 1))
+            previous.append(float(top == p))
+            either.append(float(top in (p, p + 1)))
     count = max(1, len(correct))
+    intervals = {k: metrics.mean_interval(torch.tensor(v[0]))[1:] for k, v in hits.items() if v[0]}
     return InductionReport(
         n_positions=len(rows),
         model_accuracy=len(correct) / max(1, len(rows)),
-        answer={k: v[0] / count for k, v in hits.items()},
-        previous={k: v[1] / count for k, v in hits.items()},
+        answer={k: sum(v[0]) / count for k, v in hits.items()},
+        previous={k: sum(v[1]) / count for k, v in hits.items()},
         n_evaluated=len(correct),
+        either={k: sum(v[2]) / count for k, v in hits.items()},
+        answer_interval=intervals,
     )
 
 
@@ -155,6 +198,8 @@ class DeletionReport:
     n_examples: int
     # share of examples where the ordering's AUC is below the random orders' mean AUC
     beats_random: dict[str, float] = field(default_factory=dict)
+    # bootstrap 95% interval of the mean AUC over the examples
+    auc_interval: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _summarise(aucs: dict[str, list[float]], curves: dict[str, list[Tensor]]) -> DeletionReport:
@@ -168,6 +213,7 @@ def _summarise(aucs: dict[str, list[float]], curves: dict[str, list[Tensor]]) ->
             for k, v in aucs.items()
             if k != RANDOM
         },
+        auc_interval={k: metrics.mean_interval(torch.tensor(v))[1:] for k, v in aucs.items()},
     )
 
 
@@ -217,6 +263,7 @@ def decoder_deletion(
     n_random: int = 5,
     seed: int = 0,
     bos: bool = True,
+    gradient_steps: int = 0,
 ) -> DeletionReport:
     """Deletion curves of next-token predictions of a decoder-only model.
 
@@ -224,22 +271,20 @@ def decoder_deletion(
     (without BOS with `bos`; the query token `t` itself is kept); they are replaced by the token
     `replacement` in order of each measure's importance (ALTI-Logit: its signed logit score), and
     the probability of the token the model predicted at `t` on the clean input is recorded.
+    With `gradient_steps`, the gradient baselines' orders are scored too (signed scores: gradient
+    × input and integrated gradients order by their value, most positive first).
     """
     generator = torch.Generator().manual_seed(seed)
     predictions = models.logits(model, tokens).argmax(-1)
-    scores = last_layer_scores(model, tokens)
     positions = sorted({t for _, t in examples})
-    logit_rows = _logit_rows(model, tokens, predictions, positions)
-    names = [*SINGLE_STACK_MEASURES, LOGIT]
+    rows = _method_rows(model, tokens, predictions, positions, None, gradient_steps)
+    names = list(rows)
     aucs: dict[str, list[float]] = {}
     curves: dict[str, list[Tensor]] = {}
     for b, t in examples:
         candidates = torch.zeros(tokens.shape[1], dtype=torch.bool)
         candidates[int(bos) : t] = True
-        orders = [
-            metrics.deletion_order(logit_rows[t][b] if n == LOGIT else scores[n][b, t], candidates)
-            for n in names
-        ]
+        orders = [metrics.deletion_order(rows[n](b, t), candidates) for n in names]
         orders += metrics.random_orders(candidates, n_random, generator)
         variants = _variants(tokens[b, : t + 1], orders, replacement)
         probs = models.logits(model, variants)[:, t].double().softmax(-1)

@@ -26,6 +26,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from alti_lens.errors import InputError
+
 from .protocol import HookedModel
 from .run import eval_mode
 
@@ -56,6 +58,13 @@ def _scaling_hook(
 def _run(
     model: HookedModel, forward: Callable[[], Tensor], names: Sequence[str], alpha: float
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+    unknown = [n for n in names if n not in model.hook_dict]
+    if unknown:
+        raise InputError(
+            f"embedding_gradients: no hook point {unknown} on this model; expected its token "
+            f"embedding hooks, e.g. {[k for k in model.hook_dict if 'embed' in k][:6]}. Fix: "
+            "pass names= with those (an encoder-decoder: its encoder's and decoder's)."
+        )
     inputs: dict[str, Tensor] = {}
     grads: dict[str, Tensor] = {}
     hooks = [(name, _scaling_hook(name, alpha, inputs, grads)) for name in names]
@@ -91,7 +100,8 @@ def embedding_gradients(
     out = {}
     for n in names:
         xn, gn = x[n].to(torch.float64), g[n].to(torch.float64)
-        integrated = (xn * total[n] / steps).sum(-1) if steps else torch.full_like(xn[..., 0], torch.nan)
+        nan = torch.full_like(xn[..., 0], torch.nan)
+        integrated = (xn * total[n] / steps).sum(-1) if steps else nan
         out[n] = EmbeddingGradients(
             norm=gn.norm(dim=-1).cpu(),
             times_input=(gn * xn).sum(-1).cpu(),

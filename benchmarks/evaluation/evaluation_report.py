@@ -74,17 +74,33 @@ def _ranked(values: dict[str, float], lower_is_better: bool = True) -> list[str]
     return sorted(values, key=lambda k: values[k] if lower_is_better else -values[k])
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
 def _deletion_table(report: dict) -> str:
-    """AUC per ordering and how often it beats that example's random orders."""
+    """AUC per ordering (with its bootstrap interval) and how often it beats that example's
+    random orders."""
     rows = [
-        [k, _f(v), "" if k == runs.RANDOM else f"{100 * report['beats_random'][k]:.0f}%"]
+        [
+            k,
+            f"{_f(v)} [{', '.join(_f(x) for x in report['auc_interval'][k])}]",
+            "" if k == runs.RANDOM else f"{100 * report['beats_random'][k]:.0f}%",
+        ]
         for k, v in report["auc"].items()
     ]
-    return _table(["ordering", "AUC (lower is better)", "beats random"], rows)
+    return _table(["ordering", "AUC (lower is better) [95% CI]", "beats random"], rows)
 
 
-def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
-    """docs/EVALUATION.md."""
+def render(
+    results: dict[str, Any],
+    command: str,
+    plots: dict[str, str],
+    tasks: dict[str, tuple[Any, dict[str, Any]]] | None = None,
+) -> str:
+    """docs/EVALUATION.md: sections 1-5 from `results` (the demo models and MiniLM), then one
+    section per task of `tasks` (name → (its task_<name> module, its results))."""
+    tasks = tasks or {}
     h = headline(results)
     cfg = results["config"]
     aer = results["aer"]
@@ -110,8 +126,16 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
     )
     t = results["timings"]
     add(
-        f"- Run time: {sum(t.values()):.0f} s "
-        f"({', '.join(f'{k} {v:.1f} s' for k, v in t.items())})\n"
+        f"- Run time of sections 1-5: {sum(t.values()):.0f} s "
+        f"({', '.join(f'{k} {v:.1f} s' for k, v in t.items())}); of the tasks with their own "
+        "models (training included where the cache did not hold it): "
+        + (
+            ", ".join(
+                f"{k} {r.get('wall_seconds', float('nan')):.0f} s" for k, (_, r) in tasks.items()
+            )
+            or "none run"
+        )
+        + "\n"
     )
 
     add("## Summary\n")
@@ -131,13 +155,19 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
         if k != "ALTI+ (rollout R^l)"
     ]
     add(f"  ALTI+ best layer {_f(alti_plus)} against: {'; '.join(comparisons)}.")
+    add("  " + _alignment_yardstick_line(results) + " (section 1 says why ALTI loses here).")
     ranked_ind = _ranked(ind["answer"], lower_is_better=False)
+    occ = ind["answer"].get(runs.OCCLUSION, float("nan"))
     add(
         f"- **Induction (share of predictions whose top source is the known answer, higher is "
         f"better):** the model predicts {_f(100 * ind['model_accuracy'], 1)}% of the repeated half "
         f"correctly; among those, ALTI {_f(100 * h['induction_alti'], 1)}%, ALTI-Logit "
         f"{_f(100 * h['induction_alti_logit'], 1)}%, last-layer attention "
-        f"{_f(100 * h['induction_attention'], 1)}%. Ranking: {', '.join(ranked_ind)}."
+        f"{_f(100 * h['induction_attention'], 1)}%; the causal reference (occlusion) itself "
+        f"{_f(100 * occ, 1)}%, because both the answer and the previous occurrence are necessary: "
+        f"ALTI-Logit's top source is one of the two {_f(100 * ind['either'][runs.LOGIT], 1)}% of "
+        f"the time (occlusion's {_f(100 * ind['either'].get(runs.OCCLUSION, float('nan')), 1)}%). "
+        f"Ranking: {', '.join(ranked_ind)}."
     )
     add(
         f"- **Deletion (area under the normalised probability curve, lower is more faithful):** "
@@ -168,7 +198,11 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
         "zeroing does not measure. Wherever `l1` has the lower correlation, ALTI loses this "
         "check, and the tables say by how much."
     )
-    add(hallucination_summary(results["hallucination"]) + "\n")
+    add(hallucination_summary(results["hallucination"]))
+    for module, task_results in tasks.values():
+        for bullet in module.summary(task_results):
+            add(bullet)
+    add("")
 
     add("## 1. Word alignment (AER) on the toy translator\n")
     add(
@@ -210,6 +244,7 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
     add(_table(header, rows) + "\n")
     if "aer" in plots:
         add(f"![AER per decoder layer]({plots['aer']})\n")
+    parts += alignment_yardsticks_section(results)
 
     add("## 2. Induction: is the top source the known answer?\n")
     add(
@@ -228,10 +263,17 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
         "copies into the answer position, so a rollout may credit it).\n"
     )
     rows = [
-        [k, f"{100 * ind['answer'][k]:.1f}%", f"{100 * ind['previous'][k]:.1f}%"]
+        [
+            k,
+            f"{_pct(ind['answer'][k])} [{', '.join(_pct(x) for x in ind['answer_interval'][k])}]",
+            _pct(ind["previous"][k]),
+            _pct(ind["either"][k]),
+        ]
         for k in ind["answer"]
     ]
-    add(_table(["method", "top source = answer", "top source = previous occurrence"], rows) + "\n")
+    header = ["method", "top source = answer [95% CI]", "= previous occurrence", "= either"]
+    add(_table(header, rows) + "\n")
+    parts += induction_discussion(ind)
 
     add("## 3. Faithfulness by deletion\n")
     add(
@@ -305,12 +347,16 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
             add(_table(["layer", *measures], rows) + "\n")
 
     parts += hallucination_section(results["hallucination"])
+    for number, (module, task_results) in enumerate(tasks.values(), start=6):
+        add(f"## {number}. {module.TITLE}\n")
+        add(module.section(task_results, plots).rstrip() + "\n")
 
     add("## Rerun it, or run it on your own models\n")
     add(
         "```bash\n"
         "python benchmarks/evaluation/run_evaluation.py --size full --out docs/EVALUATION.md\n"
-        "python benchmarks/evaluation/run_evaluation.py --size reduced --out /tmp/E.md  # CI\n"
+        "python benchmarks/evaluation/run_evaluation.py --size full --tasks agreement  # one part\n"
+        "python benchmarks/evaluation/run_evaluation.py --size reduced --out /tmp/E.md  # CI size\n"
         "```\n"
     )
     add(
@@ -324,7 +370,13 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
         "`generated_hallucinations`, `score_pairs`, `detection_aurocs`); the "
         "metrics (AER, argmax alignment, deletion AUC, Spearman / Pearson, AUROC) are in "
         "`alti_lens.evaluation`. `--induction-model`, `--translator-model` and `--minilm` point "
-        "this script at other checkpoints of the same kind.\n"
+        "this script at other checkpoints of the same kind. Each part's numbers are kept in "
+        "`benchmarks/evaluation/results/<part>-<size>.json`; `--tasks` reruns some parts and "
+        "renders the document from all of them. Sections 6-9 train their own small models "
+        "(`benchmarks/evaluation/task_<name>.py`, fixed seeds, one thread, deterministic; cached "
+        "in `~/.cache/alti_lens/eval`, or `$ALTI_LENS_EVAL_CACHE`); the reduced size loads the "
+        "seed-0 checkpoints shipped in `benchmarks/evaluation/models/`. Gradient baselines are "
+        "plain PyTorch autograd (`alti_lens.models.embedding_gradients`), not Captum.\n"
     )
     add(
         "Caveats: the demo models are tiny and trained on synthetic data whose mechanisms are "
@@ -333,6 +385,107 @@ def render(results: dict[str, Any], command: str, plots: dict[str, str]) -> str:
         "token, which is itself a perturbation the model was not trained on.\n"
     )
     return "\n".join(parts)
+
+
+def _alignment_yardstick_line(results: dict[str, Any]) -> str:
+    y = results["aer_yardsticks"]
+    trivial, sub = y["trivial"], y["substitution"]
+    last = y["clipping"][str(len(y["clipping"]) - 1)]
+    return (
+        f"Yardsticks: a dictionary lookup alone scores {_f(trivial['dictionary'])}, the diagonal "
+        f"{_f(trivial['diagonal'])}, random links {_f(trivial['random'])}; the causal reference "
+        f"(substituting each source word) {_f(sub['aer'])}, and substitution confirms the gold "
+        f"source as a cause of {_pct(sub['confirmed'])} of the target words. ALTI's `max(0, ·)` "
+        f"clips the gold source to exactly 0 in {last['errors_clipped']} of the last layer's "
+        f"{last['errors']} ALTI cross errors"
+    )
+
+
+def alignment_yardsticks_section(results: dict[str, Any]) -> list[str]:
+    """Section 1's yardsticks (trivial aligners, substitution, clipping) and what they mean."""
+    y = results["aer_yardsticks"]
+    trivial, sub = y["trivial"], y["substitution"]
+    rows = [[f"*{k}*", _f(v)] for k, v in trivial.items()]
+    rows.append(["*substitution (causal reference)*", _f(sub["aer"])])
+    out = [
+        "**Yardsticks.** *dictionary*: each target word aligned to the first source word whose "
+        "lexicon entry produces it (errs only where a source word repeats or two entries share "
+        "a target word); *diagonal*: target word `w` of `T` to source word `round(w·(S−1)/(T−1))`; "
+        "*random*: a uniform source word; *substitution*: each source word replaced in turn by "
+        "the next word of its class (teacher-forced), the target word aligned to the source "
+        "word whose replacement lowers the gold token's probability most — the causal "
+        f"reference. Replacing the gold source changes the model's prediction of the target "
+        f"word {_pct(sub['confirmed'])} of the time, replacing any other source word "
+        f"{_pct(sub['other_changes'])}: on this task the gold alignment *is* the causal "
+        "structure, one source word per target word.\n",
+        _table(["yardstick", "AER"], rows) + "\n",
+    ]
+    clip_rows = [
+        [
+            f"decoder layer {layer}",
+            _pct(c["clipped"]),
+            f"{c['errors_clipped']} of {c['errors']}",
+        ]
+        for layer, c in y["clipping"].items()
+    ]
+    out.append(
+        "**Why ALTI loses on this task: the clipping.** ALTI scores source `j` by "
+        "`max(0, ||y||_1 − ||y − T_j||_1)`: a source vector that overshoots the output (it is "
+        "longer than `y` in the directions they share, while the decoder's own residual carries "
+        "the rest) scores exactly 0, whatever its size. Per decoder layer, the share of gold "
+        "links whose `C_ca^l` is exactly 0, and among the target words ALTI cross gets wrong, "
+        "how many have their gold source clipped to 0:\n"
+    )
+    out.append(
+        _table(
+            ["layer", "gold links clipped to 0", "ALTI cross errors with gold clipped"], clip_rows
+        )
+        + "\n"
+    )
+    out.append(
+        "**What the numbers mean.** This translator is a word-for-word lookup with reordering: "
+        "each target word has exactly one cause, the dictionary nearly solves it, and the last "
+        "layer's cross-attention points at that cause almost perfectly (so do the norm-based "
+        "scores, whose per-source vector length follows the attention weight when value norms "
+        "are alike). ALTI measures something else — how much each source vector *accounts for* "
+        "the output in L1 distance — and where the decoder residual carries most of `y`, a "
+        "large, well-aimed source vector can overshoot and be clipped to 0: almost every error "
+        "of ALTI cross above is such a clip. The rollout (ALTI+) adds the decoder's "
+        "self-attention mixing and the encoder's, which blurs a one-to-one alignment further. "
+        "On real NMT the authors' own numbers point the same way: in their Europarl German–"
+        "English alignment notebook (Ferrando et al. 2022, github.com/mt-upc/"
+        "transformer-contributions-nmt, as quoted in this project's issue 16 and not rerun "
+        "here) the full ALTI+ rollout reaches AER 0.558 against attention's 0.499 at the "
+        "predicting row, and only the per-layer ALTI cross contributions beat attention "
+        "(0.389). ALTI+ is built to say *how much* of a prediction comes from the source versus "
+        "the target prefix and through which mixing (sections 6 and 7), not to beat attention at "
+        "one-to-one alignment; section 6 tests it where a word has two causes.\n"
+    )
+    return out
+
+
+def induction_discussion(ind: dict[str, Any]) -> list[str]:
+    """What section 2's numbers mean, with occlusion as the causal reference."""
+    occ = runs.OCCLUSION
+    if occ not in ind["answer"]:
+        return []
+    return [
+        "*occlusion*: the input whose replacement by a word absent from the sequence lowers the "
+        "probability of the prediction most (the causal reference); *gradient norm*, *gradient × "
+        "input*, *integrated gradients*: of the predicted token's logit with respect to the token "
+        "embeddings (plain autograd, all-zero baseline for integrated gradients).\n",
+        "**Read against the causal reference.** The *answer* column is not accuracy against a "
+        "single known cause: an induction prediction needs both the answer token (copied by the "
+        "induction head) and the previous occurrence of the current word (which the "
+        "previous-token head has written into the answer position and the induction head's query "
+        "matches). Occlusion itself names the answer only "
+        f"{_pct(ind['answer'][occ])} of the time, and one of the two "
+        f"{_pct(ind['either'][occ])}; ALTI-Logit names one of the two "
+        f"{_pct(ind['either'][runs.LOGIT])}, ALTI {_pct(ind['either']['ALTI'])}. "
+        "The *either* column is the one with a known answer; between the two, the split says "
+        "where each method puts the credit. Gradient norm is unsigned and names the answer most "
+        "often; gradient × input, signed, often ranks a negatively contributing token first.\n",
+    ]
 
 
 HALLUCINATION_HEADING = (

@@ -14,6 +14,8 @@ The report's text, tables and plots are in evaluation_report.py, next to this sc
 """
 
 import argparse
+import importlib
+import json
 import random
 import sys
 import time
@@ -26,10 +28,11 @@ import torch
 from evaluation_report import make_plots, render  # the sibling module
 
 from alti_lens import readout
-from alti_lens.evaluation import hallucination, runs
+from alti_lens.evaluation import hallucination, runs, yardsticks
 
 SEED = 20261126  # evaluation data seed; the demo models were trained on seed 0
 ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"  # one JSON per part and size
 # AER also read from the decoder rows holding each target word as input (Shift-Att)
 INPUT_ROW_METHODS = ("ALTI+ (rollout R^l)", "ALTI cross C_ca^l", "cross-attention (head mean)")
 
@@ -46,12 +49,17 @@ class Size:
     patching_pairs: int  # value zeroing, translator
     hallucination_correct: int  # correct pairs of the hallucination test set
     hallucination_per_kind: int  # hallucinations of each kind
+    gradient_steps: int  # integrated gradients' integration points
 
 
 SIZES = {
-    "reduced": Size(40, 24, 8, 10, 8, 3, 2, 2, 40, 10),
-    "full": Size(400, 200, 10, 100, 40, 10, 12, 12, 200, 50),
+    "reduced": Size(40, 24, 8, 10, 8, 3, 2, 2, 40, 10, 8),
+    "full": Size(400, 200, 10, 100, 40, 10, 12, 12, 200, 50, 32),
 }
+# the evaluation's own tasks (benchmarks/evaluation/task_<name>.py), in the document's order after
+# the sections on the demo models; each trains its models and renders its section
+TASKS = ("agreement", "prefix", "logit", "aupc")
+CLASSIC = "classic"  # the experiments on the demo models and MiniLM above (sections 1-5)
 
 
 def load(path: str | Path, dtype: torch.dtype = torch.float64) -> Any:
@@ -136,6 +144,43 @@ def neutral_token(model: Any) -> int:
     raise ValueError("the tokenizer has neither an unknown nor a pad token")
 
 
+def absent_tokens(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """Per sequence, a word of the induction vocabulary that does not occur in it (the first
+    one): occlusion's replacement, in distribution unlike the unknown token."""
+    from alti_lens.demo import data
+
+    ids = model.tokenizer.convert_tokens_to_ids(list(data.INDUCTION_WORDS))
+    return torch.tensor([next(i for i in ids if i not in set(row.tolist())) for row in tokens])
+
+
+def alignment_yardsticks(model: Any, pairs: list[runs.AlignedPair], seed: int) -> dict[str, Any]:
+    """What the toy translation task gives away (dictionary, diagonal, random), what substituting
+    each source word by another of its class finds (the causal reference and its ceiling), and
+    how often ALTI clips a gold source to 0."""
+    from alti_lens.demo import data
+
+    tok = model.tokenizer
+    translations: dict[int, set[int]] = {}
+    for source, targets in data.LEXICON.items():
+        for target in targets:
+            translations.setdefault(tok.convert_tokens_to_ids(target), set()).add(
+                tok.convert_tokens_to_ids(source)
+            )
+    # substitute: the next word of the same class (determiner, adjective, noun, verb, preposition)
+    following: dict[int, int] = {}
+    for words in (data.DETERMINERS, data.ADJECTIVES, data.NOUNS, data.VERBS, data.PREPOSITIONS):
+        ids = tok.convert_tokens_to_ids(list(words))
+        following |= {a: b for a, b in zip(ids, [*ids[1:], ids[0]], strict=True)}
+    return {
+        "trivial": yardsticks.trivial_alignments(pairs, translations, seed),
+        "substitution": yardsticks.substitution_alignment(model, pairs, following.__getitem__),
+        "clipping": {
+            str(layer): yardsticks.clipped_share(model, pairs, layer)
+            for layer in range(readout.describe(model, encoder_decoder=True).n_decoder_layers)
+        },
+    }
+
+
 # --- experiments ---------------------------------------------------------------------------------
 
 
@@ -159,18 +204,23 @@ def evaluate(
     shifted = {k: runs.ALIGNMENT_METHODS[k] for k in INPUT_ROW_METHODS}
     out["aer_input_row"] = runs.alignment_error_rates(translator, pairs, shifted, row="input")
     out["aer_n_target_words"] = sum(len(p.gold) for p in pairs)
+    out["aer_yardsticks"] = alignment_yardsticks(translator, pairs, seed)
     timings["aer"] = time.perf_counter() - start
 
     start = time.perf_counter()
     tokens = induction_tokens(induction, size.induction_sequences, size.induction_half, seed)
-    out["induction"] = asdict(runs.induction_top_sources(induction, tokens))
+    report = runs.induction_top_sources(
+        induction, tokens, replacement=absent_tokens(induction, tokens),
+        gradient_steps=size.gradient_steps,
+    )  # fmt: skip
+    out["induction"] = asdict(report)
     timings["induction"] = time.perf_counter() - start
 
     start = time.perf_counter()
     examples = deletion_examples(induction, tokens, size.deletion_examples, seed)
     report = runs.decoder_deletion(
         induction, tokens, examples, neutral_token(induction), n_random=size.random_orders,
-        seed=seed,
+        seed=seed, gradient_steps=size.gradient_steps,
     )  # fmt: skip
     out["deletion_induction"] = asdict(report)
     timings["deletion_induction"] = time.perf_counter() - start
@@ -250,6 +300,24 @@ def deletion_examples(model: Any, tokens: torch.Tensor, n: int, seed: int) -> li
     return sorted(rng.sample(candidates, min(n, len(candidates))))
 
 
+def run_classic(args: argparse.Namespace) -> dict[str, Any]:
+    """Sections 1-5: the demo models and MiniLM."""
+    induction_dir, translator_dir = demo_model_dirs()
+    induction = load(args.induction_model or induction_dir)
+    translator = load(args.translator_model or translator_dir)
+    minilm = load(args.minilm or minilm_dir())
+    return evaluate(args.size, induction, translator, minilm, seed=args.seed)
+
+
+def task_module(name: str) -> Any:
+    """benchmarks/evaluation/task_<name>.py (a sibling module: its folder is on sys.path)."""
+    return importlib.import_module(f"task_{name}")
+
+
+def results_path(folder: Path, name: str, size: str) -> Path:
+    return folder / f"{name}-{size}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
@@ -258,28 +326,58 @@ def main(argv: list[str] | None = None) -> int:
         "--plots", type=Path, default=None, help="PNG folder (default: next to --out, evaluation/)"
     )
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument(
+        "--tasks",
+        default="all",
+        help=f"comma-separated parts to run: {CLASSIC},{','.join(TASKS)} (default: all); the "
+        "others' results are read from --results (as their last run left them)",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder of the JSON results, one per part"
+    )
     parser.add_argument("--induction-model", type=Path, default=None)
     parser.add_argument("--translator-model", type=Path, default=None)
     parser.add_argument("--minilm", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
+    parts = [CLASSIC, *TASKS]
+    chosen = parts if args.tasks == "all" else args.tasks.split(",")
+    unknown = sorted(set(chosen) - set(parts))
+    if unknown:
+        parser.error(f"unknown --tasks {unknown}: expected a comma-separated subset of {parts}")
     torch.manual_seed(0)
     # the models are tiny: on a shared CPU, thread hand-offs cost more than they bring (measured
     # 10-30x slower alti calls with 2 threads under load); the numbers do not depend on it
     torch.set_num_threads(1)
-    induction_dir, translator_dir = demo_model_dirs()
-    induction = load(args.induction_model or induction_dir)
-    translator = load(args.translator_model or translator_dir)
-    minilm = load(args.minilm or minilm_dir())
-    results = evaluate(args.size, induction, translator, minilm, seed=args.seed)
+    args.results.mkdir(parents=True, exist_ok=True)
+    for name in chosen:
+        start = time.perf_counter()
+        if name == CLASSIC:
+            result = run_classic(args)
+        else:
+            result = task_module(name).run(args.size, args.seed)
+        result["wall_seconds"] = time.perf_counter() - start
+        results_path(args.results, name, args.size).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"{name}: {result['wall_seconds']:.0f} s", flush=True)
+    found = {
+        name: json.loads(results_path(args.results, name, args.size).read_text())
+        for name in parts
+        if results_path(args.results, name, args.size).exists()
+    }
+    if CLASSIC not in found:
+        parser.error(f"no {CLASSIC} results in {args.results}: run with --tasks {CLASSIC} first")
+    tasks = {name: (task_module(name), found[name]) for name in TASKS if name in found}
     out = args.out.resolve()
-    plots = {}
+    plots: dict[str, str] = {}
     if not args.no_plots:
-        plots = make_plots(results, args.plots or out.parent / "evaluation", out.parent)
+        folder = args.plots or out.parent / "evaluation"
+        plots = make_plots(found[CLASSIC], folder, out.parent)
+        for module, result in tasks.values():
+            plots |= module.make_plots(result, folder, out.parent)
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python benchmarks/evaluation/run_evaluation.py", *given])
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, command.strip(), plots))
+    out.write_text(render(found[CLASSIC], command.strip(), plots, tasks))
     print(f"wrote {out}")
     return 0
 
