@@ -135,8 +135,8 @@ class FlowCollector:
 
     def measure(self, layer: int, block: BlockTensors, b: int, keep: Tensor) -> None:
         """Sequence `b` of layer `layer`'s block, over its real positions `keep` (CPU)."""
-        request, device = self.call.request, self.call.info.device
-        rows = keep.to(device)
+        request = self.call.request
+        rows = keep.to(block.output.device)  # where the layer lives (models split over devices)
         terms = decompose_block(block, b, rows, request.dtype)
         self.kinds[layer] = block.kind.value
         if b == 0:

@@ -73,11 +73,13 @@ def _measurer(
     """The per-block step: for each sequence, the rows and keys `selection(part, layer, b)` says
     (and the key index of the first row, for last-row self-attention), measured and observed."""
     observers = list(observers)
-    device = info.device
 
     def on_block(part: Part, layer: int, block: BlockTensors) -> None:
         trace.block_kinds[(part, layer)] = block.kind.value
         trace.precisions.append(block.model_precision)
+        # measured where the block lives: a model split over devices (`device_map`) hands each
+        # layer's tensors over on that layer's device, not on the first parameter's (info.device)
+        device = block.output.device
         for b in range(trace.errors.shape[0]):
             rows, keys, offset = selection(part, layer, b)
             C, error, terms = measure_block(

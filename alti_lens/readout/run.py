@@ -209,7 +209,9 @@ def _all_finite(values: Tensor) -> bool:
 
 def _check_finite(name: str, tensor: Tensor, real: Tensor, *, pattern: bool = False) -> None:
     """Raise on NaN/inf at real (unpadded) positions; `real` is `[batch, pos]` bool; `pattern`:
-    `tensor` is `[batch, head, query, key]`."""
+    `tensor` is `[batch, head, query, key]`. The mask goes where the tensor is (a layer of a model
+    split over devices is on its own)."""
+    real = real.to(tensor.device)
     if bool(real.all()):
         values = tensor  # no padding: check everything without copying
     elif pattern and tensor.dim() == 4 and (tensor.shape[0], tensor.shape[2]) == real.shape:

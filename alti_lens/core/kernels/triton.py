@@ -15,6 +15,7 @@ interpreter (`TRITON_INTERPRET=1`), which is how it is tested where no GPU is pr
 tests only).
 """
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -142,11 +143,14 @@ def distances(
     if nq == 0 or nk == 0:
         return out
     grid = (triton.cdiv(nq, block_rows), triton.cdiv(nk, block_keys))
-    _kernel()[grid](
-        A, values.contiguous(), residual.contiguous(), output.contiguous(),
-        key_start.to(torch.int64).contiguous(), key_stop.to(torch.int64).contiguous(), out,
-        nq, nk, H, d, offset,
-        P=p, DIAG=diagonal, PRECISION=triton_precision(pattern.dtype),
-        BI=block_rows, BJ=block_keys, BH=max(16, triton.next_power_of_2(H)), BD=block_dims,
-    )  # fmt: skip
+    # Triton launches on the current CUDA device: a layer of a model split over GPUs lives on
+    # another one, so launch where its tensors are (a no-op on the CPU, under the interpreter)
+    with torch.cuda.device(pattern.device) if pattern.is_cuda else nullcontext():
+        _kernel()[grid](
+            A, values.contiguous(), residual.contiguous(), output.contiguous(),
+            key_start.to(torch.int64).contiguous(), key_stop.to(torch.int64).contiguous(), out,
+            nq, nk, H, d, offset,
+            P=p, DIAG=diagonal, PRECISION=triton_precision(pattern.dtype),
+            BI=block_rows, BJ=block_keys, BH=max(16, triton.next_power_of_2(H)), BD=block_dims,
+        )  # fmt: skip
     return out
