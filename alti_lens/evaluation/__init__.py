@@ -8,6 +8,7 @@ The report itself is written by `benchmarks/evaluation/run_evaluation.py`.
 """
 
 from .metrics import (
+    alignment_error_interval,
     alignment_error_rate,
     argmax_alignment,
     auroc,
@@ -24,6 +25,7 @@ from .metrics import (
 )
 
 __all__ = [
+    "alignment_error_interval",
     "alignment_error_rate",
     "argmax_alignment",
     "auroc",

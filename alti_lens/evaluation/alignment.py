@@ -51,11 +51,14 @@ def alignment_error_rates(
     methods: dict[str, tuple[Measure, str]] | None = None,
     *,
     row: str = "predicting",
+    intervals: dict[str, list[tuple[float, float]]] | None = None,
 ) -> dict[str, list[float]]:
     """Method (default: every one of `ALIGNMENT_METHODS`) → AER per decoder layer, with teacher
     forcing of the gold target. `row="predicting"`: target word `w` is read from the decoder
     rows that predict its tokens (row `t` predicts label `t`); `"input"`: from the rows that hold
     them as input (row `t + 1`, Chen et al. 2020's Shift-Att), where the model has seen the word.
+    `intervals`, if given, receives each method's bootstrap 95% interval per layer (sentences
+    resampled, `metrics.alignment_error_interval`).
     """
     if row not in ("predicting", "input"):
         raise InputError(
@@ -94,7 +97,12 @@ def alignment_error_rates(
                     target_words = [None, *pair.label_words[:-1]]
                 words = metrics.word_level(scores, target_words, pair.source_words)
                 predicted.append(metrics.argmax_alignment(words))
-            rates.append(metrics.alignment_error_rate(predicted, [p.gold for p in pairs]))
+            gold = [p.gold for p in pairs]
+            rates.append(metrics.alignment_error_rate(predicted, gold))
+            if intervals is not None:
+                intervals.setdefault(name, []).append(
+                    metrics.alignment_error_interval(predicted, gold)
+                )
         out[name] = rates
     return out
 

@@ -111,6 +111,27 @@ def alignment_error_rate(
     return 1.0 - (hit_sure + hit_possible) / (n_predicted + n_sure)
 
 
+def alignment_error_interval(
+    predicted: Sequence[set[Link]],
+    sure: Sequence[set[Link]],
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the corpus-level AER (sure links only, P = S): the
+    sentences are resampled with replacement and the AER of each resample is computed from its
+    summed counts, as `alignment_error_rate` does."""
+    alignment_error_rate(predicted, sure)  # the same checks, with the same message
+    hits = torch.tensor([2.0 * len(a & s) for a, s in zip(predicted, sure, strict=True)])
+    sizes = torch.tensor([float(len(a) + len(s)) for a, s in zip(predicted, sure, strict=True)])
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(len(hits), (n_resamples, len(hits)), generator=generator)
+    rates = 1.0 - hits[picks].sum(-1) / sizes[picks].sum(-1).clamp(min=1.0)
+    tail = (1 - level) / 2
+    return float(rates.quantile(tail)), float(rates.quantile(1 - tail))
+
+
 def top_source(
     row: Float[Tensor, " key_pos"], excluded: Bool[Tensor, " key_pos"] | None = None
 ) -> int:

@@ -231,9 +231,14 @@ def render(
         "`0.5·A + 0.5·I` in place of ALTI; *norm (Kobayashi)*: `||α f(x)||` per layer and "
         "rolled out.\n"
     )
-    header = ["method", *[f"layer {i}" for i in range(n_layers)], "best"]
-    rows = [[k, *[_f(x) for x in v], _f(min(v))] for k, v in aer.items()]
+    header = ["method", *[f"layer {i}" for i in range(n_layers)], "best", "last layer 95% CI"]
+    ci = results["aer_interval"]
+    rows = [
+        [k, *[_f(x) for x in v], _f(min(v)), f"[{_f(ci[k][-1][0])}, {_f(ci[k][-1][1])}]"]
+        for k, v in aer.items()
+    ]
     add(_table(header, rows) + "\n")
+    header = header[:-1]
     add(
         "The same, reading each target word from the decoder row that holds it as *input* "
         "(the row after the predicting one; Chen et al. 2020's Shift-Att), for comparison with "

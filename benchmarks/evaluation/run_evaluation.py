@@ -200,7 +200,9 @@ def evaluate(
 
     start = time.perf_counter()
     pairs = aligned_pairs(translator, data.translation_pairs(size.translation_pairs, seed))
-    out["aer"] = runs.alignment_error_rates(translator, pairs)
+    intervals: dict[str, list[tuple[float, float]]] = {}
+    out["aer"] = runs.alignment_error_rates(translator, pairs, intervals=intervals)
+    out["aer_interval"] = intervals
     shifted = {k: runs.ALIGNMENT_METHODS[k] for k in INPUT_ROW_METHODS}
     out["aer_input_row"] = runs.alignment_error_rates(translator, pairs, shifted, row="input")
     out["aer_n_target_words"] = sum(len(p.gold) for p in pairs)
