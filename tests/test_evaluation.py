@@ -368,3 +368,16 @@ def test_embedding_gradients_integrated_gradients_are_complete() -> None:
     # a score that never runs the model: said, not a silent zero
     with pytest.raises(ValueError, match="did not fire"):
         models.embedding_gradients(model, lambda: torch.ones(2, requires_grad=True), steps=0)
+
+
+def test_alignment_error_interval_resamples_sentences() -> None:
+    from alti_lens.evaluation import alignment_error_interval
+
+    gold = [{(0, 0), (1, 1)}, {(0, 1)}, {(0, 0), (1, 2), (2, 1)}]
+    assert alignment_error_interval(gold, gold) == (0.0, 0.0)
+    predicted = [{(0, 0), (1, 0)}, {(0, 1)}, {(0, 0), (1, 1), (2, 1)}]
+    rate = alignment_error_rate(predicted, gold)
+    low, high = alignment_error_interval(predicted, gold, n_resamples=2000)
+    assert 0.0 <= low < rate < high <= 1.0
+    # the worst resample is the first sentence three times over (AER 0.5): never above it
+    assert high <= 0.5
