@@ -86,6 +86,10 @@ IOI_WORDS = (
 RANDOM = "random"
 ALTI_LOGIT = "ALTI-Logit (contrastive)"
 ALTI_LOGIT_TARGET = "ALTI-Logit (target only)"
+# A variant outside spec §5: each MLP's logit (a component `alti_logit` gives no token) spread over
+# the tokens by ALTI's rollout of the MLP's input — the heuristic of the paper's code's "mlp_alti"
+# variants, in spirit (an MLP is not linear: this is a read-out, not a decomposition).
+MLP_ROLLED = "ALTI-Logit + MLPs by rollout (contrastive)"
 ERASURE = "erasure"  # hidden from attention, positions kept (the paper's)
 DELETION = "erasure (deletion)"  # the token deleted, later positions renumbered
 GRADIENT_METHODS = ("gradient norm", "gradient × input", "integrated gradients")
@@ -249,8 +253,9 @@ def encode(
             f"lengths {sorted({len(v.words) for v in variants})} and {tuple(tokens.shape)} "
             "tokens. Fix: group the examples by length (`by_length`) and use the task's tokenizer."
         )
-    target = torch.tensor([token_id(model, v.target) for v in variants])
-    foil = torch.tensor([token_id(model, v.foil) for v in variants])
+    ids = {w: token_id(model, w) for w in {x for v in variants for x in (v.target, v.foil)}}
+    target = torch.tensor([ids[v.target] for v in variants])
+    foil = torch.tensor([ids[v.foil] for v in variants])
     return tokens, target, foil
 
 
@@ -342,13 +347,18 @@ def gradient_scores(
 
 def _alti_logit_scores(
     model: HookedModel, tokens: Tensor, target: Tensor, foil: Tensor | None
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """ALTI-Logit's token scores with the embedding's direct logit added to the last token (the
-    paper's convention), and the ALTI rollout row of the last position."""
+    paper's convention); the same plus every MLP's logit share carried to the tokens by the ALTI
+    rollout of the MLP's input (`Σ_l mlp_l · R^l[t, k]`, see `MLP_ROLLED`); and the ALTI rollout
+    row of the last position."""
     result = alti_logit(model, tokens, target=target, foil=foil)
     scores = result.scores.double().clone()
     scores[:, -1] += result.components["embedding"].double()
-    return scores, result.alti.rollout[:, -1, -1].double()
+    rollout = result.alti.rollout.double()  # [batch, layer, q, k]: mixing after layer l
+    mlps = result.layer_components["mlps"].double()  # [batch, layer], logit units
+    rolled = scores + torch.einsum("bl,blk->bk", mlps, rollout[:, :, -1])
+    return scores, rolled, rollout[:, -1, -1]
 
 
 def explain(
@@ -364,12 +374,12 @@ def explain(
     position (unpadded sequences of one length, BOS first). ALTI, attention (last layer, head
     mean), attention rollout and norm are not contrastive: they explain the last position's
     representation, the same for any target."""
-    contrastive, rollout_row = _alti_logit_scores(model, tokens, target, foil)
-    target_only, _ = _alti_logit_scores(model, tokens, target, None)
+    contrastive, with_mlps, rollout_row = _alti_logit_scores(model, tokens, target, foil)
+    target_only, _, _ = _alti_logit_scores(model, tokens, target, None)
     rows = {k: v[:, -1].double() for k, v in last_layer_scores(model, tokens).items()}
     if not torch.allclose(rows["ALTI"], rollout_row):  # the same `alti` call, two ways
         raise RuntimeError("ALTI's rollout row differs between alti and alti_logit")
-    out = {ALTI_LOGIT: contrastive, ALTI_LOGIT_TARGET: target_only, **rows}
+    out = {ALTI_LOGIT: contrastive, MLP_ROLLED: with_mlps, ALTI_LOGIT_TARGET: target_only, **rows}
     out[ERASURE] = erasure(model, tokens, target, foil)
     out[DELETION] = erasure(model, tokens, target, foil, keep_positions=False)
     out |= gradient_scores(model, tokens, target, foil, ig_steps)
