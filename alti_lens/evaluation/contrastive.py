@@ -439,9 +439,13 @@ def bootstrap_mean_interval(
 
 def by_length(examples: Sequence[ContrastiveExample]) -> dict[int, list[int]]:
     """Example indices grouped by prefix length (each group runs as one unpadded batch)."""
+    return _groups([len(example.clean.words) for example in examples])
+
+
+def _groups(lengths: Sequence[int]) -> dict[int, list[int]]:
     groups: dict[int, list[int]] = {}
-    for i, example in enumerate(examples):
-        groups.setdefault(len(example.clean.words), []).append(i)
+    for i, length in enumerate(lengths):
+        groups.setdefault(length, []).append(i)
     return groups
 
 
@@ -508,10 +512,7 @@ def evidence_ranks(
 def _prefers(model: HookedModel, variants: Sequence[Variant]) -> list[bool]:
     """Per variant: does the model put `target` above `foil` at the last position?"""
     out = [False] * len(variants)
-    groups: dict[int, list[int]] = {}
-    for i, v in enumerate(variants):
-        groups.setdefault(len(v.words), []).append(i)
-    for rows in groups.values():
+    for rows in _groups([len(v.words) for v in variants]).values():
         tokens, target, foil = encode(model, [variants[i] for i in rows])
         difference = logit_difference(models.logits(model, tokens).double(), target, foil)
         for i, d in zip(rows, difference.tolist(), strict=True):
