@@ -201,7 +201,7 @@ def render(
     add(hallucination_summary(results["hallucination"]))
     for module, task_results in tasks.values():
         for bullet in module.summary(task_results):
-            add(bullet)
+            add(bullet if bullet.startswith("- ") else f"- {bullet}")
     add("")
 
     add("## 1. Word alignment (AER) on the toy translator\n")

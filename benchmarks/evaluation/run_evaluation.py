@@ -331,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tasks",
         default="all",
-        help=f"comma-separated parts to run: {CLASSIC},{','.join(TASKS)} (default: all); the "
-        "others' results are read from --results (as their last run left them)",
+        help=f"comma-separated parts to run: {CLASSIC},{','.join(TASKS)} (default: all; none: "
+        "only render); the others' results are read from --results (as their last run left them)",
     )
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="folder of the JSON results, one per part"
@@ -343,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     parts = [CLASSIC, *TASKS]
-    chosen = parts if args.tasks == "all" else args.tasks.split(",")
+    named = {"all": parts, "none": []}
+    chosen = named[args.tasks] if args.tasks in named else args.tasks.split(",")
     unknown = sorted(set(chosen) - set(parts))
     if unknown:
         parser.error(f"unknown --tasks {unknown}: expected a comma-separated subset of {parts}")
