@@ -493,15 +493,17 @@ candidates are the context tokens without BOS, the explained last token included
 signed methods are ranked by their signed value (a token that pushes towards the foil ranks last),
 as the paper ranks them; ties share their mean rank; ALTI-Logit gets the last token's own embedding
 logit added to that token (the paper's code does the same). Every example counts, also the ones a
-model gets wrong (the paper's protocol; accuracies are below). Erasure hides token j with the
-attention mask; through the TransformerLens bridge that also shifts the later positions (it counts
-positions over the unmasked tokens), so it is exactly deleting the token (checked to 1e-9 in the
-tests); for the last token it hides it from attention.
+model gets wrong (the paper's protocol; accuracies are below). Two erasures: *positions kept*
+(the paper's, the causal reference: token j is hidden from every attention row through
+`hook_pattern`, the other tokens keep their positions; checked to 1e-9 against the Hugging Face
+model with that token masked and its position ids kept), and *deletion* (through the
+TransformerLens bridge an attention mask renumbers the later positions, so masking a token is
+deleting it, also checked to 1e-9).
 """
 
 PAPER_NOTE = """The authors' MRR for GPT-2 Small, as printed by the evaluation notebook of their
 repository (`mt-upc/logit-explanations`, `evaluation.ipynb`: SVA = the mean of its four subsets
-with 1–4 attractors; IOI = their IOI set with the IO name as evidence). I could not read the
+with 1–4 attractors; IOI = their IOI set with the IO name as evidence). We could not read the
 paper's own text here, so these are the numbers behind its bar charts as the notebook prints them,
 not a table quoted from the paper. The protocols differ in the model (GPT-2 Small on natural
 text vs. a 2-layer model trained on the task), the data (natural sentences vs. a grammar) and
