@@ -74,6 +74,14 @@ def _ranked(values: dict[str, float], lower_is_better: bool = True) -> list[str]
     return sorted(values, key=lambda k: values[k] if lower_is_better else -values[k])
 
 
+def _seconds(result: dict[str, Any]) -> float:
+    """A task's run time: the driver's wall clock, or the sum of the task's own timings (a part
+    run by its own script)."""
+    if "wall_seconds" in result:
+        return float(result["wall_seconds"])
+    return float(sum(v for v in result.get("timings", {}).values() if isinstance(v, int | float)))
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -129,12 +137,7 @@ def render(
         f"- Run time of sections 1-5: {sum(t.values()):.0f} s "
         f"({', '.join(f'{k} {v:.1f} s' for k, v in t.items())}); of the tasks with their own "
         "models (training included where the cache did not hold it): "
-        + (
-            ", ".join(
-                f"{k} {r.get('wall_seconds', float('nan')):.0f} s" for k, (_, r) in tasks.items()
-            )
-            or "none run"
-        )
+        + (", ".join(f"{k} {_seconds(r):.0f} s" for k, (_, r) in tasks.items()) or "none run")
         + "\n"
     )
 
