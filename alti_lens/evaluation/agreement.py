@@ -4,8 +4,9 @@ The data (pure Python, `random.Random(seed)`): a verb-final source `NP [of NP] N
 (subject, an optional genitive on the subject, object; `NP = DET ADJ{0,2} NOUN` with English
 words), translated into a verb-final target `NP' [de NP'] NP' VERB'` with `NP' = DET' NOUN' ADJ'*`
 (adjectives after the noun, in reverse order). The subject noun is far from the verb on both
-sides, with the genitive's and the object's nouns in between (agreement attractors). The source marks number on
-the noun only (`dog` / `dogs`); its determiners, adjectives and (past-tense) verbs are invariant.
+sides, with the genitive's and the object's nouns in between (agreement attractors). The source
+marks number on the noun only (`dog` / `dogs`); its determiners, adjectives and (past-tense)
+verbs are invariant.
 The target marks gender on determiners and adjectives (agreeing with their noun's lexical gender),
 number on the verb (agreeing with the subject) and on the nouns of the object and the genitive
 (`hundo` / `hundoj`), but not on the subject noun (so that the source nouns' number is learnt from
@@ -23,10 +24,14 @@ every noun translation, while the subject's number never shows in the target pre
 Each target word has a known aligned source word and, for the agreeing ones, a known agreement
 source word (`AgreementPair`). `substitutions` gives the interventions that confirm the known
 answer on a trained model (change the agreement source's gender/number: the target form flips;
-change another word: it does not). The experiment (`source_scores`, `known_answer_scores`) reads
-every method's target-word × source-word scores with the gold target teacher-forced, the row that
-predicts each word (the ALTI+ paper's protocol, special tokens excluded), and scores AER against
-the aligned words and recall@k of the aligned and the agreement source words.
+change another word: it does not; `substitution_check` runs them). The experiment reads every
+method's target-word × source-word scores with the gold target teacher-forced, at the row that
+predicts each word (the ALTI+ paper's protocol, special tokens excluded): `layered_scores`
+(ALTI+, attention, norm: per decoder layer), `gradient_scores`, `value_zeroing_scores`,
+`occlusion_scores` (the causal reference) and the trivial baselines; `sentence_counts` /
+`corpus_counts` score them (AER against the aligned words, recall@k of the aligned and the
+agreement source words), `bootstrap_ratio` gives intervals over sentences, and `clipped_share`
+measures how often ALTI's `max(0, ·)` clips a source to exactly 0.
 """
 
 import random
@@ -169,7 +174,9 @@ def _np_target(
     agreement source word, kind), in target order `DET' NOUN' ADJ'*` (adjectives reversed)."""
     noun_at = start + 1 + len(np_.adjectives)
     g = np_.gender
-    out = [(DETERMINERS[np_.determiner][g], start, noun_at, DETERMINER)]
+    out: list[tuple[str, int, int | None, str]] = [
+        (DETERMINERS[np_.determiner][g], start, noun_at, DETERMINER)
+    ]
     out.append((target_noun(np_, subject), noun_at, None, NOUN))
     for k in reversed(range(len(np_.adjectives))):
         out.append((ADJECTIVES[np_.adjectives[k]][g], start + 1 + k, noun_at, ADJECTIVE))
