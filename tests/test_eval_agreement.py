@@ -103,11 +103,12 @@ def test_sentence_counts_hand_computed() -> None:
     scores[3, 3] = 1.0
     scores[4, [1, 4]] = torch.tensor([0.9, 0.1], **f64)  # verb: subject first, aligned second
     c = A.sentence_counts(scores, p)
-    assert c["aligned@1"] == (3, 5) and c["aligned@2"] == (5, 5)
+    assert c["aligned@1"] == (3, 5) and c["aligned@2"] == (5, 5) and c[A.ARGMAX] == (3, 5)
     assert c["agreement@1"] == (1, 3) and c["agreement@2"] == (2, 3)
     assert c["agreement@2 determiner"] == (1, 2) and c["agreement@1 verb"] == (1, 1)
-    # ties go to the earlier position (stable), never to an arbitrary one
-    assert A._rank_of(torch.zeros(4), 0) == 0 and A._rank_of(torch.zeros(4), 3) == 3
+    # ties count against the word: four zeros are all ranked last
+    assert A._rank_of(torch.zeros(4), 0) == 3 and A._rank_of(torch.zeros(4), 3) == 3
+    assert A._rank_of(torch.tensor([0.5, 0.2, 0.5]), 2) == 1
 
 
 def test_trivial_baselines() -> None:

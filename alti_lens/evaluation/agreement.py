@@ -630,20 +630,25 @@ def dictionary_scores(pair: AgreementPair, *, nearest_noun: bool = False) -> Wor
 
 
 def _rank_of(row: Float[Tensor, " src_word"], target: int) -> int:
-    """0-based rank of `target` in `row`, highest first, ties in position order."""
-    order = torch.sort(row, descending=True, stable=True).indices
-    return int((order == target).nonzero()[0, 0])
+    """0-based rank of `target` in `row`, highest first, ties counted against it: the number of
+    other words scoring at least as high. A method that gives several words the same score (ALTI
+    clips many to exactly 0) has not singled any of them out."""
+    others = torch.ones_like(row, dtype=torch.bool)
+    others[target] = False
+    return int((row[others] >= row[target]).sum())
 
 
 Counts = dict[str, tuple[int, int]]  # metric -> (hits, items) of one sentence
+ARGMAX = "argmax = aligned"
 
 
 def sentence_counts(scores: Float[Tensor, "tgt_word src_word"], pair: AgreementPair) -> Counts:
-    """Hits and items of one sentence: `aligned@k` (the aligned source word among the top k,
-    every target word) and `agreement@k <kind>` (the agreement source among the top k, each
-    agreeing kind, and `agreement@k` over the kinds whose agreement source is in the source
-    only: determiners and verbs). AER is `1 − aligned@1` here: one gold and one predicted link
-    per target word (`metrics.alignment_error_rate` gives the same)."""
+    """Hits and items of one sentence: `ARGMAX` (the argmax source word is the aligned one: AER
+    is `1 −` its rate, one gold and one predicted link per target word, as
+    `metrics.alignment_error_rate` of `metrics.argmax_alignment` gives), `aligned@k` (the aligned
+    source word among the top k, every target word) and `agreement@k <kind>` (the agreement
+    source among the top k, each agreeing kind, and `agreement@k` over the kinds whose agreement
+    source is in the source only: determiners and verbs); ranks count ties against the word."""
     counts: dict[str, list[int]] = {}
 
     def add(key: str, hit: bool) -> None:
@@ -654,6 +659,7 @@ def sentence_counts(scores: Float[Tensor, "tgt_word src_word"], pair: AgreementP
     for t, (aligned, agree, kind) in enumerate(
         zip(pair.aligned, pair.agreement, pair.kinds, strict=True)
     ):
+        add(ARGMAX, int(scores[t].argmax()) == aligned)  # the link `argmax_alignment` makes
         rank = _rank_of(scores[t], aligned)
         for k in (1, 2):
             add(f"aligned@{k}", rank < k)

@@ -32,7 +32,12 @@ STEPS, BATCH, LR = 2000, 64, 2e-3
 LEARNED = 0.95  # a seed is evaluated if it has learned the agreement (see `learned`)
 SIZES = {
     "reduced": {"seeds": [0], "sentences": 8, "substitution_sentences": 8, "ig_steps": 4},
-    "full": {"seeds": [0, 1, 2, 3], "sentences": 100, "substitution_sentences": 100, "ig_steps": 8},
+    "full": {
+        "seeds": [0, 1, 2, 3, 4],
+        "sentences": 100,
+        "substitution_sentences": 100,
+        "ig_steps": 8,
+    },
 }
 
 
@@ -448,9 +453,9 @@ def headline(results: dict) -> dict[str, float]:
         return float("nan") if m is None else m["mean"]
 
     out = {
-        "aer_alti_plus": 1 - mean("ALTI+ (rollout R^l)", "aligned@1"),
-        "aer_attention": 1 - mean("cross-attention (head mean)", "aligned@1"),
-        "aer_alti_cross": 1 - mean("ALTI cross C_ca^l", "aligned@1"),
+        "aer_alti_plus": 1 - mean("ALTI+ (rollout R^l)", agreement.ARGMAX),
+        "aer_attention": 1 - mean("cross-attention (head mean)", agreement.ARGMAX),
+        "aer_alti_cross": 1 - mean("ALTI cross C_ca^l", agreement.ARGMAX),
         "agreement2_alti_plus": mean("ALTI+ (rollout R^l)", "agreement@2"),
         "agreement2_alti_cross": mean("ALTI cross C_ca^l", "agreement@2"),
         "agreement2_alti_cross_enc": mean("ALTI cross x encoder rollout", "agreement@2"),
@@ -530,7 +535,7 @@ def _main_table(results: dict) -> str:
             return _cell(metric(results, n, key), **kw)
 
         rows.append([
-            name, c("aligned@1", error=True), c("aligned@2", interval=False),
+            name, c(agreement.ARGMAX, error=True), c("aligned@2", interval=False),
             c("agreement@1", interval=False), c("agreement@2"),
             c("agreement@2 determiner", interval=False), c("agreement@2 verb", interval=False),
             c("agreement@2 adjective", interval=False),
@@ -549,7 +554,7 @@ def _layer_table(results: dict, names: tuple[str, ...]) -> str:
                 return _cell(metric(results, n, key, ly), **kw)
 
             rows.append([
-                name, str(layer), c("aligned@1", error=True, interval=False),
+                name, str(layer), c(agreement.ARGMAX, error=True, interval=False),
                 c("agreement@1 determiner", interval=False), c("agreement@2 determiner"),
                 c("agreement@1 verb", interval=False), c("agreement@2 verb"),
             ])  # fmt: skip
@@ -638,9 +643,12 @@ def section(results: dict, plots: dict[str, str]) -> str:
         "Protocol of the ALTI+ paper (`alignment.py`): the gold target teacher-forced, each "
         "target word read from the decoder row that *predicts* it, source special tokens never "
         "candidates, word scores as in `metrics.word_level`. AER against the aligned words (one "
-        "gold and one predicted link per word: AER = 1 − recall@1 of the aligned word); "
+        "gold and one predicted link per word: AER = 1 − the share whose argmax is the aligned "
+        "word); "
         "*aligned@2*: the aligned word among the top 2; *agreement@k*: the agreement source among "
-        "the method's top k source words (over determiners and verbs, then per kind). Layered "
+        "the method's top k source words (over determiners and verbs, then per kind); a word tied "
+        "with others counts as ranked below them all (ALTI clips many sources to exactly 0: a "
+        "zero shared with other words is not a find). Layered "
         "methods after the last decoder layer (fixed in advance; every layer below). Gradients: "
         "w.r.t. the source token embeddings (`hook_embed`) of the gold token's "
         "**log-probability** at the row, signed (plain autograd, "
@@ -723,7 +731,7 @@ PUBLISHED_AWO = {
 def _published_table(results: dict) -> str:
     rows = []
     for name, values in PUBLISHED_AWO.items():
-        ours = [1 - (metric(results, name, "aligned@1", ly) or {"mean": float("nan")})["mean"]
+        ours = [1 - (metric(results, name, agreement.ARGMAX, ly) or {"mean": float("nan")})["mean"]
                 for ly in range(len(results["methods"][name]))]  # fmt: skip
         rows.append([
             name, _f(values[-1]), _f(min(values)), str(1 + values.index(min(values))),
@@ -761,7 +769,7 @@ def _discussion(results: dict) -> list[str]:
     full run)."""
     m = lambda n, k, ly=LAST: _f(_m(results, n, k, ly))  # noqa: E731
     by_agreement = _ranking(results, "agreement@2")
-    by_aer = _ranking(results, "aligned@1")
+    by_aer = _ranking(results, agreement.ARGMAX)
     R, C, CE = MIXING[2], MIXING[0], MIXING[1]
     return [
         "- **Ranking by agreement@2 (determiners + verbs, last layer):** "
@@ -770,8 +778,8 @@ def _discussion(results: dict) -> list[str]:
         f"{m(RANDOM, 'agreement@2')}, dictionary + nearest noun "
         f"{m(DICTIONARY_NOUN, 'agreement@2')}.",
         "- **Ranking by AER (aligned word, last layer):** "
-        + ", ".join(f"{n} {_f(1 - _m(results, n, 'aligned@1'))}" for n in by_aer)
-        + f"; dictionary {_f(1 - _m(results, DICTIONARY, 'aligned@1'))}.",
+        + ", ".join(f"{n} {_f(1 - _m(results, n, agreement.ARGMAX))}" for n in by_aer)
+        + f"; dictionary {_f(1 - _m(results, DICTIONARY, agreement.ARGMAX))}.",
         f"- **Encoder mixing (determiners / verbs, agreement@2, last layer):** C_ca^l alone "
         f"{m(C, 'agreement@2 determiner')} / {m(C, 'agreement@2 verb')}, × encoder rollout "
         f"{m(CE, 'agreement@2 determiner')} / {m(CE, 'agreement@2 verb')}, full ALTI+ R^l "
