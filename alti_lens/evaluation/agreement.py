@@ -361,7 +361,9 @@ GRADIENT_NORM, GRADIENT_X_INPUT, INTEGRATED = (
     "gradient x input",
     "integrated gradients",
 )
-WordScores = Float[Tensor, "layer tgt_word src_word"]  # layer axis of length 1: no layers
+# one pair's word scores, `[layer, tgt_word, src_word]` (a layer axis of length 1: no layers);
+# a plain alias: sentences differ in length, so a list of them has no common jaxtyping shape
+WordScores = Tensor
 
 
 def _words(pair: AlignedPair, scores: Float[Tensor, "tgt_pos src_pos"]) -> Tensor:
@@ -675,7 +677,7 @@ def sentence_counts(scores: Float[Tensor, "tgt_word src_word"], pair: AgreementP
 
 def corpus_counts(
     scores: Sequence[WordScores], pairs: Sequence[AgreementPair]
-) -> list[dict[str, Int[Tensor, "sentence 2"]]]:
+) -> list[dict[str, Tensor]]:
     """Per layer of the scores: metric -> `[sentence, (hits, items)]` over the corpus."""
     out = []
     for layer in range(scores[0].shape[0]):
