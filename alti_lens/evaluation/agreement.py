@@ -50,7 +50,7 @@ from alti_lens.models import HookedModel
 from alti_lens.results.plus import AltiPlusResult
 
 from . import metrics
-from .alignment import AlignedPair
+from .alignment import ALIGNMENT_METHODS, AlignedPair, _pad
 
 # Source determiner -> (masculine, feminine) target determiner; the source ones are invariant.
 DETERMINERS: dict[str, tuple[str, str]] = {
@@ -343,18 +343,9 @@ def substitutions(pairs: Sequence[AgreementPair], seed: int) -> list[Substitutio
 
 # --- the experiment: every method's target-word x source-word scores ------------------------------
 
-# name -> (measure, matrix) read from `alti_plus`, per decoder layer (see `alignment`):
-# "rollout" R^l, "cross" C_ca^l, "cross x enc" C_ca^l · R_enc (the encoder's rollout).
-LAYERED_METHODS: dict[str, tuple[str, str]] = {
-    "ALTI+ (rollout R^l)": ("l1", "rollout"),
-    "ALTI cross C_ca^l": ("l1", "cross"),
-    "ALTI cross x encoder rollout": ("l1", "cross x enc"),
-    "cross-attention (head mean)": ("attention", "cross"),
-    "cross-attention x encoder attention rollout": ("attention_rollout", "cross x enc"),
-    "attention rollout (extended)": ("attention_rollout", "rollout"),
-    "norm (Kobayashi) cross": ("norm", "cross"),
-    "norm rollout (extended)": ("norm", "rollout"),
-}
+# name -> (measure, matrix) read from `alti_plus` per decoder layer: `alignment`'s methods
+# ("rollout" R^l, "cross" C_ca^l, "cross x enc" C_ca^l · R_enc, the encoder's rollout)
+LAYERED_METHODS = ALIGNMENT_METHODS
 VALUE_ZEROING = "value zeroing (cross-attention, layer output)"
 GRADIENT_NORM, GRADIENT_X_INPUT, INTEGRATED = (
     "gradient norm",
@@ -419,16 +410,6 @@ def layered_scores(
             for b, p in enumerate(pairs)
         ]
     return out, results
-
-
-def _pad(rows: Sequence[Sequence[int]], value: int = 0) -> tuple[Tensor, Tensor]:
-    n = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), n), value, dtype=torch.long)
-    mask = torch.zeros(len(rows), n, dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return tokens, mask
 
 
 def _labels(pair: AlignedPair) -> list[int]:
