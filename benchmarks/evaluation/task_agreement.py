@@ -844,7 +844,7 @@ def _reading(results: dict) -> list[str]:
         f"{v(agreement.INTEGRATED, 'agreement@2')}, gradient × input "
         f"{v(agreement.GRADIENT_X_INPUT, 'agreement@2')} (its signed sum over embedding "
         f"dimensions is noisy: AER {aer(agreement.GRADIENT_X_INPUT)}). Attention rollout finds "
-        f"the agreement source more often than ALTI+ "
+        f"the agreement source about as often as ALTI+ or more "
         f"({v('attention rollout (extended)', 'agreement@2')}) but its `0.5·A + 0.5·I` mixing "
         f"spreads every row over the sentence: its AER is {aer('attention rollout (extended)')}.",
         "",
@@ -854,9 +854,9 @@ def _reading(results: dict) -> list[str]:
         f"{aer(C, 0)}: it reads the noun, the second layer the aligned word), while the encoder "
         f"puts only {mix['determiner']} of a source determiner's state on its noun (about what it "
         f"puts on any other word). So the last layer's C_ca^l misses the noun "
-        f"({v(C, 'agreement@2 determiner')}), the encoder rollout adds little "
-        f"({v(CE, 'agreement@2 determiner')}) and the decoder-side rollout across layers "
-        f"(R^l: {v(R, 'agreement@2 determiner')}) is what reaches it. *Verbs:* no decoder layer "
+        f"({v(C, 'agreement@2 determiner')}), the encoder rollout adds some "
+        f"({v(CE, 'agreement@2 determiner')}) and the decoder-side rollout across layers more "
+        f"(R^l: {v(R, 'agreement@2 determiner')}). *Verbs:* no decoder layer "
         f"reads the subject directly (C_ca^0 {v(C, 'agreement@2 verb', 0)}, C_ca^1 "
         f"{v(C, 'agreement@2 verb')}); the encoder has moved it into the verb's state "
         f"({mix['verb']} of the verb's state on the subject, against {other_verb} on an average "
@@ -919,7 +919,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
-    parser.add_argument("--seed", type=int, default=20261205)
+    parser.add_argument("--seed", type=int, default=20261126)  # run_evaluation.SEED
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--md", type=Path, default=None)
     parser.add_argument("--ship", action="store_true", help="train seed 0 and ship its checkpoint")
