@@ -8,7 +8,8 @@ and what the causal reference (substituting or occluding one input) finds, with 
   source is replaced (the gold source *is* a cause: confirmation rate), and the alignment read
   from the drop of the gold token's probability (occlusion's AER: the causal reference's own
   ceiling on this task).
-- `clipped_share`: how often ALTI's `max(0, ·)` clips a gold source's contribution to exactly 0.
+- `clipping`: how often ALTI's `max(0, ·)` clips a gold source's contribution to exactly 0, and
+  how many of ALTI cross's alignment errors that explains.
 - `occlusion_rows` / `gradient_rows`: per-position scores of the causal reference and of the
   gradient baselines for the induction experiment (`runs.induction_top_sources`).
 """
@@ -130,37 +131,39 @@ def substitution_alignment(
     }
 
 
-def clipped_share(
-    model: models.HookedModel, pairs: Sequence[AlignedPair], layer: int = -1
-) -> dict[str, float]:
-    """How often ALTI's `max(0, ·)` sets a gold link's per-layer cross contribution `C_ca^l` to
-    exactly 0 (its vector overshoots the output: `||y − T_j||_1 ≥ ||y||_1`), overall and among
-    the target words that layer's ALTI cross alignment gets wrong. Token-level, predicting rows,
-    one-token words."""
+def clipping(model: models.HookedModel, pairs: Sequence[AlignedPair]) -> dict[str, dict]:
+    """Per decoder layer (keys "0", "1", …): how often ALTI's `max(0, ·)` sets a gold link's
+    cross contribution `C_ca^l` to exactly 0 (its vector overshoots the output:
+    `||y − T_j||_1 ≥ ||y||_1`; `agreement.clipped_share`), and among the target words that
+    layer's ALTI cross alignment gets wrong, how many have their gold source at 0. Predicting
+    rows; word scores as in `alignment` (one-token words: the token's own score)."""
     from alti_lens import alti_plus
+
+    from .agreement import clipped_share, token_links
 
     src, src_mask = _pad([p.source_ids for p in pairs])
     tgt, tgt_mask = _pad([p.decoder_input for p in pairs])
     result = alti_plus(
         model, src, tgt, source_attention_mask=src_mask, target_attention_mask=tgt_mask
     )
-    clipped = n_links = wrong = wrong_clipped = 0
-    for b, pair in enumerate(pairs):
-        s, t = len(pair.source_ids), len(pair.decoder_input)
-        cross = result.cross_contributions[b, layer, :t, :s]
-        words = metrics.word_level(cross, pair.label_words, pair.source_words)
-        guessed = metrics.argmax_alignment(words)
-        for w, sw in pair.gold:
-            zero = bool(words[w, sw] == 0)
-            clipped, n_links = clipped + zero, n_links + 1
-            if (w, sw) not in guessed:
-                wrong, wrong_clipped = wrong + 1, wrong_clipped + zero
-    return {
-        "clipped": clipped / max(1, n_links),
-        "n_links": n_links,
-        "errors": wrong,
-        "errors_clipped": wrong_clipped,
-    }
+    shares = clipped_share(
+        result.cross_contributions, [token_links(p, sorted(p.gold)) for p in pairs]
+    )
+    out = {}
+    for layer, share in enumerate(shares):
+        wrong = wrong_clipped = 0
+        for b, pair in enumerate(pairs):
+            s, t = len(pair.source_ids), len(pair.decoder_input)
+            cross = result.cross_contributions[b, layer, :t, :s]
+            words = metrics.word_level(cross, pair.label_words, pair.source_words)
+            guessed = metrics.argmax_alignment(words)
+            for w, sw in pair.gold - guessed:
+                wrong, wrong_clipped = wrong + 1, wrong_clipped + bool(words[w, sw] == 0)
+        n_links = sum(len(p.gold) for p in pairs)
+        out[str(layer)] = {
+            "clipped": share, "n_links": n_links, "errors": wrong, "errors_clipped": wrong_clipped
+        }  # fmt: skip
+    return out
 
 
 def occlusion_rows(

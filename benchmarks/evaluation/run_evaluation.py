@@ -174,10 +174,7 @@ def alignment_yardsticks(model: Any, pairs: list[runs.AlignedPair], seed: int) -
     return {
         "trivial": yardsticks.trivial_alignments(pairs, translations, seed),
         "substitution": yardsticks.substitution_alignment(model, pairs, following.__getitem__),
-        "clipping": {
-            str(layer): yardsticks.clipped_share(model, pairs, layer)
-            for layer in range(readout.describe(model, encoder_decoder=True).n_decoder_layers)
-        },
+        "clipping": yardsticks.clipping(model, pairs),
     }
 
 
