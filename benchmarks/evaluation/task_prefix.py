@@ -169,7 +169,7 @@ class Size:
 
 SIZES = {
     "reduced": Size((0,), 16, 16, 4, 4, 200),
-    "full": Size((0, 1, 2), 200, 100, 25, 8, 1000),
+    "full": Size((0, 1, 2), 128, 80, 20, 8, 1000),
 }
 CORRUPTIONS = (1, 2, 3)
 N_KINDS = len(H.PLANTED) + len(CORRUPTIONS)  # the generated kind comes on top
@@ -321,7 +321,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def headline(results: dict[str, Any]) -> dict[str, float]:
     """The numbers the summary quotes and the test bounds (means over seeds)."""
     steps, sentences = results["steps"], results["sentences"]
-    baselines = [m for m in steps if m not in (P.ALTI_PLUS, P.ALTI_PLUS_NO_SPECIAL, P.CAUSAL)]
+    ours = (P.ALTI_PLUS, P.ALTI_PLUS_NO_SPECIAL, P.ALTI_CROSS, P.CAUSAL)
+    baselines = [m for m in steps if m not in ours]
     best = max(baselines, key=lambda m: steps[m]["all"]["mean"])
     conf = results["confirmation"]
     return {
@@ -570,8 +571,92 @@ checkpoint (`benchmarks/evaluation/models/prefix/`, written by `--ship`). Librar
 `alti_plus` supports."""
 
 
+def _m(results: dict[str, Any], part: str, method: str, group: str) -> str:
+    return _f(results[part][method][group]["mean"])
+
+
+def _mean_score(results: dict[str, Any], method: str, group: str) -> str:
+    values = [s["steps"]["mean_scores"][method][group] for s in results["per_seed"]]
+    return _f(statistics.fmean(values), 2)
+
+
 def discussion(results: dict[str, Any], h: dict[str, float]) -> str:
-    return "#### Discussion\n\n(to be written from the full run)"
+    def st(method: str, group: str = "all") -> str:
+        return _m(results, "steps", method, group)
+
+    def se(method: str, group: str = "all") -> str:
+        return _m(results, "sentences", method, group)
+
+    def ms(method: str, group: str) -> str:
+        return _mean_score(results, method, group)
+
+    corrupted = [g for g in results["sentences"][P.ALTI_PLUS] if g.startswith("corrupted")]
+    alti_corrupted = ", ".join(se(P.ALTI_PLUS, g) for g in corrupted)
+    logp_corrupted = ", ".join(se(P.LOG_PROBABILITY, g) for g in corrupted)
+    return f"""#### Discussion
+
+**The labels are exact on these models.** The interventions move every source-determined step \
+with the source and every prefix-determined step with the particle, and nothing else (table \
+above), and the causal reference separates the two kinds with AUROC {st(P.CAUSAL)}: this is the \
+ceiling, and any method below it misses something the model really does.
+
+**ALTI+ (per step): {st(P.ALTI_PLUS)}.** Its mean source contribution is \
+{ms(P.ALTI_PLUS, P.SOURCE)} at source-determined steps against {ms(P.ALTI_PLUS, "classifier")} at \
+classifiers and {ms(P.ALTI_PLUS, "echo")} at echoes: the quantity does what the ALTI+ paper uses \
+it for, and the per-layer cross sub-block alone (`1 − ρ^l`, {st(P.ALTI_CROSS)}) tells the same \
+story, so the rollout through the encoder and the decoder adds little here. It is not perfect \
+because it is a share of the whole row representation, not of the predicted token: a classifier \
+row still carries the source (the decoder keeps track of where it is in the source, which the next \
+step, a noun, needs), and ALTI+ counts that, although the classifier itself ignores it. \
+Leaving the source's BOS column out lowers it ({st(P.ALTI_PLUS_NO_SPECIAL)}): part of what the \
+decoder takes from the source at its source steps arrives through BOS.
+
+**Gradient norm ({st(P.GRADIENT_NORM)}) wins the per-step test** because it asks the question the \
+labels are about: how sensitive *the gold token's* log-probability is to the source vs the \
+prefix embeddings. A classifier's probability does not move with the source (the intervention \
+shows it), so its source gradient is small ({ms(P.GRADIENT_NORM, "classifier")} of the total \
+vs {ms(P.GRADIENT_NORM, P.SOURCE)} at source steps). Gradient × input ({st(P.GRADIENT_X_INPUT)}) \
+and integrated gradients ({st(P.INTEGRATED)}) estimate each embedding's effect against an \
+all-zero embedding (the first-order term, or the path integral from zero), which is not the \
+counterfactual of the labels (another word in its place), and lose part of the separation.
+
+**Attention.** The head-mean cross-attention on the source words ({st(P.ATTENTION_LAST)} last \
+layer, {st(P.ATTENTION_MEAN)} mean over layers) is the weakest non-trivial method on the \
+classifiers ({st(P.ATTENTION_LAST, "classifier")}): at a classifier step the decoder keeps \
+attending to the source words ({ms(P.ATTENTION_LAST, "classifier")} of the last layer's \
+attention vs {ms(P.ATTENTION_LAST, P.SOURCE)} at source steps) — where it reads does not say \
+whether the prediction uses it. At the sentence-final echo the attention does move to BOS \
+({st(P.ATTENTION_LAST, "echo")}). The norm-based measure (Kobayashi, rolled out like ALTI+, \
+{st(P.NORM)}) keeps the contributions' sizes but not their alignment with the output, and \
+separates less than ALTI+. The attention-rollout variant of ALTI+ gives every row the same \
+source share, 1 − 0.5² = {ms(P.ATTENTION_ROLLOUT, P.SOURCE)} (each sub-block is `0.5·Ā + 0.5·I`, \
+and the cross sub-block's residual column is the `0.5·I`), so its AUROC is 0.5 by construction. \
+Position in the target ({st(P.POSITION)}) and random ({st(P.RANDOM)}) are at chance overall \
+(position separates the echoes, {st(P.POSITION, "echo")}, only because they come last).
+
+**Sentence level: ALTI+ detects a model that does not use its source, not a target that \
+disagrees with it.** ALTI+'s mean source contribution finds the model's own outputs for sources \
+it cannot read ({se(P.ALTI_PLUS, "generated")}) and repetition loops \
+({se(P.ALTI_PLUS, "repeated_word")}, {se(P.ALTI_PLUS, "looped_fragment")}), unrelated \
+translations less well ({se(P.ALTI_PLUS, "unrelated")}), copies of the source not at all \
+({se(P.ALTI_PLUS, "copy")}: made of source words, they draw on the source as much as \
+translations do), and corrupted sources (k = 1, 2, 3 words) not at all ({alti_corrupted}): \
+with one to three words of the source replaced, the decoder still reads the source at every step \
+— it only finds there a different word than the one it is forced to emit — so the share of the \
+source does not drop. The model's log-probability ({logp_corrupted} on the corrupted sources, \
+{se(P.LOG_PROBABILITY)} overall) sees exactly that disagreement: this toy model is near-certain \
+of every correct word, so any forced mismatch is improbable (as in section 5, this is the \
+setting where log-probability is strongest; Dale et al. found it weak on a real model's natural \
+hallucinations, which the model itself found likely). The causal reference (the drop of the \
+target's log-probability when the source is swapped: {se(P.SOURCE_SWAP)} overall) is high on \
+the planted kinds ({se(P.SOURCE_SWAP, "all planted")}) but near chance on the model's own \
+outputs ({se(P.SOURCE_SWAP, "generated")}): the greedy output for a foreign source does depend on \
+that source — it is just not supported by it — which ALTI+ catches and the swap does not. The \
+gradient shares are erratic at the sentence level (gradient norm {se(P.GRADIENT_NORM)} overall, \
+below 0.5 on unrelated targets and corrupted sources: an improbable forced token is *more* \
+sensitive to the source that argues against it, so a large source gradient signals a mismatch, \
+the opposite of what a source share should say); the cross-attention detectors are at or below \
+chance overall ({se(P.ATTENTION_LAST)}, {se(P.ATTENTION_MEAN)})."""
 
 
 # --- plots --------------------------------------------------------------------------------------
@@ -645,6 +730,7 @@ def ship() -> None:
     for f in folder.iterdir():
         if f.is_file() and f.name != "key.json":
             shutil.copy(f, SHIPPED / f.name)
+            (SHIPPED / f.name).chmod(0o644)  # safetensors writes 0600
     print(f"shipped {folder} -> {SHIPPED}")
 
 
