@@ -195,6 +195,16 @@ def test_target_word_j_is_predicted_at_decoder_row_j_plus_one(model, encoded) ->
         assert enc.labels[b, 1 : n + 1].tolist() == ids[0, 1:].tolist()
 
 
+def test_swapped_inputs_must_keep_every_token_length(model, encoded) -> None:
+    pairs, _, enc = encoded
+    shorter = [" ".join(p.source[:-1]) for p in pairs]
+    with pytest.raises(InputError, match="same token lengths"):
+        enc.with_sources(model, shorter)
+    longer = [" ".join([*p.target, "wo"]) for p in pairs]
+    with pytest.raises(InputError, match="same token lengths"):
+        enc.with_targets(model, longer)
+
+
 def test_gradient_shares_match_one_row_at_a_time(model, encoded) -> None:
     """The expanded batch (one copy per row) against `embedding_gradients` on one row alone."""
     _, _, enc = encoded

@@ -229,30 +229,32 @@ class Encoded:
 
     def with_sources(self, model: HookedModel, sources: Sequence[str]) -> "Encoded":
         """The same decoder input under other sources of the same token lengths."""
-        tokens, mask = models.tokenize(model, list(sources))
-        if tokens.shape != self.source.shape or not torch.equal(mask, self.source_mask):
-            raise InputError(
-                f"prefix: the substituted sources tokenize to {tuple(tokens.shape)}, not "
-                f"{tuple(self.source.shape)}; expected the same token lengths. Fix: substitute "
-                "words by words of one token each."
-            )
+        tokens, _ = _same_lengths(model, sources, self.source_mask, "sources")
         return replace(self, source=tokens)
 
     def with_targets(self, model: HookedModel, targets: Sequence[str]) -> "Encoded":
         """The same sources under other targets of the same token lengths (teacher forcing)."""
-        tokens, mask = models.tokenize(model, list(targets))
-        if tokens.shape != self.decoder_input.shape or not torch.equal(mask, self.target_mask):
-            raise InputError(
-                f"prefix: the other targets tokenize to {tuple(tokens.shape)}, not "
-                f"{tuple(self.decoder_input.shape)}; expected the same token lengths. Fix: "
-                "replace words by words of one token each."
-            )
+        tokens, mask = _same_lengths(model, targets, self.target_mask, "targets")
         decoder_input = self.decoder_input.clone()
         real = self.target_mask[:, 1:].bool()
         # row t + 1 holds target token t; padding stays as it was
         decoder_input[:, 1:] = torch.where(real, tokens[:, :-1], decoder_input[:, 1:])
         labels = torch.where(mask.bool(), tokens, -1)
         return replace(self, decoder_input=decoder_input, labels=labels)
+
+
+def _same_lengths(
+    model: HookedModel, texts: Sequence[str], mask: Tensor, what: str
+) -> tuple[Tensor, Tensor]:
+    """`texts` tokenized, checked to have exactly the token lengths of `mask`."""
+    tokens, got = models.tokenize(model, list(texts))
+    if got.shape != mask.shape or not torch.equal(got, mask):
+        raise InputError(
+            f"prefix: the other {what} tokenize to {tuple(got.shape)} tokens (lengths "
+            f"{got.sum(-1).tolist()}), not {tuple(mask.shape)} ({mask.sum(-1).tolist()}); "
+            "expected the same token lengths. Fix: replace words by words of one token each."
+        )
+    return tokens, got
 
 
 def _length_groups(encoded: Encoded) -> list[tuple[Tensor, int]]:

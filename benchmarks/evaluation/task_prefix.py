@@ -168,7 +168,7 @@ class Size:
 
 
 SIZES = {
-    "reduced": Size((0,), 16, 16, 4, 4, 200),
+    "reduced": Size((0,), 12, 12, 3, 4, 200),
     "full": Size((0, 1, 2), 128, 80, 20, 8, 1000),
 }
 CORRUPTIONS = (1, 2, 3)
@@ -199,7 +199,7 @@ def step_part(model: Any, size: Size, seed: int) -> dict[str, Any]:
         "mean_scores": means,
         "counts": {g: int(m.sum()) for g, m in groups.items()},
         "alti_plus_values": {
-            g: table["scores"][P.ALTI_PLUS][m].tolist()
+            g: [round(x, 4) for x in table["scores"][P.ALTI_PLUS][m].tolist()]
             for g, m in groups.items()
             if g in (P.SOURCE, P.PREFIX)
         },
