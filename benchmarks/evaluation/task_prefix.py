@@ -519,8 +519,8 @@ alone. Cells: mean over the {n} seeds (min–max over seeds) [mean of the seeds'
 intervals, {resamples} resamples of steps; the steps of one sentence are resampled \
 independently although they are not, so the intervals are somewhat narrow]. Methods: ALTI+ \
 (`AltiPlusResult.source_contribution` at the predicting row, and with the source's BOS column \
-left out); the ALTI cross-attention sub-block alone, `1 − ρ^l` (its residual share) averaged over the decoder layers, not rolled \
-out; Kobayashi's norm measure rolled out like ALTI+ (`alti_plus(measure="norm")`); the \
+left out); the ALTI cross-attention sub-block alone, `1 − ρ^l` (its residual share) averaged \
+over the decoder layers, not rolled out; Kobayashi's norm measure rolled out like ALTI+ (`alti_plus(measure="norm")`); the \
 attention-rollout variant (`alti_plus(measure="attention_rollout")`); the head-mean \
 cross-attention on the source *words* (the special tokens left out: cross-attention sums to 1 \
 over the source, so its mass on the source is always 1), last layer and mean over layers; \
