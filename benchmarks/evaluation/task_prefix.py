@@ -516,19 +516,20 @@ STEP_TEXT = """\
 Each method gives every decoder row a *source share*; AUROC of telling the source-determined \
 steps (positive: a higher share) from the prefix-determined ones, all of them and each mechanism \
 alone. Cells: mean over the {n} seeds (min–max over seeds) [mean of the seeds' 95% bootstrap \
-intervals, {resamples} resamples of steps; the steps of one sentence are resampled \
-independently although they are not, so the intervals are somewhat narrow]. Methods: ALTI+ \
+intervals, {resamples} resamples of steps; the steps of one sentence are resampled independently \
+although they are not, so the intervals are somewhat narrow]. Methods: ALTI+ \
 (`AltiPlusResult.source_contribution` at the predicting row, and with the source's BOS column \
-left out); the ALTI cross-attention sub-block alone, `1 − ρ^l` (its residual share) averaged \
-over the decoder layers, not rolled out; Kobayashi's norm measure rolled out like ALTI+ (`alti_plus(measure="norm")`); the \
-attention-rollout variant (`alti_plus(measure="attention_rollout")`); the head-mean \
-cross-attention on the source *words* (the special tokens left out: cross-attention sums to 1 \
-over the source, so its mass on the source is always 1), last layer and mean over layers; \
-gradient norm, gradient × input and integrated gradients ({ig} points, zero baseline) w.r.t. the \
-encoder's and the decoder's token embeddings (`alti_lens.models.embedding_gradients`, hooks \
-`hook_embed` and `decoder_embed.hook_out`; plain PyTorch autograd), score = the **log-probability \
-of the gold token** at that row, source share = Σ_src |a| / (Σ_src |a| + Σ_prefix |a|); position \
-in the target and random (trivial); and the **causal reference**: the drop of the gold token's \
+left out); the ALTI cross-attention sub-block alone, `1 − ρ^l` (its residual share) averaged over \
+the decoder layers, not rolled out; Kobayashi's norm measure rolled out like ALTI+ \
+(`alti_plus(measure="norm")`); the attention-rollout variant \
+(`alti_plus(measure="attention_rollout")`); the head-mean cross-attention on the source *words* \
+(the special tokens left out: cross-attention sums to 1 over the source, so its mass on the \
+source is always 1), last layer and mean over layers; gradient norm, gradient × input and \
+integrated gradients ({ig} points, zero baseline) w.r.t. the encoder's and the decoder's token \
+embeddings (`alti_lens.models.embedding_gradients`, hooks `hook_embed` and \
+`decoder_embed.hook_out`; plain PyTorch autograd), score = the **log-probability of the gold \
+token** at that row, source share = Σ_src |a| / (Σ_src |a| + Σ_prefix |a|); position in the \
+target and random (trivial); and the **causal reference**: the drop of the gold token's \
 probability under the source swap minus its drop under the prefix swap."""
 
 SENTENCE_TEXT = """\
