@@ -32,7 +32,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SHIPPED = HERE / "models" / "prefix"
 TRAIN_STEPS, BATCH, LR = 1200, 64, 3e-3
-EVAL_SEED = 20261126 + 16  # held-out data; training data come from the model's own seed
+SEED = 20261126  # the evaluation's seed (run_evaluation.py passes it to `run`)
+DATA_OFFSET = 16  # this task's held-out data come from SEED + 16 (training data: the model seed)
+EVAL_SEED = SEED + DATA_OFFSET
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 N_HELDOUT = 500  # teacher-forced accuracy
 
@@ -252,9 +254,10 @@ def aggregate(per_seed: list[dict[str, Any]], part: str) -> dict[str, dict[str, 
     }
 
 
-def run(size: str, seed: int = EVAL_SEED) -> dict[str, Any]:
+def run(size: str, seed: int = SEED) -> dict[str, Any]:
     torch.set_num_threads(1)
     config = SIZES[size]
+    data_seed = seed + DATA_OFFSET
     timings: dict[str, float] = {}
     trained_models, per_seed = [], []
     for s in config.seeds:
@@ -266,10 +269,10 @@ def run(size: str, seed: int = EVAL_SEED) -> dict[str, Any]:
         timings[f"train seed {s} (0 if cached)"] = time.perf_counter() - start
         model = load(path)
         start = time.perf_counter()
-        result = {"seed": s, "steps": step_part(model, config, seed)}
+        result = {"seed": s, "steps": step_part(model, config, data_seed)}
         timings[f"per-step seed {s}"] = time.perf_counter() - start
         start = time.perf_counter()
-        result["sentences"] = sentence_part(model, config, seed)
+        result["sentences"] = sentence_part(model, config, data_seed)
         timings[f"sentence level seed {s}"] = time.perf_counter() - start
         per_seed.append(result)
         trained_models.append({"seed": s} | metrics)
@@ -283,6 +286,8 @@ def run(size: str, seed: int = EVAL_SEED) -> dict[str, Any]:
     return {
         "size": size,
         "seed": seed,
+        "data_seed": data_seed,
+        "data_seed": data_seed,
         "config": asdict(config)
         | {
             "train_steps": TRAIN_STEPS,
@@ -460,10 +465,10 @@ def section(results: dict[str, Any], plots: dict[str, str]) -> str:
         STEP_TEXT.format(n=n, ig=cfg["ig_steps"], resamples=cfg["resamples"]),
         _step_table(results),
     ]
-    if "steps" in plots:
-        parts.append(f"![per-step AUROC]({plots['steps']})")
-    if "values" in plots:
-        parts.append(f"![ALTI+ source contribution per label]({plots['values']})")
+    if "prefix_steps" in plots:
+        parts.append(f"![per-step AUROC]({plots['prefix_steps']})")
+    if "prefix_values" in plots:
+        parts.append(f"![ALTI+ source contribution per label]({plots['prefix_values']})")
     parts += [
         SENTENCE_TEXT.format(
             counts=", ".join(f"{v} {k}" for k, v in sent_counts.items()),
@@ -471,8 +476,8 @@ def section(results: dict[str, Any], plots: dict[str, str]) -> str:
         ),
         _sentence_table(results),
     ]
-    if "sentences" in plots:
-        parts.append(f"![sentence-level AUROC]({plots['sentences']})")
+    if "prefix_sentences" in plots:
+        parts.append(f"![sentence-level AUROC]({plots['prefix_sentences']})")
     parts += [discussion(results, h), PUBLISHED_TEXT, REPRODUCE_TEXT]
     return "\n\n".join(parts) + "\n"
 
@@ -673,8 +678,8 @@ def make_plots(results: dict[str, Any], folder: Path, relative_to: Path) -> dict
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for key, part, groups, name in (
-        ("steps", "steps", STEP_GROUPS, "prefix_steps.png"),
-        ("sentences", "sentences", None, "prefix_sentences.png"),
+        ("prefix_steps", "steps", STEP_GROUPS, "prefix_steps.png"),
+        ("prefix_sentences", "sentences", None, "prefix_sentences.png"),
     ):
         table = results[part]
         methods = list(table)
@@ -715,7 +720,7 @@ def make_plots(results: dict[str, Any], folder: Path, relative_to: Path) -> dict
     path = folder / "prefix_values.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    out["values"] = (
+    out["prefix_values"] = (
         str(path.relative_to(relative_to)) if path.is_relative_to(relative_to) else str(path)
     )
     return out
@@ -739,7 +744,7 @@ def ship() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="reduced")
-    parser.add_argument("--seed", type=int, default=EVAL_SEED)
+    parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
     parser.add_argument("--ship", action="store_true")
