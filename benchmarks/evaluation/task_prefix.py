@@ -287,7 +287,6 @@ def run(size: str, seed: int = SEED) -> dict[str, Any]:
         "size": size,
         "seed": seed,
         "data_seed": data_seed,
-        "data_seed": data_seed,
         "config": asdict(config)
         | {
             "train_steps": TRAIN_STEPS,
