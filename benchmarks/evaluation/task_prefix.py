@@ -171,7 +171,7 @@ class Size:
 
 SIZES = {
     "reduced": Size((0,), 12, 12, 3, 4, 200),
-    "full": Size((0, 1, 2), 128, 80, 20, 8, 1000),
+    "full": Size((0, 1, 2), 96, 80, 20, 8, 1000),
 }
 CORRUPTIONS = (1, 2, 3)
 N_KINDS = len(H.PLANTED) + len(CORRUPTIONS)  # the generated kind comes on top
@@ -691,9 +691,10 @@ def make_plots(results: dict[str, Any], folder: Path, relative_to: Path) -> dict
         for i, g in enumerate(chosen):
             y = [k + i * height for k in range(len(methods))]
             mean = [table[m][g]["mean"] for m in methods]
+            # max(0, ·): the mean of equal values can round past them
             err = [
-                [table[m][g]["mean"] - table[m][g]["min"] for m in methods],
-                [table[m][g]["max"] - table[m][g]["mean"] for m in methods],
+                [max(0.0, table[m][g]["mean"] - table[m][g]["min"]) for m in methods],
+                [max(0.0, table[m][g]["max"] - table[m][g]["mean"]) for m in methods],
             ]
             ax.barh(y, mean, height, xerr=err, label=g)
         ax.axvline(0.5, color="grey", lw=0.8, ls="--")
