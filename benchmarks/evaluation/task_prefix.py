@@ -437,7 +437,6 @@ def _sentence_table(results: dict[str, Any]) -> str:
 
 
 def section(results: dict[str, Any], plots: dict[str, str]) -> str:
-    h = headline(results)
     n = len(results["models"])
     cfg = results["config"]
     seed0 = results["per_seed"][0]
@@ -477,7 +476,7 @@ def section(results: dict[str, Any], plots: dict[str, str]) -> str:
     ]
     if "prefix_sentences" in plots:
         parts.append(f"![sentence-level AUROC]({plots['prefix_sentences']})")
-    parts += [discussion(results, h), PUBLISHED_TEXT, REPRODUCE_TEXT]
+    parts += [discussion(results), PUBLISHED_TEXT, REPRODUCE_TEXT]
     return "\n\n".join(parts) + "\n"
 
 
@@ -586,83 +585,146 @@ def _mean_score(results: dict[str, Any], method: str, group: str) -> str:
     return _f(statistics.fmean(values), 2)
 
 
-def discussion(results: dict[str, Any], h: dict[str, float]) -> str:
-    def st(method: str, group: str = "all") -> str:
-        return _m(results, "steps", method, group)
+def _verdict(x: float) -> str:
+    """How an AUROC reads (a detector's or a separator's)."""
+    if x >= 0.7:
+        return "separates"
+    if x > 0.6:
+        return "weak"
+    return "chance" if x >= 0.4 else "reversed"
 
-    def se(method: str, group: str = "all") -> str:
-        return _m(results, "sentences", method, group)
 
-    def ms(method: str, group: str) -> str:
-        return _mean_score(results, method, group)
+def _compare(a: float, b: float) -> str:
+    if abs(a - b) < 0.02:
+        return "about the same as"
+    return "above" if a > b else "below"
 
-    corrupted = [g for g in results["sentences"][P.ALTI_PLUS] if g.startswith("corrupted")]
-    alti_corrupted = ", ".join(se(P.ALTI_PLUS, g) for g in corrupted)
-    logp_corrupted = ", ".join(se(P.LOG_PROBABILITY, g) for g in corrupted)
-    return f"""#### Discussion
 
-**The labels are exact on these models.** The interventions move every source-determined step \
-with the source and every prefix-determined step with the particle, and nothing else (table \
-above), and the causal reference separates the two kinds with AUROC {st(P.CAUSAL)}: this is the \
-ceiling, and any method below it misses something the model really does.
+def discussion(results: dict[str, Any]) -> str:
+    parts = [_labels_text, _alti_text, _others_text, _sentence_text]
+    return "\n\n".join(["#### Discussion", *(part(results) for part in parts)])
 
-**ALTI+ (per step): {st(P.ALTI_PLUS)}.** Its mean source contribution is \
-{ms(P.ALTI_PLUS, P.SOURCE)} at source-determined steps against {ms(P.ALTI_PLUS, "classifier")} at \
-classifiers and {ms(P.ALTI_PLUS, "echo")} at echoes: the quantity does what the ALTI+ paper uses \
-it for, and the per-layer cross sub-block alone (`1 − ρ^l`, {st(P.ALTI_CROSS)}) tells the same \
-story, so the rollout through the encoder and the decoder adds little here. It is not perfect \
-because it is a share of the whole row representation, not of the predicted token: a classifier \
-row still carries the source (the decoder keeps track of where it is in the source, which the next \
-step, a noun, needs), and ALTI+ counts that, although the classifier itself ignores it. \
-Leaving the source's BOS column out lowers it ({st(P.ALTI_PLUS_NO_SPECIAL)}): part of what the \
-decoder takes from the source at its source steps arrives through BOS.
 
-**Gradient norm ({st(P.GRADIENT_NORM)}) wins the per-step test** because it asks the question the \
-labels are about: how sensitive *the gold token's* log-probability is to the source vs the \
-prefix embeddings. A classifier's probability does not move with the source (the intervention \
-shows it), so its source gradient is small ({ms(P.GRADIENT_NORM, "classifier")} of the total \
-vs {ms(P.GRADIENT_NORM, P.SOURCE)} at source steps). Gradient × input ({st(P.GRADIENT_X_INPUT)}) \
-and integrated gradients ({st(P.INTEGRATED)}) estimate each embedding's effect against an \
-all-zero embedding (the first-order term, or the path integral from zero), which is not the \
-counterfactual of the labels (another word in its place), and lose part of the separation.
+def _getters(results: dict[str, Any]) -> tuple[Any, Any, Any]:
+    def st(method: str, group: str = "all", key: str = "mean") -> float:
+        return results["steps"][method][group][key]
 
-**Attention.** The head-mean cross-attention on the source words ({st(P.ATTENTION_LAST)} last \
-layer, {st(P.ATTENTION_MEAN)} mean over layers) is the weakest non-trivial method on the \
-classifiers ({st(P.ATTENTION_LAST, "classifier")}): at a classifier step the decoder keeps \
-attending to the source words ({ms(P.ATTENTION_LAST, "classifier")} of the last layer's \
-attention vs {ms(P.ATTENTION_LAST, P.SOURCE)} at source steps) — where it reads does not say \
-whether the prediction uses it. At the sentence-final echo the attention does move to BOS \
-({st(P.ATTENTION_LAST, "echo")}). The norm-based measure (Kobayashi, rolled out like ALTI+, \
-{st(P.NORM)}) keeps the contributions' sizes but not their alignment with the output, and \
-separates less than ALTI+. The attention-rollout variant of ALTI+ gives every row the same \
-source share, 1 − 0.5² = {ms(P.ATTENTION_ROLLOUT, P.SOURCE)} (each sub-block is `0.5·Ā + 0.5·I`, \
-and the cross sub-block's residual column is the `0.5·I`), so its AUROC is 0.5 by construction. \
-Position in the target ({st(P.POSITION)}) and random ({st(P.RANDOM)}) are at chance overall \
-(position separates the echoes, {st(P.POSITION, "echo")}, only because they come last).
+    def se(method: str, group: str = "all") -> float:
+        return results["sentences"][method][group]["mean"]
 
-**Sentence level: ALTI+ detects a model that does not use its source, not a target that \
-disagrees with it.** ALTI+'s mean source contribution finds the model's own outputs for sources \
-it cannot read ({se(P.ALTI_PLUS, "generated")}) and repetition loops \
-({se(P.ALTI_PLUS, "repeated_word")}, {se(P.ALTI_PLUS, "looped_fragment")}), unrelated \
-translations less well ({se(P.ALTI_PLUS, "unrelated")}), copies of the source not at all \
-({se(P.ALTI_PLUS, "copy")}: made of source words, they draw on the source as much as \
-translations do), and corrupted sources (k = 1, 2, 3 words) not at all ({alti_corrupted}): \
-with one to three words of the source replaced, the decoder still reads the source at every step \
-— it only finds there a different word than the one it is forced to emit — so the share of the \
-source does not drop. The model's log-probability ({logp_corrupted} on the corrupted sources, \
-{se(P.LOG_PROBABILITY)} overall) sees exactly that disagreement: this toy model is near-certain \
-of every correct word, so any forced mismatch is improbable (as in section 5, this is the \
-setting where log-probability is strongest; Dale et al. found it weak on a real model's natural \
-hallucinations, which the model itself found likely). The causal reference (the drop of the \
-target's log-probability when the source is swapped: {se(P.SOURCE_SWAP)} overall) is high on \
-the planted kinds ({se(P.SOURCE_SWAP, "all planted")}) but near chance on the model's own \
-outputs ({se(P.SOURCE_SWAP, "generated")}): the greedy output for a foreign source does depend on \
-that source — it is just not supported by it — which ALTI+ catches and the swap does not. The \
-gradient shares are erratic at the sentence level (gradient norm {se(P.GRADIENT_NORM)} overall, \
-below 0.5 on unrelated targets and corrupted sources: an improbable forced token is *more* \
-sensitive to the source that argues against it, so a large source gradient signals a mismatch, \
-the opposite of what a source share should say); the cross-attention detectors are at or below \
-chance overall ({se(P.ATTENTION_LAST)}, {se(P.ATTENTION_MEAN)})."""
+    def ms(method: str, group: str) -> float:
+        values = [s["steps"]["mean_scores"][method][group] for s in results["per_seed"]]
+        return statistics.fmean(values)
+
+    return st, se, ms
+
+
+def _labels_text(results: dict[str, Any]) -> str:
+    st, _, _ = _getters(results)
+    conf = results["confirmation"]
+    return (
+        f"**The labels hold on these models.** On the steps the models get right, the source "
+        f"swap moves {_f(conf[P.SOURCE]['source_swap_changes'])} of the source-determined steps "
+        f"and {_f(conf[P.PREFIX]['source_swap_changes'])} of the prefix-determined ones; the "
+        f"prefix swap moves {_f(conf[P.PREFIX]['prefix_swap_changes'])} of the prefix-determined "
+        f"steps and {_f(conf[P.SOURCE]['prefix_swap_changes'])} of the source-determined ones. "
+        f"The causal reference (gold-probability drop under the source swap minus under the "
+        f"prefix swap) separates the two kinds with AUROC {_f(st(P.CAUSAL))}: that is the "
+        "ceiling here, and a method below it misses something the model really does."
+    )
+
+
+def _alti_text(results: dict[str, Any]) -> str:
+    st, _, ms = _getters(results)
+    alti, cross, nospecial = st(P.ALTI_PLUS), st(P.ALTI_CROSS), st(P.ALTI_PLUS_NO_SPECIAL)
+    return (
+        f"**ALTI+ per step: {_f(alti)}** (seeds {_f(st(P.ALTI_PLUS, key='min'))}–"
+        f"{_f(st(P.ALTI_PLUS, key='max'))}; classifiers {_f(st(P.ALTI_PLUS, 'classifier'))}, "
+        f"echoes {_f(st(P.ALTI_PLUS, 'echo'))}). Its mean source contribution is "
+        f"{_f(ms(P.ALTI_PLUS, P.SOURCE), 2)} at source-determined steps against "
+        f"{_f(ms(P.ALTI_PLUS, 'classifier'), 2)} at classifiers and "
+        f"{_f(ms(P.ALTI_PLUS, 'echo'), 2)} at echoes: the quantity moves the way the ALTI+ paper "
+        f"reads it. The cross sub-block alone, per layer and not rolled out (`1 − ρ^l`, "
+        f"{_f(cross)}), is {_compare(cross, alti)} the full extended rollout, so the rollout "
+        f"through the encoder and the decoder self-attention adds little on this task; leaving "
+        f"the source's BOS column out gives {_f(nospecial)} ({_compare(nospecial, alti)} ALTI+). "
+        "ALTI+ is most likely not at the ceiling because it is a share of the whole row "
+        "representation, not of the predicted token: a classifier row still carries the source (the decoder keeps "
+        "track of where it is in the source, which the next step, a noun, needs), and ALTI+ "
+        "counts that although the classifier itself ignores it."
+    )
+
+
+def _others_text(results: dict[str, Any]) -> str:
+    st, _, ms = _getters(results)
+    candidates = [m for m in results["steps"] if m != P.CAUSAL]
+    best = max(candidates, key=lambda m: st(m))
+    g, gx, ig = st(P.GRADIENT_NORM), st(P.GRADIENT_X_INPUT), st(P.INTEGRATED)
+    last, mean = st(P.ATTENTION_LAST), st(P.ATTENTION_MEAN)
+    return (
+        f"**The best method per step is {best} ({_f(st(best))}).** Gradient norm "
+        f"({_f(g)}, {_compare(g, st(P.ALTI_PLUS))} ALTI+) asks the question the labels are about: "
+        f"how sensitive the *gold token's* log-probability is to the source vs the prefix "
+        f"embeddings. A classifier's probability does not move with the source (the "
+        f"interventions show it), so its source share of the gradient is small "
+        f"({_f(ms(P.GRADIENT_NORM, 'classifier'), 2)} vs {_f(ms(P.GRADIENT_NORM, P.SOURCE), 2)} at "
+        f"source steps). Gradient × input ({_f(gx)}) and integrated gradients ({_f(ig)}) estimate "
+        "each embedding's effect against an all-zero embedding (the first-order term, or the "
+        "path integral from zero), which is not the counterfactual of the labels (another word "
+        "in its place), and lose part of the separation.\n\n"
+        f"**Attention.** The head-mean cross-attention on the source words separates "
+        f"{_compare(last, st(P.ALTI_PLUS))} ALTI+: {_f(last)} in the last layer (seeds "
+        f"{_f(st(P.ATTENTION_LAST, key='min'))}–{_f(st(P.ATTENTION_LAST, key='max'))}), {_f(mean)} "
+        f"averaged over layers. At a classifier step the decoder keeps attending to the source "
+        f"words ({_f(ms(P.ATTENTION_LAST, 'classifier'), 2)} of the last layer's attention vs "
+        f"{_f(ms(P.ATTENTION_LAST, P.SOURCE), 2)} at source steps): where a head reads does not "
+        "say whether the prediction uses what it reads, and the spread over seeds shows how "
+        "differently each model's heads distribute it. The norm-based measure (Kobayashi, rolled out like "
+        f"ALTI+, {_f(st(P.NORM))}) keeps the contributions' sizes but not their alignment with "
+        "the output (ALTI's distance-based measure discounts a vector that the others cancel). "
+        "The attention-rollout variant of ALTI+ gives every row the same source share, "
+        f"1 − 0.5² = {_f(ms(P.ATTENTION_ROLLOUT, P.SOURCE), 2)} (each sub-block is "
+        "`0.5·Ā + 0.5·I`, and the cross sub-block's residual column is the `0.5·I`), so its "
+        f"AUROC is 0.5 by construction. Position in the target ({_f(st(P.POSITION))}) and random "
+        f"({_f(st(P.RANDOM))}) are at chance overall; position separates the echoes "
+        f"({_f(st(P.POSITION, 'echo'))}, reversed) only because they come last."
+    )
+
+
+def _sentence_text(results: dict[str, Any]) -> str:
+    _, se, _ = _getters(results)
+    kinds = [g for g in results["sentences"][P.ALTI_PLUS] if g not in ("all", "all planted")]
+    by_kind = ", ".join(
+        f"{k} {_f(se(P.ALTI_PLUS, k))} ({_verdict(se(P.ALTI_PLUS, k))})" for k in kinds
+    )
+    logp = ", ".join(f"{k} {_f(se(P.LOG_PROBABILITY, k))}" for k in kinds)
+    swap = ", ".join(f"{k} {_f(se(P.SOURCE_SWAP, k))}" for k in kinds)
+    grad = ", ".join(f"{k} {_f(se(P.GRADIENT_NORM, k))}" for k in kinds)
+    return (
+        f"**Sentence level: ALTI+ {_f(se(P.ALTI_PLUS))} overall.** Per kind: {by_kind}. The mean "
+        "source contribution measures how much the model *uses* its source, not whether the "
+        "target agrees with it. Teacher-forced, this decoder keeps reading the source at every "
+        "step whatever the prefix (the source contribution of step `t` is computed from the "
+        "source and the prefix up to `t`, not from the forced token), so corrupted sources (the "
+        "source still read, only a different word found there), unrelated targets and "
+        "repetitions barely move it, and copies of the source, made of source words, draw on "
+        "the source as much as translations do or more. What does move it is a model that stops "
+        "reading its source: its own greedy outputs for a source it cannot read — the same "
+        "finding as the hallucination section on the demo translator, here on other models. The "
+        "model's "
+        f"log-probability is perfect ({logp}): this toy model is near-certain of every correct "
+        "word, so any forced mismatch is improbable; Dale et al. found sequence log-probability "
+        "weak on a real model's natural hallucinations, which the model itself found likely — a "
+        "setting a toy model with near-100% accuracy cannot reproduce. The causal reference (the "
+        "drop of the target's log-probability when the source is swapped for another pair's: "
+        f"{_f(se(P.SOURCE_SWAP))} overall; {swap}) is this task's ceiling for a score that asks "
+        "how much the target needs its own source. The gradient shares are erratic at the "
+        f"sentence level and often reversed (gradient norm {_f(se(P.GRADIENT_NORM))} overall; "
+        f"{grad}): an improbable forced token is *more* sensitive to the source that argues "
+        "against it, so a large source gradient signals a mismatch, the opposite of what a "
+        f"source share should say. Cross-attention on the source words ({_f(se(P.ATTENTION_LAST))}"
+        f" last layer, {_f(se(P.ATTENTION_MEAN))} mean over layers) does not detect them either."
+    )
 
 
 # --- plots --------------------------------------------------------------------------------------
