@@ -649,9 +649,9 @@ def _alti_text(results: dict[str, Any]) -> str:
         f"through the encoder and the decoder self-attention adds little on this task; leaving "
         f"the source's BOS column out gives {_f(nospecial)} ({_compare(nospecial, alti)} ALTI+). "
         "ALTI+ is most likely not at the ceiling because it is a share of the whole row "
-        "representation, not of the predicted token: a classifier row still carries the source (the decoder keeps "
-        "track of where it is in the source, which the next step, a noun, needs), and ALTI+ "
-        "counts that although the classifier itself ignores it."
+        "representation, not of the predicted token: a classifier row still carries the "
+        "source (the decoder keeps track of where it is in the source, which the next step, "
+        "a noun, needs), and ALTI+ counts that although the classifier itself ignores it."
     )
 
 
@@ -679,8 +679,9 @@ def _others_text(results: dict[str, Any]) -> str:
         f"words ({_f(ms(P.ATTENTION_LAST, 'classifier'), 2)} of the last layer's attention vs "
         f"{_f(ms(P.ATTENTION_LAST, P.SOURCE), 2)} at source steps): where a head reads does not "
         "say whether the prediction uses what it reads, and the spread over seeds shows how "
-        "differently each model's heads distribute it. The norm-based measure (Kobayashi, rolled out like "
-        f"ALTI+, {_f(st(P.NORM))}) keeps the contributions' sizes but not their alignment with "
+        "differently each model's heads distribute it. The norm-based measure (Kobayashi, "
+        f"rolled out like ALTI+, {_f(st(P.NORM))}) keeps the contributions' sizes but not "
+        "their alignment with "
         "the output (ALTI's distance-based measure discounts a vector that the others cancel). "
         "The attention-rollout variant of ALTI+ gives every row the same source share, "
         f"1 − 0.5² = {_f(ms(P.ATTENTION_ROLLOUT, P.SOURCE), 2)} (each sub-block is "
