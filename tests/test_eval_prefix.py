@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alti_lens import models
+from alti_lens import alti_plus, models
 from alti_lens.demo import data
 from alti_lens.errors import InputError
 from alti_lens.evaluation import auroc
@@ -181,10 +181,11 @@ def test_sentence_aurocs_add_each_corruption_against_the_correct_pairs() -> None
 @pytest.fixture(scope="module")
 def encoded(model):
     pairs = [p for p in P.prefix_pairs(40, 11) if len(p.source) == 8][:4]
-    runs = P.alti_runs(
+    # ALTI+ alone (the reduced run exercises `alti_runs`): the tokens as alti_plus reads them
+    result = alti_plus(
         model, [" ".join(p.source) for p in pairs], [" ".join(p.target) for p in pairs]
     )
-    return pairs, runs, P.Encoded.of(runs["l1"])
+    return pairs, result, P.Encoded.of(result)
 
 
 def test_target_word_j_is_predicted_at_decoder_row_j_plus_one(model, encoded) -> None:
