@@ -59,6 +59,15 @@ TL4_ARCHITECTURES = {
 }  # fmt: skip
 
 
+# The evaluation's experiments (docs/EVALUATION.md): they measure the methods on the evaluation's
+# own trained models through the current bridge; alti's behaviour on 3.x is covered by the model
+# tests that run there. .ci/run's 3.x environment deselects them (`-m "not evaluation"`).
+EVALUATION = {
+    "test_evaluation", "test_eval_agreement", "test_eval_aupc", "test_eval_logit",
+    "test_eval_prefix",
+}  # fmt: skip
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         name = item.module.__name__ if item.module is not None else ""
@@ -66,6 +75,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.tl_independent)
         if name in TL4_ARCHITECTURES:
             item.add_marker(pytest.mark.tl4_architectures)
+        if name in EVALUATION:
+            item.add_marker(pytest.mark.evaluation)
 
 
 TL_MAJOR = int(importlib.metadata.version("transformer-lens").split(".")[0])
