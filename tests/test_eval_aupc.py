@@ -177,22 +177,32 @@ def test_attributions_on_tiny_model(tiny):
 def reduced():
     import task_aupc
 
-    return task_aupc.run("reduced", 0)
+    return task_aupc.run("reduced", task_aupc.SEED)
 
 
 def test_reduced_run(reduced):
     import task_aupc
 
+    # measured (MiniLM, last layer + head fine-tuned 30 steps, 3 sentences, seed SEED): accuracy
+    # 1.0; flips 0.67 (evidence removed) vs 0.0 (random); comprehensiveness ALTI 0.325, attention
+    # 0.327, gradient norm 0.329, occlusion 0.331, oracle 0.300, random 0.083; sufficiency ALTI
+    # 0.020, random 0.326; evidence recall ALTI 0.67, occlusion 0.83, random 0.17
     m = reduced["models"][0]
     assert m["hf_logit_gap"] < 1e-10  # the bridge + head are the HF classifier
-    assert m["bridge_accuracy"] > 0.75
+    assert m["bridge_accuracy"] > 0.9
     # the known answer is causal: removing the evidence flips far more predictions than random
-    assert m["intervention"]["evidence"] > m["intervention"]["random"] + 0.2
+    assert m["intervention"]["evidence"] > m["intervention"]["random"] + 0.3
     methods = reduced["methods"]
-    comp = {k: v["comprehensiveness"]["mean"] for k, v in methods.items()}
-    assert comp[aupc.ORACLE] > comp[aupc.RANDOM] + 0.05
-    assert methods[aupc.OCCLUSION]["recall"]["mean"] >= 0.5
     assert set(methods) == set(aupc.METHODS)
+    comp = {k: v["comprehensiveness"]["mean"] for k, v in methods.items()}
+    suff = {k: v["sufficiency"]["mean"] for k, v in methods.items()}
+    recall = {k: v["recall"]["mean"] for k, v in methods.items()}
+    assert comp[aupc.ORACLE] > comp[aupc.RANDOM] + 0.1
+    assert recall[aupc.OCCLUSION] >= 0.5
+    # ALTI finds what the prediction needs: far above random on both scores and on the evidence
+    assert comp["ALTI"] > comp[aupc.RANDOM] + 0.15
+    assert suff["ALTI"] < suff[aupc.RANDOM] - 0.15
+    assert recall["ALTI"] >= 0.5
     lines = task_aupc.summary(reduced)
     assert 1 <= len(lines) <= 3
     text = task_aupc.section(reduced, {})

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_evaluation import load, minilm_dir
+from run_evaluation import SEED, load, minilm_dir
 from train import cached, deterministic
 
 from alti_lens.evaluation import aupc, mean_interval
@@ -33,31 +33,34 @@ from alti_lens.evaluation import aupc, mean_interval
 TITLE = "Comprehensiveness and sufficiency (AUPC) on a fine-tuned MiniLM with planted evidence"
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_DATA_SEED = 1000  # + training seed: the training sentences
-EVAL_DATA_SEED = 20261205  # the evaluated sentences (never trained on)
+EVAL_DATA_SEED = 20261205  # the held-out sentences of the training-time accuracy
 D_MODEL = 384
 
 
 @dataclass(frozen=True)
 class Size:
     seeds: tuple[int, ...]
-    fine_tune_steps: int  # 0: the encoder stays frozen, only the head is trained
+    fine_tune_steps: int
     train_sentences: int
     eval_sentences: int  # explained per seed
     accuracy_sentences: int  # held-out accuracy
+    intervention_sentences: int  # of them, those whose evidence is removed
     ig_steps: int
     n_resamples: int
     clauses: int  # neutral toy sentences per example (1: 5–17 words, 2: 10–31 words)
+    last_layer_only: bool = False  # True: only the last layer and the head (reduced size)
 
     def sentences(self, n: int, seed: int) -> list[aupc.PlantedSentence]:
         return aupc.planted_sentences(n, seed, clauses=self.clauses)
 
 
 SIZES = {
-    "reduced": Size((0,), 0, 64, 3, 32, 4, 1000, 1),
-    "full": Size((0, 1, 2), 150, 2000, 30, 200, 16, 1000, 2),
+    "reduced": Size((0,), 30, 64, 3, 24, 12, 4, 1000, 1, last_layer_only=True),
+    "full": Size((0, 1, 2), 150, 2000, 24, 100, 100, 16, 1000, 2),
 }
 BATCH = 16
 LR = 5e-5
+LAST_LAYER_LR = 1e-3
 
 
 # --- the classifier ------------------------------------------------------------------------------
@@ -159,63 +162,63 @@ def fine_tune(folder: Path, seed: int, size: Size) -> dict[str, Any]:
     }
 
 
-def probe_head(bridge: Any, tok: Any, seed: int, size: Size) -> torch.nn.Linear:
-    """Reduced size: a logistic-regression head on the frozen encoder's pooled embeddings."""
+def last_layer_fine_tune(bridge: Any, tok: Any, seed: int, size: Size) -> torch.nn.Linear:
+    """Reduced size: the last encoder layer and a new head, fine-tuned for a few steps of
+    `BATCH // 2` (lower layers frozen, no dropout) in place on the bridge's own Hugging Face
+    module, in float32."""
+    hf = bridge.original_model.bert  # TransformerLens boots the BertModel as BertForMaskedLM
     sentences = size.sentences(size.train_sentences, TRAIN_DATA_SEED + seed)
-    rows = [encode(tok, s)[0] for s in sentences]
     with deterministic(seed):
-        features = pooled(bridge, rows, tok.pad_token_id)
-        labels = torch.tensor([s.label for s in sentences])
-        head = torch.nn.Linear(D_MODEL, 2).double()
-        opt = torch.optim.Adam(head.parameters(), lr=0.05)
-        for _ in range(200):
-            loss = torch.nn.functional.cross_entropy(head(features), labels)
+        head = torch.nn.Linear(D_MODEL, 2)
+        model = Classifier(hf, head)
+        last = [*hf.encoder.layer[-1].parameters(), *head.parameters()]
+        hf.requires_grad_(False)
+        for p in last:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(last, lr=LAST_LAYER_LR)
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(size.fine_tune_steps):
+            pick = torch.randint(len(sentences), (BATCH // 2,), generator=generator).tolist()
+            loss = model(**batch_of(tok, [sentences[i] for i in pick])).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
+    hf.requires_grad_(False)
     return head.requires_grad_(False)
 
 
-def pooled(bridge: Any, rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
-    """The mean-pooled last layer of `bridge` for token rows of any lengths (float64)."""
-    from alti_lens import models
-    from alti_lens.evaluation.runs import mean_pool
-
-    out = []
-    for start in range(0, len(rows), 64):
-        tokens, mask = aupc._pad(rows[start : start + 64], pad_id)
-        out.append(mean_pool(models.last_hidden(bridge, tokens, mask), mask))
-    return torch.cat(out).double()
-
-
-def classifier(seed: int, size: Size, tok: Any) -> tuple[Any, torch.nn.Linear, dict[str, Any]]:
-    """The bridge (float64) and head of training seed `seed`, and what training measured."""
-    if size.fine_tune_steps == 0:
-        bridge = load(minilm_dir())
+def classifier(seed: int, size: Size, tok: Any) -> tuple[Any, Any, torch.nn.Linear, dict[str, Any]]:
+    """The bridge (float64), the same encoder as a Hugging Face BertModel (float64, to check the
+    bridge against), the head of training seed `seed`, and what training measured."""
+    if size.last_layer_only:
+        bridge = load(minilm_dir(), torch.float32)
         start = time.perf_counter()
-        head = probe_head(bridge, tok, seed, size)
-        return bridge, head, {"train_seconds": time.perf_counter() - start, "fine_tuned": False}
+        head = last_layer_fine_tune(bridge, tok, seed, size)
+        info = {"train_seconds": time.perf_counter() - start, "fine_tuned": "last layer"}
+        bridge = bridge.to(torch.float64)
+        return bridge, bridge.original_model.bert, head.double(), info
+    from transformers import BertModel
+
     key = {"task": "aupc", "seed": seed, "steps": size.fine_tune_steps, "lr": LR, "batch": BATCH,
            "train_sentences": size.train_sentences, "data_seed": TRAIN_DATA_SEED + seed,
            "model": "all-MiniLM-L6-v2", "version": 1}  # fmt: skip
     folder, metrics = cached(key, lambda out: fine_tune(out, seed, size))
-    return load(folder), load_head(folder), {**metrics, "fine_tuned": True, "folder": str(folder)}
+    hf = BertModel.from_pretrained(str(folder)).double().eval()
+    return load(folder), hf, load_head(folder), {**metrics, "fine_tuned": "all weights"}
 
 
 def hf_logit_gap(
-    folder: Path,
+    hf_encoder: Any,
     head: torch.nn.Linear,
     bridge: Any,
     tok: Any,
     sentences: list[aupc.PlantedSentence],
 ) -> float:
     """Largest |logit difference| between the HF classifier (float64) and the bridge + head."""
-    from transformers import BertModel
-
     from alti_lens import models
     from alti_lens.evaluation.runs import mean_pool
 
-    hf = Classifier(BertModel.from_pretrained(str(folder)).double().eval(), head)
+    hf = Classifier(hf_encoder.eval(), head)
     b = batch_of(tok, sentences)
     with torch.no_grad():
         want = hf.logits(b["input_ids"], b["attention_mask"])
@@ -315,24 +318,27 @@ def _summarise(per_seed: list[dict[str, Any]], n_resamples: int) -> dict[str, An
     return out
 
 
-def run(size: str, seed: int = 0) -> dict[str, Any]:
-    """Train (or load) each seed's classifier and evaluate every method on it."""
+def run(size: str, seed: int = SEED) -> dict[str, Any]:
+    """Train (or load) each training seed's classifier (seeds fixed by the size) and evaluate
+    every method on it; `seed` draws the evaluated sentences (`seed + 1`: the held-out accuracy
+    and intervention sentences)."""
     torch.set_num_threads(1)
     cfg = SIZES[size]
     tok = tokenizer()
     timings: dict[str, float] = {"train": 0.0, "evaluate": 0.0}
     per_seed, models_info = [], []
-    sentences = cfg.sentences(cfg.eval_sentences, EVAL_DATA_SEED + seed)
-    held_out = cfg.sentences(cfg.accuracy_sentences, EVAL_DATA_SEED + seed + 1)
+    sentences = cfg.sentences(cfg.eval_sentences, seed)
+    held_out = cfg.sentences(cfg.accuracy_sentences, seed + 1)
     for s in cfg.seeds:
         start = time.perf_counter()
-        bridge, head, info = classifier(s, cfg, tok)
-        folder = Path(info.get("folder", minilm_dir()))
+        bridge, hf_encoder, head, info = classifier(s, cfg, tok)
         timings["train"] += time.perf_counter() - start
         start = time.perf_counter()
         info["bridge_accuracy"] = _accuracy(bridge, head, tok, held_out)
-        info["hf_logit_gap"] = hf_logit_gap(folder, head, bridge, tok, held_out[:4])
-        info["intervention"] = evidence_intervention(bridge, head, tok, held_out, s)
+        info["hf_logit_gap"] = hf_logit_gap(hf_encoder, head, bridge, tok, held_out[:4])
+        info["intervention"] = evidence_intervention(
+            bridge, head, tok, held_out[: cfg.intervention_sentences], s
+        )
         result = explain_sentences(bridge, head, tok, sentences, cfg, s)
         info["explained_accuracy"] = sum(result["correct"]) / len(result["correct"])
         per_seed.append(result)
@@ -450,6 +456,14 @@ def _models_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _training_words(cfg: dict[str, Any]) -> str:
+    if cfg["last_layer_only"]:
+        return (f"with only the last layer and the head fine-tuned ({cfg['fine_tune_steps']} "
+                f"steps of {cfg['batch'] // 2}, lr {LAST_LAYER_LR}; the reduced size)")  # fmt: skip
+    return (f"all fine-tuned ({cfg['fine_tune_steps']} steps of {cfg['batch']}, lr {cfg['lr']}, "
+            "one thread)")  # fmt: skip
+
+
 def section(results: dict[str, Any], plots: dict[str, str]) -> str:
     cfg = results["config"]
     parts = [
@@ -461,9 +475,10 @@ def section(results: dict[str, Any], plots: dict[str, str]) -> str:
         "(sufficiency, `p(x) − p(top-k)`, lower is better), at k = 1/5/10/20/50% "
         "(`ceil(k·n)` of the `n` non-special tokens; [CLS]/[SEP] always kept), each AUPC the mean "
         "over the five bins. Here the classifier is all-MiniLM-L6-v2 (real weights) + mean "
-        "pooling + a linear head, fine-tuned "
-        f"({cfg['fine_tune_steps']} steps of {cfg['batch']}, lr {cfg['lr']}, one thread) on "
-        "synthetic sentences: two neutral toy sentences joined by *and*, with one or two evidence "
+        "pooling + a linear head, "
+        f"{_training_words(cfg)} on "
+        f"synthetic sentences: {cfg['clauses']} neutral toy sentence(s) (joined by *and*) with one "
+        "or two evidence "
         "words of the label's class (8 positive / 8 negative words) inserted at random positions, "
         "and in 25% of sentences two evidence words plus one counter-evidence word of the other "
         "class. The planted evidence is a known answer: *evidence recall@|E|* is the share of the "
@@ -575,13 +590,39 @@ def make_plots(results: dict[str, Any], folder: Path, relative_to: Path) -> dict
     path = folder / "aupc-bins.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {"AUPC per bin": str(path.relative_to(relative_to))}
+    recall_path = folder / "aupc-recall.png"
+    _recall_plot(results, recall_path)
+    return {
+        "AUPC per bin": str(path.relative_to(relative_to)),
+        "Evidence recall": str(recall_path.relative_to(relative_to)),
+    }
+
+
+def _recall_plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    names = list(results["methods"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=False)
+    for ax, key, title in zip(axes, ("comprehensiveness", "sufficiency", "recall"),
+                              ("comprehensiveness (↑)", "sufficiency (↓)",
+                               "evidence recall@|E| (↑)"), strict=True):  # fmt: skip
+        cells = [results["methods"][n][key] for n in names]
+        means = [c["mean"] for c in cells]
+        err = [[c["mean"] - c["low"] for c in cells], [c["high"] - c["mean"] for c in cells]]
+        ax.barh(range(len(names)), means, xerr=err, color="tab:blue", alpha=0.7)
+        ax.set_yticks(range(len(names)), names if ax is axes[0] else [""] * len(names))
+        ax.invert_yaxis()
+        ax.set_title(title)
+    fig.suptitle("mean over seeds and sentences, bootstrap 95% intervals", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--md", type=Path, default=None)
     args = parser.parse_args(argv)
