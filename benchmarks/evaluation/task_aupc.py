@@ -237,6 +237,7 @@ def explain_sentences(
     """Per sentence and method: the AUPC scores, the bins' probabilities and the evidence recall."""
     generator = torch.Generator().manual_seed(seed)
     per: dict[str, dict[str, list[float]]] = {m: {} for m in aupc.METHODS}
+    nan = float("nan")
     correct, labels = [], []
     for s in sentences:
         tokens, word_ids = encode(tok, s)
@@ -249,11 +250,17 @@ def explain_sentences(
         curves = aupc.removal_curves(bridge, head, tokens, target, scores, tok.pad_token_id)
         for name, c in curves.items():
             comp_paper, suff_paper = c.paper_aggregation()
+            recall = aupc.evidence_recall(scores[name], known[0])
             values = {
                 "comprehensiveness": c.comprehensiveness(), "sufficiency": c.sufficiency(),
                 "comprehensiveness_paper": comp_paper, "sufficiency_paper": suff_paper,
-                "recall": aupc.evidence_recall(scores[name], known[0]),
+                "recall": recall,
                 "counter_in_top": _counter_in_top(scores[name], known),
+                # the same scores split by sentences with / without a counter-evidence word
+                "comprehensiveness_counter": c.comprehensiveness() if s.counter else nan,
+                "comprehensiveness_plain": nan if s.counter else c.comprehensiveness(),
+                "recall_counter": recall if s.counter else nan,
+                "recall_plain": nan if s.counter else recall,
             }  # fmt: skip
             for key, v in values.items():
                 per[name].setdefault(key, []).append(v)
