@@ -170,6 +170,18 @@ def test_attributions_on_tiny_model(tiny):
         assert float(got[name].sum()) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_evidence_enrichment(tiny):
+    model, _, tokens = tiny
+    everything = torch.ones(len(tokens), dtype=torch.bool)
+    for name, value in aupc.evidence_enrichment(model, tokens, everything).items():
+        assert value == pytest.approx(1.0), name  # all inner tokens: exactly their fair share
+    one = torch.zeros(len(tokens), dtype=torch.bool)
+    one[2] = True
+    got = aupc.evidence_enrichment(model, tokens, one)
+    share = aupc._measure_scores(model, tokens[None])["ALTI"]
+    assert got["ALTI"] == pytest.approx(float(share[2] / share[1:-1].sum()) * 6)
+
+
 # --- the reduced run -----------------------------------------------------------------------------
 
 
@@ -203,6 +215,7 @@ def test_reduced_run(reduced):
     assert comp["ALTI"] > comp[aupc.RANDOM] + 0.15
     assert suff["ALTI"] < suff[aupc.RANDOM] - 0.15
     assert recall["ALTI"] >= 0.5
+    assert reduced["enrichment"]["seed 0"]["ALTI"] > 1.5  # the evidence is above its fair share
     lines = task_aupc.summary(reduced)
     assert 1 <= len(lines) <= 3
     text = task_aupc.section(reduced, {})

@@ -339,6 +339,22 @@ def removal_curves(
     return out
 
 
+def evidence_enrichment(
+    model: models.HookedModel, tokens: Int[Tensor, " pos"], evidence: Bool[Tensor, " pos"]
+) -> dict[str, float]:
+    """Per single-stack measure: the evidence tokens' share of the pooled embedding among the
+    non-special tokens, divided by their share of those tokens (1: no more than any other token;
+    `n / |E|` at most). How much the encoder concentrates the pooled embedding on the evidence."""
+    inner = torch.zeros(len(tokens), dtype=torch.bool)
+    inner[1:-1] = True
+    expected = float(evidence[inner].double().sum()) / int(inner.sum())
+    out = {}
+    for name, share in _measure_scores(model, tokens[None]).items():
+        got = float(share[evidence & inner].sum() / share[inner].sum())
+        out[name] = got / expected
+    return out
+
+
 def evidence_recall(scores: Float[Tensor, " pos"], evidence: Bool[Tensor, " pos"]) -> float:
     """The share of the evidence tokens among the top-|evidence| non-special tokens of `scores`."""
     n = int(evidence.sum())
