@@ -56,7 +56,7 @@ class Size:
 
 SIZES = {
     "reduced": Size((0,), 30, 64, 3, 24, 12, 4, 1000, 1, last_layer_only=True),
-    "full": Size((0, 1, 2), 150, 2000, 24, 100, 100, 16, 1000, 2),
+    "full": Size((0, 1, 2), 150, 2000, 16, 100, 100, 16, 1000, 2),
 }
 BATCH = 16
 LR = 5e-5
