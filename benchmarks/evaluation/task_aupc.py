@@ -56,7 +56,7 @@ class Size:
 
 SIZES = {
     "reduced": Size((0,), 30, 64, 3, 24, 12, 4, 1000, 1, last_layer_only=True),
-    "full": Size((0, 1, 2), 150, 2000, 16, 100, 100, 16, 1000, 2),
+    "full": Size((0, 1, 2), 150, 2000, 12, 100, 100, 16, 1000, 2),
 }
 BATCH = 16
 LR = 5e-5
@@ -666,7 +666,8 @@ def _counter_words(results: dict[str, Any]) -> str:
     )
     if alti <= 0.5:
         return text + (
-            "ALTI rarely ranks it high: by its measure, the fine-tuned encoders carry less of the "
+            "ALTI does not rank it high here: by its measure, the fine-tuned encoders carry less of "
+            "the "
             "outvoted word into the pooled embedding than of the evidence. That is what these "
             "models do, not a property of ALTI, and it rests on "
             f"{results['n_conflict']} sentences; the unsigned gradient norm and the norm rollout "
@@ -687,8 +688,8 @@ def _paper_words(results: dict[str, Any]) -> str:
         "order by comprehensiveness is ALTI > gradient norm > norm > attention rollout, and "
         "rollout is far behind (0.076). Here the same four rank "
         f"{' > '.join(shown)}; ALTI is first in both, but attention rollout is not the weakest "
-        "here. The values are not comparable (planted evidence is easier than SST-2, and our "
-        "sentences are shorter)."
+        "here. The values are not comparable (planted evidence is far easier to find than the "
+        "evidence of a real SST-2 sentence)."
     )
 
 
