@@ -666,9 +666,9 @@ def _counter_words(results: dict[str, Any]) -> str:
     )
     if alti <= 0.5:
         return text + (
-            "ALTI does not rank it high here: by its measure, the fine-tuned encoders carry less of "
-            "the "
-            "outvoted word into the pooled embedding than of the evidence. That is what these "
+            "ALTI does not rank it high here: by its measure, the fine-tuned encoders carry "
+            "less of the outvoted word into the pooled embedding than of the evidence. That is "
+            "what these "
             "models do, not a property of ALTI, and it rests on "
             f"{results['n_conflict']} sentences; the unsigned gradient norm and the norm rollout "
             "do rank it high."
