@@ -70,7 +70,7 @@ def main() -> None:
     wrap(measure, "decompose_block", "decompose")
     wrap(measure, "scores_and_sums", "measure (kernel + masks)")
     wrap(contributions.fused, "distances", "kernel")
-    wrap(measure, "_check_exact", "check")
+    wrap(measure, "check_exact", "check")
     wrap(measure, "normalise", "normalise")
     wrap(api, "rollout", "rollout")  # after the run, on the padded matrices
     wrap(api, "last_row_rollout", "rollout")

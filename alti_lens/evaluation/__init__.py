@@ -3,7 +3,12 @@
 `metrics` is pure tensor code (AER, top-source accuracy, deletion curves, correlations); `runs`
 runs the experiments on any model `alti_lens` supports, so they can be repeated on your own models
 (the word-alignment experiment lives in `alignment`, and `runs` re-exports it). `hallucination`
-builds and scores the hallucination-detection test set (tutorial 06).
+builds and scores the hallucination-detection test set (tutorial 06). `yardsticks` holds the
+trivial baselines and causal references of the alignment and induction experiments. The tasks
+with models of their own, each with its data, known answers and experiment functions: `agreement`
+(translator v2: agreement needs a second source word), `prefix` (source vs target-prefix steps),
+`contrastive` (the ALTI-Logit paper's contrastive protocol) and `aupc` (the ALTI paper's
+token-removal comprehensiveness and sufficiency).
 The report itself is written by `benchmarks/evaluation/run_evaluation.py`.
 """
 

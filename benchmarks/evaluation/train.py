@@ -108,7 +108,7 @@ def train_loop(
         if log and (step % 500 == 0 or step == steps - 1):
             print(f"{log} step {step:5d} loss {loss.item():.4f}", flush=True)
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def cached(key: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict]:
