@@ -123,6 +123,12 @@ def render(
         "that script with a fixed seed. Do not edit by hand: rerun it.\n"
     )
     add(f"- Command: `{command}`")
+    add(
+        "- Parts: sections 1-5 (`classic`) and "
+        + (", ".join(f"`{k}`" for k in tasks) or "no task")
+        + ", each from its own last run of this script (its numbers are kept in "
+        "`benchmarks/evaluation/results/<part>-<size>.json`; `--size full` alone reruns them all)"
+    )
     add(f"- Size: `{results['size']}` ({', '.join(f'{k}={v}' for k, v in cfg.items())})")
     add(f"- Evaluation data seed: {results['seed']} (the demo models were trained on seed 0)")
     add(
