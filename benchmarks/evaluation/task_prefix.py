@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from train import cached, deterministic, save, train_loop, word_tokenizer
+from train import cached, deterministic, save, seq2seq_batch, train_loop, word_tokenizer
 from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
 
 from alti_lens.evaluation import hallucination as H
@@ -56,17 +56,7 @@ def tokenizer() -> PreTrainedTokenizerFast:
 
 def batch(pairs: list[P.PrefixPair], tok: PreTrainedTokenizerFast) -> dict[str, torch.Tensor]:
     """Source `<s> words`, labels `<s> target </s>` (BART's layout, as the demo translator)."""
-    bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
-    src = [[bos, *tok.convert_tokens_to_ids(list(p.source))] for p in pairs]
-    tgt = [[bos, *tok.convert_tokens_to_ids(p.target), eos] for p in pairs]
-    S, T = max(map(len, src)), max(map(len, tgt))
-    ids = torch.full((len(pairs), S), pad, dtype=torch.long)
-    mask = torch.zeros((len(pairs), S), dtype=torch.long)
-    labels = torch.full((len(pairs), T), -100, dtype=torch.long)
-    for i, (s, t) in enumerate(zip(src, tgt, strict=True)):
-        ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
-        labels[i, : len(t)] = torch.tensor(t)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return seq2seq_batch([p.source for p in pairs], [p.target for p in pairs], tok)
 
 
 @torch.no_grad()

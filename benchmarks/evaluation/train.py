@@ -81,6 +81,25 @@ def save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, out: Path) 
         special.write_text(json.dumps(tokens, indent=2) + "\n")
 
 
+def seq2seq_batch(
+    sources: Sequence[Sequence[str]], targets: Sequence[Sequence[str]], tok: PreTrainedTokenizerFast
+) -> dict[str, torch.Tensor]:
+    """One BART training batch of word lists: source `<s> words` (right-padded, with its attention
+    mask), labels `<s> words </s>` (-100 on padding; BART shifts them right after `</s>`), the
+    demo translator's layout."""
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    src = [[bos, *tok.convert_tokens_to_ids(list(s))] for s in sources]
+    tgt = [[bos, *tok.convert_tokens_to_ids(list(t)), eos] for t in targets]
+    S, T = max(map(len, src)), max(map(len, tgt))
+    ids = torch.full((len(src), S), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(src), S), dtype=torch.long)
+    labels = torch.full((len(src), T), -100, dtype=torch.long)
+    for i, (s, t) in enumerate(zip(src, tgt, strict=True)):
+        ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+        labels[i, : len(t)] = torch.tensor(t)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
 def train_loop(
     model: torch.nn.Module,
     batches: Callable[[int], dict[str, torch.Tensor]],
