@@ -306,11 +306,12 @@ def render(
         "**What this can and cannot tell.** The replacement is the unknown token, which the model "
         "never saw in a sequence (out of distribution), and the curve runs to 100% replaced: "
         "every ordering that puts the answer and the previous occurrence early saturates near "
-        "0 at once, so ALTI, ALTI-Logit, norm and integrated gradients sit within a few "
-        "thousandths of each other, inside each other's intervals. Section 8 (erasure with "
-        "positions kept, contrastive MRR against a known evidence token) and section 9 (token "
-        "removal in 1/5/10/20/50% bins on a fine-tuned classifier, the ALTI paper's protocol) "
-        "are the better-posed faithfulness tests; this one is kept for continuity.\n"
+        "0 at once, so ALTI, ALTI-Logit, norm, gradient norm and integrated gradients sit "
+        "within a few thousandths of each other, inside each other's intervals. Section 8 "
+        "(erasure with positions kept, contrastive MRR against a known evidence token) and "
+        "section 9 (token removal in 1/5/10/20/50% bins on a fine-tuned classifier, the ALTI "
+        "paper's protocol) are the better-posed faithfulness tests; this one is kept for "
+        "continuity.\n"
     )
     if "deletion_induction" in plots:
         add(f"![Deletion curves, induction model]({plots['deletion_induction']})\n")
