@@ -166,14 +166,11 @@ def _logit_forward(
     model: models.HookedModel, head: Head, tokens: Int[Tensor, "1 pos"], target: int
 ) -> Callable[[], Float[Tensor, " batch"]]:
     """A forward with gradients: the `target` logit of the classifier on one unpadded sentence."""
-    name = f"blocks.{models.n_layers(model) - 1}.hook_resid_post"
+    ones = torch.ones_like(tokens)
 
     def forward() -> Tensor:
-        got: list[Tensor] = []
-        model.run_with_hooks(
-            tokens, fwd_hooks=[(name, lambda x, hook=None: got.append(x))], return_type=None
-        )
-        return head(got[0].mean(1))[:, target]
+        hidden = models.last_hidden(model, tokens, ones, grad=True)
+        return head(hidden.mean(1))[:, target]
 
     return forward
 

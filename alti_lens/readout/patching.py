@@ -165,18 +165,23 @@ def logits(
 
 
 def last_hidden(
-    model: HookedModel, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
+    model: HookedModel,
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"],
+    *,
+    grad: bool = False,
 ) -> Float[Tensor, "batch pos d_model"]:
     """The last block's output (`hook_resid_post`) of an encoder or decoder-only model: the
-    token representations a sentence embedding pools."""
+    token representations a sentence embedding pools. With `grad`, on the model's device and
+    still attached to the graph (a classifier head's score, for gradient baselines)."""
     info = describe(model)
     name = f"blocks.{info.n_layers - 1}.hook_resid_post"
     got: list[Tensor] = []
 
     def hook(tensor: Tensor, hook: Any = None) -> None:
-        got.append(tensor.detach().cpu())
+        got.append(tensor if grad else tensor.detach().cpu())
 
-    with eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode(not grad):
         model.run_with_hooks(
             tokens.to(info.device),
             fwd_hooks=[(name, hook)],
