@@ -45,6 +45,7 @@ from alti_lens import alti_logit, models
 from alti_lens.errors import InputError, UnsupportedModelError
 from alti_lens.models import HookedModel
 
+from . import metrics
 from .runs import last_layer_scores
 
 # --- vocabularies (word-level: every word is one token of the task's own tokenizer) -----------
@@ -408,32 +409,6 @@ def evidence_rank(
     return 1.0 + higher + tied / 2, (1.0 / (tied + 1)) if higher == 0 else 0.0
 
 
-def bootstrap_mean_interval(
-    values: Sequence[float] | Tensor,
-    *,
-    groups: Sequence[int] | None = None,
-    n_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values`; with `groups` (e.g. the training
-    seed of each value), values are resampled within each group, so every resample keeps the
-    groups' sizes."""
-    x = torch.as_tensor(values, dtype=torch.float64).flatten()
-    if x.numel() == 0:
-        raise InputError("bootstrap_mean_interval: no values. Fix: pass at least one value.")
-    labels = torch.zeros(len(x), dtype=torch.long) if groups is None else torch.as_tensor(groups)
-    generator = torch.Generator().manual_seed(seed)
-    means = torch.zeros(n_resamples, dtype=torch.float64)
-    for g in labels.unique():
-        members = x[labels == g]
-        picks = torch.randint(len(members), (n_resamples, len(members)), generator=generator)
-        means += members[picks].sum(1)
-    means /= len(x)
-    tail = (1 - level) / 2
-    return float(means.quantile(tail)), float(means.quantile(1 - tail))
-
-
 # --- the experiment ---------------------------------------------------------------------------
 
 
@@ -556,5 +531,5 @@ def logit_shares(model: HookedModel, examples: Sequence[ContrastiveExample]) -> 
 
 def summarise(values: Sequence[float], groups: Sequence[int] | None = None) -> dict[str, float]:
     """Mean with its bootstrap 95% interval (`lo`, `hi`) — the JSON shape of the report."""
-    lo, hi = bootstrap_mean_interval(values, groups=groups)
+    _, lo, hi = metrics.mean_interval(values, groups=groups)
     return {"mean": sum(values) / len(values), "lo": lo, "hi": hi}

@@ -266,19 +266,31 @@ def auroc_interval(
 
 
 def mean_interval(
-    values: Float[Tensor, " n"],
+    values: Float[Tensor, " n"] | Sequence[float],
     *,
+    groups: Sequence[int] | Tensor | None = None,
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """`(mean, low, high)`: the mean of `values` (per-example numbers: hits as 0/1, AUCs, ranks'
-    reciprocals) and its percentile bootstrap interval over the examples."""
-    values = values.to(torch.float64).flatten()
+    reciprocals) and its percentile bootstrap interval over the examples. With `groups` (e.g. the
+    training seed of each value) the values are resampled within each group, so every resample
+    keeps the groups' sizes."""
+    values = torch.as_tensor(values, dtype=torch.float64).flatten()
     if values.numel() == 0:
         raise InputError("mean_interval: expected at least one value, got none. Fix: pass values.")
     generator = torch.Generator().manual_seed(seed)
-    picks = torch.randint(values.numel(), (n_resamples, values.numel()), generator=generator)
-    means = values[picks].mean(-1)
+    if groups is None:
+        picks = torch.randint(values.numel(), (n_resamples, values.numel()), generator=generator)
+        means = values[picks].mean(-1)
+    else:
+        labels = torch.as_tensor(groups)
+        means = torch.zeros(n_resamples, dtype=torch.float64)
+        for g in labels.unique():
+            members = values[labels == g]
+            picks = torch.randint(len(members), (n_resamples, len(members)), generator=generator)
+            means += members[picks].sum(1)
+        means /= values.numel()
     tail = (1 - level) / 2
     return float(values.mean()), float(means.quantile(tail)), float(means.quantile(1 - tail))
