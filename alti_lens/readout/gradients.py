@@ -57,7 +57,7 @@ def _scaling_hook(
 
 def _run(
     model: HookedModel, forward: Callable[[], Tensor], names: Sequence[str], alpha: float
-) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     unknown = [n for n in names if n not in model.hook_dict]
     if unknown:
         raise InputError(
@@ -78,7 +78,7 @@ def _run(
             f"embedding hook points of this model, e.g. one of "
             f"{[k for k in model.hook_dict if 'embed' in k][:6]}"
         )
-    return inputs, grads, scores.detach()
+    return inputs, grads
 
 
 def embedding_gradients(
@@ -91,10 +91,10 @@ def embedding_gradients(
     respect to the token embeddings at each hook in `names` (see the module docstring); `steps`
     points of the integral (0: skip integrated gradients, NaN there)."""
     with eval_mode(model):
-        x, g, _ = _run(model, forward, names, 1.0)
+        x, g = _run(model, forward, names, 1.0)
         total = {n: torch.zeros_like(g[n], dtype=torch.float64) for n in names}
         for k in range(steps):
-            _, gk, _ = _run(model, forward, names, (k + 0.5) / steps)
+            _, gk = _run(model, forward, names, (k + 0.5) / steps)
             for n in names:
                 total[n] += gk[n].to(torch.float64)
     out = {}
