@@ -15,6 +15,7 @@ import torch
 if not torch.cuda.is_available() and "triton" not in sys.modules:
     os.environ["TRITON_INTERPRET"] = "1"
 
+import models
 import pytest
 from conftest import bridge
 from terms import CASES, random_terms, window
@@ -132,11 +133,11 @@ def test_no_sums_so_the_check_forms_them_itself() -> None:
 def test_models_give_the_same_result_with_triton(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if DEVICE.type == "cuda":
-        pytest.skip("the shared test models live on the CPU; the interpreter covers this case")
     model = bridge(name, torch.float64)
     texts = ["the cat sat on the mat and it", "a big red dog"]  # padding in the second row
-    with_reference = alti(model, texts)
+    with_reference = alti(model, texts)  # the CPU's path, float64
+    if DEVICE.type == "cuda":  # its own copy on the GPU (the shared test models stay on the CPU)
+        model = models.BRIDGE_BUILDERS[name](dtype=torch.float64).to(DEVICE)
     triton_scores = functools.partial(scores_and_sums, kernel="triton")
     monkeypatch.setattr(_measure, "scores_and_sums", triton_scores)
     with_triton = alti(model, texts)
